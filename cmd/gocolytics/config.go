@@ -1,0 +1,265 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+
+	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+// Defaults that are not another package's.
+const (
+	DefaultSQLiteFilePath  = "databases/database.db"
+	DefaultRateLimit       = "60/minute"
+	DefaultHost            = "127.0.0.1"
+	DefaultPort            = 8000
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultEnvFile         = ".env"
+)
+
+// Config is every setting, typed.
+type Config struct {
+	SQLiteFilePath string
+	APIKeys        []string
+	// DevKeyOnly is set when no keys were configured and the dev key is
+	// accepted in their place.
+	DevKeyOnly      bool
+	RateLimit       string
+	Rates           []ingest.Rate
+	Host            string
+	Port            int
+	Limits          ingest.Limits
+	LenientJSON     bool
+	LocalTime       bool
+	Synchronous     string
+	BusyTimeout     time.Duration
+	CacheSizeKiB    int
+	ShutdownTimeout time.Duration
+	ReadTimeout     time.Duration
+	WriteTimeout    time.Duration
+	IdleTimeout     time.Duration
+	MaxConnsPerIP   int
+	LogLevel        string
+
+	EnvFile string
+	Version bool
+}
+
+// setting is one configuration name: its environment name, its default as
+// text, what it means, and how it is read into a Config.
+type setting struct {
+	name, def, help string
+	set             func(c *Config, v string) error
+}
+
+func intSetting(dst func(*Config) *int, min int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		if n < min {
+			return fmt.Errorf("%d is less than %d", n, min)
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+func durationSetting(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration such as 5s or 1m", v)
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+func boolSetting(dst func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
+// settings lists every setting. Pycolytics' names come first.
+var settings = []setting{
+	{"SQLITE_FILE_PATH", DefaultSQLiteFilePath, "the SQLite database file; missing folders are created", func(c *Config, v string) error {
+		if strings.TrimSpace(v) == "" {
+			return errors.New("must not be empty")
+		}
+		c.SQLiteFilePath = v
+		return nil
+	}},
+	{"API_KEYS", "", `accepted API keys, a JSON list such as ["key1","key2"]; none means the dev key`, func(c *Config, v string) error {
+		var keys []string
+		if err := json.Unmarshal([]byte(v), &keys); err != nil {
+			return fmt.Errorf("not a JSON list of strings: %v", err)
+		}
+		if len(keys) == 0 {
+			return errors.New("the list is empty: no request could be accepted")
+		}
+		for i, k := range keys {
+			if k == "" {
+				return fmt.Errorf("key %d is empty", i)
+			}
+		}
+		c.APIKeys, c.DevKeyOnly = keys, false
+		return nil
+	}},
+	{"RATE_LIMIT", DefaultRateLimit, `requests per client, as "60/minute" or "5 per 2 hours"; "off" or empty for none`, func(c *Config, v string) error {
+		r, err := ingest.ParseRateLimit(v)
+		if err != nil {
+			return err
+		}
+		c.RateLimit, c.Rates = v, r
+		return nil
+	}},
+	{"HOST", DefaultHost, "address to listen on", func(c *Config, v string) error { c.Host = strings.TrimSpace(v); return nil }},
+	{"PORT", strconv.Itoa(DefaultPort), "port to listen on (0 picks a free one)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%q is not a port number (0 to 65535)", v)
+		}
+		c.Port = n
+		return nil
+	}},
+	{"MAX_BODY_BYTES", strconv.Itoa(ingest.DefaultMaxBodyBytes), "largest request body (413 above)", intSetting(func(c *Config) *int { return &c.Limits.MaxBodyBytes }, 1024)},
+	{"MAX_BATCH_EVENTS", strconv.Itoa(ingest.DefaultMaxBatchEvents), "most events in one request (413 above)", intSetting(func(c *Config) *int { return &c.Limits.MaxBatchEvents }, 1)},
+	{"MAX_STRING_LENGTH", strconv.Itoa(ingest.DefaultMaxStringLength), "most characters in each string field (422 above)", intSetting(func(c *Config) *int { return &c.Limits.MaxStringLength }, 1)},
+	{"MAX_VALUE_BYTES", strconv.Itoa(ingest.DefaultMaxValueBytes), "largest value object as JSON text (422 above)", intSetting(func(c *Config) *int { return &c.Limits.MaxValueBytes }, 2)},
+	{"MAX_JSON_DEPTH", strconv.Itoa(ingest.DefaultMaxDepth), "deepest nesting of a request body (422 above)", intSetting(func(c *Config) *int { return &c.Limits.MaxDepth }, 3)},
+	{"LENIENT_JSON", "true", "accept Godot's bare nan/inf (stored as null) and empty batch elements", boolSetting(func(c *Config) *bool { return &c.LenientJSON })},
+	{"LOCAL_TIME", "false", "write the time column in local time instead of UTC, as Pycolytics did", boolSetting(func(c *Config) *bool { return &c.LocalTime })},
+	{"SQLITE_SYNCHRONOUS", shard.DefaultSynchronous, "FULL (a 204 survives a power cut), EXTRA or NORMAL", func(c *Config, v string) error {
+		v = strings.ToUpper(strings.TrimSpace(v))
+		switch v {
+		case "FULL", "EXTRA", "NORMAL":
+			c.Synchronous = v
+			return nil
+		}
+		return fmt.Errorf("%q is not FULL, EXTRA or NORMAL", v)
+	}},
+	{"SQLITE_BUSY_TIMEOUT", shard.DefaultBusyTimeout.String(), "how long a commit waits for another process's lock before a 503", durationSetting(func(c *Config) *time.Duration { return &c.BusyTimeout })},
+	{"SQLITE_CACHE_SIZE_KIB", strconv.Itoa(shard.DefaultCacheSizeKiB), "page cache of the writer connection", intSetting(func(c *Config) *int { return &c.CacheSizeKiB }, 64)},
+	{"SHUTDOWN_TIMEOUT", DefaultShutdownTimeout.String(), "how long a shutdown waits for requests under way", durationSetting(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"READ_TIMEOUT", ingest.DefaultReadTimeout.String(), "longest time to read one request", durationSetting(func(c *Config) *time.Duration { return &c.ReadTimeout })},
+	{"WRITE_TIMEOUT", ingest.DefaultWriteTimeout.String(), "longest time to write one response", durationSetting(func(c *Config) *time.Duration { return &c.WriteTimeout })},
+	{"IDLE_TIMEOUT", ingest.DefaultIdleTimeout.String(), "how long an idle keep-alive connection is kept", durationSetting(func(c *Config) *time.Duration { return &c.IdleTimeout })},
+	{"MAX_CONNS_PER_IP", strconv.Itoa(ingest.DefaultMaxConnsPerIP), "most open connections from one address (raise it behind a proxy)", intSetting(func(c *Config) *int { return &c.MaxConnsPerIP }, 1)},
+	{"LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		switch v {
+		case "debug", "info", "warn", "error":
+			c.LogLevel = v
+			return nil
+		}
+		return fmt.Errorf("%q is not debug, info, warn or error", v)
+	}},
+}
+
+// flagName is a setting's command-line flag: PORT is --port, API_KEYS is
+// --api-keys.
+func flagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(env), "_", "-")
+}
+
+// LoadConfig reads the settings: defaults, then the .env file, then the
+// environment, then the command line, each overriding the one before. It
+// reports every bad setting at once.
+func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*Config, error) {
+	fset := flag.NewFlagSet("gocolytics", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	flags := map[string]*string{}
+	for _, s := range settings {
+		flags[s.name] = fset.String(flagName(s.name), "", fmt.Sprintf("%s (%s; default %q)", s.help, s.name, s.def))
+	}
+	envFile := fset.String("env-file", DefaultEnvFile, "the .env file to read")
+	version := fset.Bool("version", false, "print the version and exit")
+	if err := fset.Parse(args); err != nil {
+		return nil, &usageError{err}
+	}
+	if fset.NArg() > 0 {
+		return nil, &usageError{fmt.Errorf("unexpected argument %q", fset.Arg(0))}
+	}
+	c := &Config{EnvFile: *envFile, Version: *version}
+	if c.Version {
+		return c, nil
+	}
+	explicitEnvFile := false
+	fset.Visit(func(f *flag.Flag) { explicitEnvFile = explicitEnvFile || f.Name == "env-file" })
+
+	values := map[string]string{}
+	for _, s := range settings {
+		values[s.name] = s.def
+	}
+	var problems []string
+	file, err := godotenv.Read(c.EnvFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !explicitEnvFile:
+	case err != nil:
+		problems = append(problems, fmt.Sprintf("--env-file: read %s: %v", c.EnvFile, err))
+	}
+	set := map[string]bool{}
+	for _, s := range settings {
+		if v, ok := file[s.name]; ok {
+			values[s.name], set[s.name] = v, true
+		}
+		if v, ok := lookupEnv(s.name); ok {
+			values[s.name], set[s.name] = v, true
+		}
+	}
+	fset.Visit(func(f *flag.Flag) {
+		for _, s := range settings {
+			if flagName(s.name) == f.Name {
+				values[s.name], set[s.name] = *flags[s.name], true
+			}
+		}
+	})
+	c.APIKeys, c.DevKeyOnly = []string{ingest.DevKey}, true
+	for _, s := range settings {
+		if !set[s.name] && s.def == "" {
+			continue
+		}
+		if err := s.set(c, values[s.name]); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", s.name, err))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &configError{problems}
+	}
+	return c, nil
+}
+
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+
+type configError struct{ problems []string }
+
+func (e *configError) Error() string {
+	return "invalid settings:\n  " + strings.Join(e.problems, "\n  ")
+}
+
+// lookupEnv is os.LookupEnv, in a variable so that tests need not change the
+// process environment.
+var lookupEnv = os.LookupEnv

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"syscall"
+
+	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+// Build information, set by deploy/build with -ldflags -X.
+var (
+	version = "dev"
+	commit  = ""
+	target  = ""
+)
+
+func versionLine() string {
+	c, t := commit, target
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && c == "" {
+				c = s.Value
+			}
+		}
+		if t == "" {
+			t = bi.GoVersion
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("gocolytics %s (commit %s, %s)", version, c, t)
+}
+
+// run is the whole program: it reads the settings, opens the database,
+// serves until ctx is done, then shuts down in order.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := LoadConfig(args, lookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.Version {
+		fmt.Fprintln(stdout, versionLine())
+		return nil
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+
+	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
+	if err := db.Open(); err != nil {
+		return err
+	}
+	defer db.Close()
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := ingest.New(ingestConfig(cfg), db, logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	if cfg.DevKeyOnly {
+		logger.Warn("NO API_KEYS CONFIGURED: the public dev key is accepted; anyone can write events. Set API_KEYS before exposing this server.")
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "database", db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			reload(args, srv, logger)
+			continue
+		case err := <-served:
+			if err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+		case <-ctx.Done():
+		}
+		break
+	}
+
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(sctx)
+	closeErr := db.Close()
+	st := db.Stats()
+	logger.Info("stopped", "events_stored", st.EventsStored)
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
+	}
+	return closeErr
+}
+
+// reload reads the settings again and applies the keys, rate limit and
+// request limits. A bad new configuration keeps the old one.
+func reload(args []string, srv *ingest.Server, logger *slog.Logger) {
+	cfg, err := LoadConfig(args, lookupEnv, io.Discard)
+	if err != nil {
+		logger.Error("reload failed; keeping the old settings", "err", err)
+		return
+	}
+	srv.Reconfigure(ingestConfig(cfg))
+	logger.Info("reloaded", "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+}
+
+func shardOptions(c *Config) shard.Options {
+	return shard.Options{
+		BusyTimeout:  c.BusyTimeout,
+		Synchronous:  c.Synchronous,
+		CacheSizeKiB: c.CacheSizeKiB,
+		LocalTime:    c.LocalTime,
+	}
+}
+
+func ingestConfig(c *Config) ingest.Config {
+	return ingest.Config{
+		Keys:          c.APIKeys,
+		Limits:        c.Limits,
+		Lenient:       c.LenientJSON,
+		Rates:         c.Rates,
+		ReadTimeout:   c.ReadTimeout,
+		WriteTimeout:  c.WriteTimeout,
+		IdleTimeout:   c.IdleTimeout,
+		MaxConnsPerIP: c.MaxConnsPerIP,
+	}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

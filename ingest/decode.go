@@ -1,0 +1,741 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+// Defaults for Limits.
+const (
+	DefaultMaxBodyBytes    = 8 << 20
+	DefaultMaxBatchEvents  = 10000
+	DefaultMaxStringLength = 1024
+	DefaultMaxValueBytes   = 64 << 10
+	DefaultMaxDepth        = 64
+)
+
+// Limits bound what one request may carry.
+type Limits struct {
+	// MaxBodyBytes is the largest request body, after decompression.
+	MaxBodyBytes int
+	// MaxBatchEvents is the most events one request may hold.
+	MaxBatchEvents int
+	// MaxStringLength is the most characters of each string field.
+	MaxStringLength int
+	// MaxValueBytes is the largest value object, as JSON text.
+	MaxValueBytes int
+	// MaxDepth is the deepest nesting of arrays and objects in a body.
+	MaxDepth int
+}
+
+// DefaultLimits returns the limits used when none are configured.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxBodyBytes:    DefaultMaxBodyBytes,
+		MaxBatchEvents:  DefaultMaxBatchEvents,
+		MaxStringLength: DefaultMaxStringLength,
+		MaxValueBytes:   DefaultMaxValueBytes,
+		MaxDepth:        DefaultMaxDepth,
+	}
+}
+
+// maxFieldErrors bounds the 422 detail list of one request.
+const maxFieldErrors = 1000
+
+// The fields of an event, as bits of a mask of those seen.
+const (
+	fEventType = 1 << iota
+	fApplication
+	fVersion
+	fPlatform
+	fUserID
+	fSessionID
+	fValue
+	fAPIKey
+	fRequired = fEventType | fApplication | fVersion | fPlatform | fUserID | fSessionID
+)
+
+// fieldNames lists the string fields in the order of their bits.
+var fieldNames = [...]string{"event_type", "application", "version", "platform", "user_id", "session_id"}
+
+// fieldRank orders a field error's last location element as the model's
+// fields are declared.
+func fieldRank(l any) int {
+	name, _ := l.(string)
+	switch name {
+	case "value":
+		return len(fieldNames)
+	case "api_key":
+		return len(fieldNames) + 1
+	}
+	for i, f := range fieldNames {
+		if f == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Decoded is the result of decoding one request body.
+type Decoded struct {
+	Events []shard.Event
+	// Keys holds each event's api_key; nil where the event had none.
+	Keys [][]byte
+}
+
+// Reset empties d for reuse, keeping its storage.
+func (d *Decoded) Reset() {
+	clear(d.Events)
+	d.Events = d.Events[:0]
+	clear(d.Keys)
+	d.Keys = d.Keys[:0]
+}
+
+// decoder is a single-pass JSON parser for event bodies. It validates the
+// whole body, decodes the known fields, keeps value as the exact text sent
+// (never through float64), and collects every field error.
+type decoder struct {
+	buf     []byte
+	pos     int
+	lim     Limits
+	lenient bool
+	depth   int
+	fatal   *Problem
+	fields  []FieldError
+	scratch []byte
+	// nonFinite lists the offsets of lenient nan/inf tokens met since it was
+	// last reset, to be rewritten as null.
+	nonFinite [][2]int
+}
+
+// Decode parses body as one event (batch false) or an array of events (batch
+// true) into out. It returns a Problem for a body that is not JSON (422), not
+// of the right shape (422) or over a limit (413 or 422). In lenient mode it
+// also accepts the non-JSON that Godot writes: bare nan, inf and -inf outside
+// strings (stored as null) and empty elements in the batch array (skipped).
+func Decode(body []byte, batch, lenient bool, lim Limits, out *Decoded) *Problem {
+	d := decoder{buf: body, lim: lim, lenient: lenient}
+	d.ws()
+	if batch {
+		d.batch(out)
+	} else {
+		d.event(-1, out)
+	}
+	if d.fatal == nil {
+		d.ws()
+		if d.pos < len(d.buf) {
+			d.syntax("Extra data")
+		}
+	}
+	if d.fatal != nil {
+		return d.fatal
+	}
+	if len(d.fields) > 0 {
+		return &Problem{Status: 422, Fields: d.fields}
+	}
+	return nil
+}
+
+func (d *decoder) ws() {
+	for d.pos < len(d.buf) {
+		switch d.buf[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+// syntax records a malformed-JSON error at the current offset, as Python's
+// json module words them. It is fatal: the field errors are dropped, since
+// the body as a whole is not JSON.
+func (d *decoder) syntax(msg string) {
+	if d.fatal != nil {
+		return
+	}
+	line, col := 1, 1
+	for _, c := range d.buf[:d.pos] {
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	d.fatal = &Problem{Status: 422, Fields: []FieldError{{
+		Loc:  []any{"body", d.pos},
+		Msg:  fmt.Sprintf("%s: line %d column %d (char %d)", msg, line, col, d.pos),
+		Type: "value_error.jsondecode",
+	}}}
+}
+
+func (d *decoder) fieldError(loc []any, msg, typ string, limit int) {
+	if len(d.fields) < maxFieldErrors {
+		d.fields = append(d.fields, FieldError{Loc: loc, Msg: msg, Type: typ, Limit: limit})
+	}
+}
+
+func loc(idx int, field string) []any {
+	switch {
+	case idx < 0 && field == "":
+		return []any{"body"}
+	case idx < 0:
+		return []any{"body", field}
+	case field == "":
+		return []any{"body", idx}
+	}
+	return []any{"body", idx, field}
+}
+
+func (d *decoder) peek() byte {
+	if d.pos < len(d.buf) {
+		return d.buf[d.pos]
+	}
+	return 0
+}
+
+func (d *decoder) batch(out *Decoded) {
+	if d.peek() != '[' {
+		if d.skipValue() {
+			d.fieldError(loc(-1, ""), "value is not a valid list", "type_error.list", 0)
+		}
+		return
+	}
+	d.pos++
+	d.depth++
+	d.ws()
+	if d.peek() == ']' {
+		d.pos++
+		return
+	}
+	for idx := 0; ; {
+		if d.lenient {
+			for d.peek() == ',' {
+				d.pos++
+				d.ws()
+			}
+			if d.peek() == ']' {
+				d.pos++
+				return
+			}
+		}
+		if idx >= d.lim.MaxBatchEvents {
+			d.fatal = &Problem{Status: 413, Detail: fmt.Sprintf("Too many events in one batch: the limit is %d", d.lim.MaxBatchEvents)}
+			return
+		}
+		d.event(idx, out)
+		if d.fatal != nil {
+			return
+		}
+		idx++
+		d.ws()
+		switch d.peek() {
+		case ',':
+			d.pos++
+			d.ws()
+		case ']':
+			d.pos++
+			return
+		default:
+			d.syntax("Expecting ',' delimiter")
+			return
+		}
+	}
+}
+
+// event parses one event object; idx is its index in a batch, or -1.
+func (d *decoder) event(idx int, out *Decoded) {
+	if d.peek() != '{' {
+		if d.skipValue() {
+			d.fieldError(loc(idx, ""), "value is not a valid dict", "type_error.dict", 0)
+		}
+		return
+	}
+	d.pos++
+	d.depth++
+	if d.depth > d.lim.MaxDepth {
+		d.tooDeep()
+		return
+	}
+	var ev shard.Event
+	var key []byte
+	seen := 0
+	firstErr := len(d.fields)
+	d.ws()
+	if d.peek() == '}' {
+		d.pos++
+	} else {
+		for {
+			name, ok := d.key()
+			if !ok {
+				return
+			}
+			bit := d.member(idx, name, &ev, &key)
+			if d.fatal != nil {
+				return
+			}
+			seen |= bit
+			d.ws()
+			if d.peek() == ',' {
+				d.pos++
+				d.ws()
+				continue
+			}
+			if d.peek() == '}' {
+				d.pos++
+				break
+			}
+			d.syntax("Expecting ',' delimiter")
+			return
+		}
+	}
+	d.depth--
+	for i, name := range fieldNames {
+		if seen&(1<<i) == 0 {
+			d.fieldError(loc(idx, name), "field required", "value_error.missing", 0)
+		}
+	}
+	// pydantic lists errors in the order the model declares its fields.
+	slices.SortStableFunc(d.fields[firstErr:], func(a, b FieldError) int {
+		return fieldRank(a.Loc[len(a.Loc)-1]) - fieldRank(b.Loc[len(b.Loc)-1])
+	})
+	if seen&fValue == 0 {
+		ev.Value = "{}"
+	}
+	out.Events = append(out.Events, ev)
+	out.Keys = append(out.Keys, key)
+}
+
+// key reads an object key and its colon, and returns the key's raw bytes
+// (decoded where it had escapes).
+func (d *decoder) key() ([]byte, bool) {
+	if d.peek() != '"' {
+		d.syntax("Expecting property name enclosed in double quotes")
+		return nil, false
+	}
+	raw, esc, ok := d.str()
+	if !ok {
+		return nil, false
+	}
+	if esc {
+		raw = d.unescape(raw, nil)
+	}
+	d.ws()
+	if d.peek() != ':' {
+		d.syntax("Expecting ':' delimiter")
+		return nil, false
+	}
+	d.pos++
+	d.ws()
+	return raw, true
+}
+
+// member parses the value of one key of an event and returns the field's
+// bit when it was one of the known fields (even if its value was bad, so
+// that it is not also reported missing).
+func (d *decoder) member(idx int, name []byte, ev *shard.Event, key *[]byte) int {
+	for i, f := range fieldNames {
+		if string(name) == f {
+			if s, ok := d.stringField(idx, f); ok {
+				switch i {
+				case 0:
+					ev.EventType = s
+				case 1:
+					ev.Application = s
+				case 2:
+					ev.Version = s
+				case 3:
+					ev.Platform = s
+				case 4:
+					ev.UserID = s
+				case 5:
+					ev.SessionID = s
+				}
+			}
+			return 1 << i
+		}
+	}
+	switch string(name) {
+	case "value":
+		if v, ok := d.valueField(idx); ok {
+			ev.Value = v
+		}
+		return fValue
+	case "api_key":
+		switch {
+		case d.peek() == '"':
+			raw, esc, ok := d.str()
+			if !ok {
+				return 0
+			}
+			if esc {
+				raw = d.unescape(raw, nil)
+			}
+			*key = raw
+		case d.isNull():
+			*key = nil
+		default:
+			if d.skipValue() {
+				d.fieldError(loc(idx, "api_key"), "str type expected", "type_error.str", 0)
+			}
+		}
+		return fAPIKey
+	}
+	d.skipValue()
+	return 0
+}
+
+// isNull consumes null (and in lenient mode a non-finite token, which is
+// stored as null) and says whether it did.
+func (d *decoder) isNull() bool {
+	if bytes.HasPrefix(d.buf[d.pos:], []byte("null")) {
+		d.pos += 4
+		return true
+	}
+	if d.lenient {
+		if n := d.nonFiniteLen(); n > 0 {
+			d.pos += n
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decoder) stringField(idx int, name string) (string, bool) {
+	if d.peek() != '"' {
+		if d.isNull() {
+			d.fieldError(loc(idx, name), "none is not an allowed value", "type_error.none.not_allowed", 0)
+		} else if d.skipValue() {
+			d.fieldError(loc(idx, name), "str type expected", "type_error.str", 0)
+		}
+		return "", false
+	}
+	raw, esc, ok := d.str()
+	if !ok {
+		return "", false
+	}
+	var s string
+	if esc {
+		d.scratch = d.unescape(raw, d.scratch[:0])
+		s = string(d.scratch)
+	} else {
+		s = string(raw)
+	}
+	if max := d.lim.MaxStringLength; len(s) > max && utf8.RuneCountInString(s) > max {
+		d.fieldError(loc(idx, name), fmt.Sprintf("ensure this value has at most %d characters", max), "value_error.any_str.max_length", max)
+		return "", false
+	}
+	return s, true
+}
+
+func (d *decoder) valueField(idx int) (string, bool) {
+	if d.peek() != '{' {
+		if d.isNull() {
+			d.fieldError(loc(idx, "value"), "none is not an allowed value", "type_error.none.not_allowed", 0)
+		} else if d.skipValue() {
+			d.fieldError(loc(idx, "value"), "value is not a valid dict", "type_error.dict", 0)
+		}
+		return "", false
+	}
+	start := d.pos
+	d.nonFinite = d.nonFinite[:0]
+	if !d.skipValue() {
+		return "", false
+	}
+	raw := d.buf[start:d.pos]
+	if max := d.lim.MaxValueBytes; len(raw) > max {
+		d.fieldError(loc(idx, "value"), fmt.Sprintf("ensure this value has at most %d bytes of JSON", max), "value_error.any_str.max_length", max)
+		return "", false
+	}
+	if len(d.nonFinite) == 0 {
+		return string(raw), true
+	}
+	// Rewrite Godot's nan and inf tokens as null.
+	var b []byte
+	last := start
+	for _, nf := range d.nonFinite {
+		b = append(b, d.buf[last:nf[0]]...)
+		b = append(b, "null"...)
+		last = nf[1]
+	}
+	b = append(b, d.buf[last:d.pos]...)
+	return string(b), true
+}
+
+func (d *decoder) tooDeep() {
+	d.syntax(fmt.Sprintf("Nested deeper than %d levels", d.lim.MaxDepth))
+}
+
+// nonFiniteLen returns the length of a nan, inf or -inf token at the
+// current offset, or 0.
+func (d *decoder) nonFiniteLen() int {
+	rest := d.buf[d.pos:]
+	for _, t := range [...]string{"nan", "inf", "-inf"} {
+		if bytes.HasPrefix(rest, []byte(t)) && (len(rest) == len(t) || !isIdent(rest[len(t)])) {
+			return len(t)
+		}
+	}
+	return 0
+}
+
+func isIdent(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// skipValue validates and skips any JSON value. It returns false after a
+// syntax error.
+func (d *decoder) skipValue() bool {
+	if d.fatal != nil {
+		return false
+	}
+	switch c := d.peek(); {
+	case c == '{':
+		return d.skipContainer('}')
+	case c == '[':
+		return d.skipContainer(']')
+	case c == '"':
+		_, _, ok := d.str()
+		return ok
+	case c == '-' || c >= '0' && c <= '9':
+		if d.lenient && c == '-' {
+			if n := d.nonFiniteLen(); n > 0 {
+				d.nonFinite = append(d.nonFinite, [2]int{d.pos, d.pos + n})
+				d.pos += n
+				return true
+			}
+		}
+		return d.number()
+	default:
+		for _, lit := range [...]string{"true", "false", "null"} {
+			if bytes.HasPrefix(d.buf[d.pos:], []byte(lit)) {
+				d.pos += len(lit)
+				return true
+			}
+		}
+		if d.lenient {
+			if n := d.nonFiniteLen(); n > 0 {
+				d.nonFinite = append(d.nonFinite, [2]int{d.pos, d.pos + n})
+				d.pos += n
+				return true
+			}
+		}
+		d.syntax("Expecting value")
+		return false
+	}
+}
+
+func (d *decoder) skipContainer(end byte) bool {
+	d.pos++
+	d.depth++
+	if d.depth > d.lim.MaxDepth {
+		d.tooDeep()
+		return false
+	}
+	d.ws()
+	if d.peek() == end {
+		d.pos++
+		d.depth--
+		return true
+	}
+	for {
+		if end == '}' {
+			if _, ok := d.key(); !ok {
+				return false
+			}
+		}
+		if !d.skipValue() {
+			return false
+		}
+		d.ws()
+		switch d.peek() {
+		case ',':
+			d.pos++
+			d.ws()
+		case end:
+			d.pos++
+			d.depth--
+			return true
+		default:
+			d.syntax("Expecting ',' delimiter")
+			return false
+		}
+	}
+}
+
+// number validates a JSON number without converting it.
+func (d *decoder) number() bool {
+	b, i := d.buf, d.pos
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		d.pos = i
+		d.syntax("Expecting value")
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			d.pos = i
+			d.syntax("Expecting digit")
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			d.pos = i
+			d.syntax("Expecting digit")
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	d.pos = i
+	return true
+}
+
+// str validates the string at the current offset and returns its raw
+// contents (between the quotes) and whether they hold escapes.
+func (d *decoder) str() (raw []byte, esc, ok bool) {
+	b := d.buf
+	start := d.pos + 1
+	i := start
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			d.pos = i + 1
+			return b[start:i], esc, true
+		case c == '\\':
+			esc = true
+			if i+1 >= len(b) {
+				d.pos = i
+				d.syntax("Unterminated string starting at")
+				return nil, false, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
+					d.pos = i
+					d.syntax("Invalid \\uXXXX escape")
+					return nil, false, false
+				}
+				i += 6
+			default:
+				d.pos = i
+				d.syntax("Invalid \\escape")
+				return nil, false, false
+			}
+		case c < 0x20:
+			d.pos = i
+			d.syntax("Invalid control character at")
+			return nil, false, false
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n == 1 {
+				d.pos = i
+				d.syntax("Invalid UTF-8")
+				return nil, false, false
+			}
+			i += n
+		}
+	}
+	d.pos = len(b)
+	d.syntax("Unterminated string starting at")
+	return nil, false, false
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b[:4] {
+		if unhex(c) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func unhex(c byte) rune {
+	switch {
+	case c >= '0' && c <= '9':
+		return rune(c - '0')
+	case c >= 'a' && c <= 'f':
+		return rune(c - 'a' + 10)
+	case c >= 'A' && c <= 'F':
+		return rune(c - 'A' + 10)
+	}
+	return -1
+}
+
+func hex4(b []byte) rune {
+	return unhex(b[0])<<12 | unhex(b[1])<<8 | unhex(b[2])<<4 | unhex(b[3])
+}
+
+// unescape decodes the raw contents of a string that str has validated,
+// appending to dst. A lone UTF-16 surrogate becomes U+FFFD.
+func (d *decoder) unescape(raw, dst []byte) []byte {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		switch raw[i+1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hex4(raw[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+					r2 = hex4(raw[i+2:])
+				}
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, raw[i+1])
+		}
+		i += 2
+	}
+	return dst
+}

@@ -1,0 +1,236 @@
+// Package ingest owns HTTP: routing, decoding and validating events, API
+// keys, rate limits and request limits. It hands valid events to a Committer
+// and answers 204 only once the Committer reports them committed. It never
+// touches SQLite.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+// Committer stores events. Write returns only once the events are committed
+// (nil) or known not to be (an error); shardHint spreads callers over the
+// Committer's queues.
+type Committer interface {
+	Write(shardHint int, events []shard.Event) error
+}
+
+// Defaults for the HTTP server.
+const (
+	DefaultReadTimeout   = 10 * time.Second
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultConcurrency   = 64 * 1024
+	DefaultMaxConnsPerIP = 1024
+)
+
+// Config is what the server needs to know. The zero value of each duration
+// or count means its default.
+type Config struct {
+	Keys    []string
+	Limits  Limits
+	Lenient bool
+	Rates   []Rate
+
+	ReadTimeout   time.Duration
+	WriteTimeout  time.Duration
+	IdleTimeout   time.Duration
+	Concurrency   int
+	MaxConnsPerIP int
+}
+
+// policy is the part of the configuration a reload may change; handlers read
+// it through one atomic pointer, so a reload applies to whole requests.
+type policy struct {
+	keys    *Keys
+	limits  Limits
+	lenient bool
+	rates   []Rate
+}
+
+// Server is the HTTP front end.
+type Server struct {
+	logger *slog.Logger
+	sink   Committer
+	policy atomic.Pointer[policy]
+	srv    *fasthttp.Server
+	router *router.Router
+}
+
+var decodedPool = sync.Pool{New: func() any { return new(Decoded) }}
+
+// New returns a Server that hands events to sink. It does no I/O.
+func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{logger: logger.With("component", "ingest"), sink: sink}
+	s.Reconfigure(cfg)
+
+	r := router.New()
+	// The Godot client follows no redirect: it would lose the batch.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeDetail(ctx, fasthttp.StatusNotFound, "Not Found") }
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		writeDetail(ctx, fasthttp.StatusMethodNotAllowed, "Method Not Allowed")
+	}
+	r.POST("/v1.0/event", func(ctx *fasthttp.RequestCtx) { s.ingest(ctx, false) })
+	r.POST("/v1.0/events", func(ctx *fasthttp.RequestCtx) { s.ingest(ctx, true) })
+	s.router = r
+
+	s.srv = &fasthttp.Server{
+		Handler:              s.handle,
+		ErrorHandler:         errorHandler,
+		Name:                 "gocolytics",
+		ReadTimeout:          orDefault(cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:         orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:          orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		Concurrency:          orDefault(cfg.Concurrency, DefaultConcurrency),
+		MaxConnsPerIP:        orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
+		MaxRequestBodySize:   orDefault(cfg.Limits.MaxBodyBytes, DefaultMaxBodyBytes),
+		NoDefaultContentType: true,
+		CloseOnShutdown:      true,
+		TCPKeepalive:         true,
+		Logger:               fasthttpLogger{s.logger},
+	}
+	return s
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Reconfigure applies the keys, limits and rates of cfg to every request that
+// starts after it returns. Requests under way finish under the old ones.
+func (s *Server) Reconfigure(cfg Config) {
+	lim := cfg.Limits
+	def := DefaultLimits()
+	lim.MaxBodyBytes = orDefault(lim.MaxBodyBytes, def.MaxBodyBytes)
+	lim.MaxBatchEvents = orDefault(lim.MaxBatchEvents, def.MaxBatchEvents)
+	lim.MaxStringLength = orDefault(lim.MaxStringLength, def.MaxStringLength)
+	lim.MaxValueBytes = orDefault(lim.MaxValueBytes, def.MaxValueBytes)
+	lim.MaxDepth = orDefault(lim.MaxDepth, def.MaxDepth)
+	s.policy.Store(&policy{keys: NewKeys(cfg.Keys), limits: lim, lenient: cfg.Lenient, rates: cfg.Rates})
+}
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops accepting connections and waits, until ctx is done, for the
+// requests under way to be answered.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.srv.ShutdownWithContext(ctx)
+}
+
+// handle cleans the path before routing: "//v1.0/events" and "/v1.0/events/"
+// are served as "/v1.0/events", never redirected.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	uri := ctx.URI()
+	orig, clean := uri.PathOriginal(), uri.Path()
+	if n := len(clean); !bytes.Equal(orig, clean) || n > 1 && clean[n-1] == '/' {
+		p := append([]byte(nil), clean...)
+		for len(p) > 1 && p[len(p)-1] == '/' {
+			p = p[:len(p)-1]
+		}
+		uri.SetPathBytes(p)
+	}
+	s.router.Handler(ctx)
+}
+
+func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
+	p := s.policy.Load()
+	d := decodedPool.Get().(*Decoded)
+	defer func() {
+		d.Reset()
+		decodedPool.Put(d)
+	}()
+	if prob := Decode(ctx.PostBody(), batch, p.lenient, p.limits, d); prob != nil {
+		writeProblem(ctx, prob)
+		return
+	}
+	var last []byte
+	for _, k := range d.Keys {
+		if last != nil && bytes.Equal(k, last) {
+			continue
+		}
+		if !p.keys.Valid(k) {
+			writeDetail(ctx, fasthttp.StatusUnauthorized, "Invalid or missing API Key")
+			return
+		}
+		last = k
+	}
+	now := time.Now()
+	for i := range d.Events {
+		d.Events[i].Time = now
+	}
+	if err := s.sink.Write(int(ctx.ConnID()), d.Events); err != nil {
+		writeDetail(ctx, fasthttp.StatusServiceUnavailable, unavailable(err))
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// unavailable words a commit failure for the client; none of the events of
+// the request was stored.
+func unavailable(err error) string {
+	switch {
+	case errors.Is(err, shard.ErrDiskFull):
+		return "Database is full: the events were not stored"
+	case errors.Is(err, shard.ErrBusy):
+		return "Database is locked by another process: the events were not stored"
+	case errors.Is(err, shard.ErrClosed):
+		return "Server is shutting down: the events were not stored"
+	}
+	return "Database error: the events were not stored"
+}
+
+func writeProblem(ctx *fasthttp.RequestCtx, p *Problem) {
+	ctx.SetStatusCode(p.Status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(p.Body())
+}
+
+func writeDetail(ctx *fasthttp.RequestCtx, status int, detail string) {
+	writeProblem(ctx, &Problem{Status: status, Detail: detail})
+}
+
+// errorHandler answers requests fasthttp could not read, in JSON.
+func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeDetail(ctx, fasthttp.StatusRequestEntityTooLarge, "Request body too large")
+	default:
+		var netErr net.Error
+		if errors.As(err, &netErr) && netErr.Timeout() {
+			writeDetail(ctx, fasthttp.StatusRequestTimeout, "Request Timeout")
+			return
+		}
+		writeDetail(ctx, fasthttp.StatusBadRequest, "Bad Request: "+err.Error())
+	}
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...))
+}

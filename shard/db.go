@@ -1,0 +1,230 @@
+package shard
+
+import (
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Defaults for Options. Each differs from SQLite's own default where noted.
+const (
+	// DefaultBusyTimeout is how long a commit waits for another process
+	// holding the database lock (SQLite's default is not to wait at all).
+	DefaultBusyTimeout = 5 * time.Second
+	// DefaultSynchronous is FULL, so that an acknowledged event survives a
+	// power cut (SQLite's default in WAL mode is FULL as well, but many
+	// servers lower it to NORMAL; we do not).
+	DefaultSynchronous = "FULL"
+	// DefaultCacheSizeKiB is the page cache of the writer connection
+	// (SQLite's default is 2000 KiB), sized so that the five indexes of a
+	// database of a few million rows stay in memory.
+	DefaultCacheSizeKiB = 16384
+	// DefaultMaxBatchEvents caps the events of one transaction.
+	DefaultMaxBatchEvents = 20000
+	// DefaultWALLimitBytes is the WAL size above which the writer runs a
+	// TRUNCATE checkpoint between transactions, and the journal_size_limit.
+	DefaultWALLimitBytes = 64 << 20
+)
+
+// schemaVersion is the PRAGMA user_version this code understands. Pycolytics
+// never set it, so a Pycolytics database reads 0, and so does ours.
+const schemaVersion = 0
+
+// Sentinel errors.
+var (
+	ErrClosed         = errors.New("database is closed")
+	ErrUnknownSchema  = errors.New("database has an unknown schema")
+	ErrNotWAL         = errors.New("database did not switch to WAL journal mode")
+	ErrBadSynchronous = errors.New("synchronous must be FULL, NORMAL or EXTRA")
+)
+
+// Options configures a DB. The zero value of each field means its default.
+type Options struct {
+	BusyTimeout    time.Duration
+	Synchronous    string
+	CacheSizeKiB   int
+	MaxBatchEvents int
+	WALLimitBytes  int64
+	// LocalTime writes the time column in the server's local time zone
+	// instead of UTC, as an old Pycolytics database did.
+	LocalTime bool
+	// Shards is the number of queues that feed the writer; 0 means one per
+	// CPU.
+	Shards int
+}
+
+func (o Options) withDefaults() Options {
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	if o.Synchronous == "" {
+		o.Synchronous = DefaultSynchronous
+	}
+	if o.CacheSizeKiB <= 0 {
+		o.CacheSizeKiB = DefaultCacheSizeKiB
+	}
+	if o.MaxBatchEvents <= 0 {
+		o.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if o.WALLimitBytes <= 0 {
+		o.WALLimitBytes = DefaultWALLimitBytes
+	}
+	return o
+}
+
+const createSchema = `
+CREATE TABLE IF NOT EXISTS event (
+	event_type VARCHAR NOT NULL,
+	application VARCHAR NOT NULL,
+	version VARCHAR NOT NULL,
+	platform VARCHAR NOT NULL,
+	user_id VARCHAR NOT NULL,
+	session_id VARCHAR NOT NULL,
+	value JSON NOT NULL,
+	id INTEGER NOT NULL,
+	time DATETIME NOT NULL,
+	PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS ix_event_event_type ON event (event_type);
+CREATE INDEX IF NOT EXISTS ix_event_application ON event (application);
+CREATE INDEX IF NOT EXISTS ix_event_version ON event (version);
+CREATE INDEX IF NOT EXISTS ix_event_platform ON event (platform);
+CREATE INDEX IF NOT EXISTS ix_event_user_id ON event (user_id);
+`
+
+// insertSQL names its columns, so that a Pycolytics database, whose column
+// order differs, takes the same statement.
+const insertSQL = `INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+
+// requiredColumns are the columns a database must have to be written to.
+var requiredColumns = []string{"event_type", "application", "version", "platform", "user_id", "session_id", "value", "id", "time"}
+
+// dsn builds the connection string. Pragmas go here, not into Exec calls, so
+// that they hold for the connection from its first statement.
+func dsn(path string, o Options) string {
+	q := url.Values{}
+	q.Set("_synchronous", o.Synchronous)
+	q.Set("_busy_timeout", fmt.Sprint(o.BusyTimeout.Milliseconds()))
+	q.Set("_txlock", "immediate")
+	q.Set("_cache_size", fmt.Sprint(-o.CacheSizeKiB))
+	return "file:" + escapePath(path) + "?" + q.Encode()
+}
+
+func escapePath(p string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
+}
+
+// openConn opens the single write connection, checks the file is a database
+// we can write to, creates the schema if it is missing and reads back the
+// pragmas that matter.
+func openConn(path string, o Options) (*sqlite3.SQLiteConn, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create database folder: %w", err)
+	}
+	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(path, o))
+	if err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	c := dc.(*sqlite3.SQLiteConn)
+	if err := prepareSchema(c, o); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	return c, nil
+}
+
+func prepareSchema(c *sqlite3.SQLiteConn, o Options) error {
+	// Reading the schema first makes a file that is not a database fail
+	// here, before anything is written to it.
+	v, err := queryInt(c, "PRAGMA user_version")
+	if err != nil {
+		return err
+	}
+	if v != schemaVersion {
+		return fmt.Errorf("%w: user_version %d (this build knows %d)", ErrUnknownSchema, v, schemaVersion)
+	}
+	cols, err := queryStrings(c, "SELECT name FROM pragma_table_info('event')")
+	if err != nil {
+		return err
+	}
+	if len(cols) > 0 {
+		have := map[string]bool{}
+		for _, c := range cols {
+			have[c] = true
+		}
+		for _, r := range requiredColumns {
+			if !have[r] {
+				return fmt.Errorf("%w: table event has no column %q", ErrUnknownSchema, r)
+			}
+		}
+	}
+	// journal_mode is set here, after the checks, rather than in the DSN,
+	// so that a file we refuse is left exactly as it was.
+	mode, err := queryStrings(c, "PRAGMA journal_mode = WAL")
+	if err != nil {
+		return err
+	}
+	if len(mode) != 1 || !strings.EqualFold(mode[0], "wal") {
+		return fmt.Errorf("%w: journal_mode is %v", ErrNotWAL, mode)
+	}
+	if _, err := c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d", o.WALLimitBytes), nil); err != nil {
+		return err
+	}
+	if _, err := c.Exec(createSchema, nil); err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	return nil
+}
+
+func queryStrings(c *sqlite3.SQLiteConn, q string) ([]string, error) {
+	rows, err := c.Query(q, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	dest := make([]driver.Value, len(rows.Columns()))
+	for {
+		err := rows.Next(dest)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, asString(dest[0]))
+	}
+}
+
+func queryInt(c *sqlite3.SQLiteConn, q string) (int64, error) {
+	rows, err := c.Query(q, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, len(rows.Columns()))
+	if err := rows.Next(dest); err != nil {
+		return 0, err
+	}
+	n, _ := dest[0].(int64)
+	return n, nil
+}
+
+func asString(v driver.Value) string {
+	switch v := v.(type) {
+	case []byte:
+		return string(v)
+	case string:
+		return v
+	default:
+		return fmt.Sprint(v)
+	}
+}

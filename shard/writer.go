@@ -1,0 +1,384 @@
+package shard
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Errors a Write can return besides ErrClosed. Each wraps SQLite's own error.
+var (
+	ErrDiskFull = errors.New("database or disk is full")
+	ErrBusy     = errors.New("database is locked by another process")
+	ErrCommit   = errors.New("commit failed")
+)
+
+// request is one caller's group of events, waiting for its commit.
+type request struct {
+	events []Event
+	done   chan error
+}
+
+var requestPool = sync.Pool{New: func() any { return &request{done: make(chan error, 1)} }}
+
+// queue is one shard of the writer's input. Callers append under its mutex;
+// the writer swaps the slice out whole. The padding keeps two shards off one
+// cache line.
+type queue struct {
+	mu     sync.Mutex
+	reqs   []*request
+	closed bool
+	_      [40]byte
+}
+
+// Stats are counters for status lines, health checks and metrics.
+type Stats struct {
+	EventsStored  uint64
+	Commits       uint64
+	FailedCommits uint64
+	QueuedEvents  int64
+	// Stuck is how long the transaction under way has taken; zero when the
+	// writer is idle or between transactions.
+	Stuck time.Duration
+	// LastError is the error of the last commit, nil when it succeeded.
+	LastError error
+}
+
+// DB is the database and its writer supervisor: one goroutine that owns the
+// only write connection and commits whatever the queues hold, many events a
+// transaction. See DESIGN.md.
+type DB struct {
+	path   string
+	opts   Options
+	logger *slog.Logger
+
+	conn *sqlite3.SQLiteConn
+	stmt driver.StmtExecContext
+
+	queues []queue
+	wake   chan struct{}
+	stop   chan struct{}
+	exited chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+
+	stored    atomic.Uint64
+	commits   atomic.Uint64
+	failed    atomic.Uint64
+	queued    atomic.Int64
+	busySince atomic.Int64
+	lastErr   atomic.Pointer[error]
+
+	// OnCommit, when set before Open, is called by the writer after every
+	// transaction with its size, duration and outcome (for metrics).
+	OnCommit func(events int, took time.Duration, err error)
+}
+
+// New returns a DB for the file at path. It does no I/O.
+func New(path string, opts Options, logger *slog.Logger) *DB {
+	opts = opts.withDefaults()
+	if opts.Shards <= 0 {
+		opts.Shards = runtime.GOMAXPROCS(0)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &DB{
+		path:   path,
+		opts:   opts,
+		logger: logger.With("component", "shard"),
+		queues: make([]queue, opts.Shards),
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+}
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return db.path }
+
+// Open opens the database, creates the schema if needed, prepares the insert
+// statement and starts the writer.
+func (db *DB) Open() error {
+	switch db.opts.Synchronous {
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return ErrBadSynchronous
+	}
+	c, err := openConn(db.path, db.opts)
+	if err != nil {
+		return err
+	}
+	st, err := c.Prepare(insertSQL)
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	db.conn, db.stmt = c, st.(driver.StmtExecContext)
+	go db.run()
+	return nil
+}
+
+// Write queues events on shard n (any number; it is taken modulo the number
+// of shards) and waits until the transaction that holds them has committed.
+// A nil error means every event is on disk; otherwise none of them is. The
+// events must stay untouched until Write returns.
+func (db *DB) Write(n int, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	r := requestPool.Get().(*request)
+	r.events = events
+	q := &db.queues[uint(n)%uint(len(db.queues))]
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		r.events = nil
+		requestPool.Put(r)
+		return ErrClosed
+	}
+	q.reqs = append(q.reqs, r)
+	q.mu.Unlock()
+	db.queued.Add(int64(len(events)))
+	select {
+	case db.wake <- struct{}{}:
+	default:
+	}
+	err := <-r.done
+	r.events = nil
+	requestPool.Put(r)
+	return err
+}
+
+// Stats returns the writer's counters.
+func (db *DB) Stats() Stats {
+	s := Stats{
+		EventsStored:  db.stored.Load(),
+		Commits:       db.commits.Load(),
+		FailedCommits: db.failed.Load(),
+		QueuedEvents:  db.queued.Load(),
+	}
+	if b := db.busySince.Load(); b != 0 {
+		s.Stuck = time.Since(time.Unix(0, b))
+	}
+	if e := db.lastErr.Load(); e != nil {
+		s.LastError = *e
+	}
+	return s
+}
+
+// Close stops taking writes, commits everything already queued, and closes
+// the database. It is safe to call more than once, and on a DB never opened.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		for i := range db.queues {
+			q := &db.queues[i]
+			q.mu.Lock()
+			q.closed = true
+			q.mu.Unlock()
+		}
+		if db.conn == nil {
+			return
+		}
+		close(db.stop)
+		<-db.exited
+		if err := db.stmt.(driver.Stmt).Close(); err != nil {
+			db.closeErr = fmt.Errorf("close statement: %w", err)
+		}
+		if err := db.conn.Close(); err != nil && db.closeErr == nil {
+			db.closeErr = fmt.Errorf("close database: %w", err)
+		}
+	})
+	return db.closeErr
+}
+
+// run is the writer supervisor's loop.
+func (db *DB) run() {
+	defer close(db.exited)
+	w := &writer{db: db, args: make([]driver.NamedValue, 8), spare: make([][]*request, len(db.queues))}
+	for i := range w.args {
+		w.args[i].Ordinal = i + 1
+	}
+	for {
+		select {
+		case <-db.wake:
+			w.drain()
+		case <-db.stop:
+			// Every queue is closed: what is queued now is all there is.
+			w.drain()
+			return
+		}
+	}
+}
+
+// writer is the state only the writer goroutine touches.
+type writer struct {
+	db      *DB
+	args    []driver.NamedValue
+	spare   [][]*request
+	pending []*request
+	// lastTime and lastStamp cache the formatting of the time column: the
+	// events of one request share one time.
+	lastTime  time.Time
+	lastStamp string
+	sinceWAL  int
+}
+
+// drain takes everything queued and commits it, in groups of at most
+// MaxBatchEvents (a request is never split), until the queues are empty.
+func (w *writer) drain() {
+	for {
+		w.pending = w.pending[:0]
+		for i := range w.db.queues {
+			q := &w.db.queues[i]
+			q.mu.Lock()
+			taken := q.reqs
+			q.reqs = w.spare[i][:0]
+			q.mu.Unlock()
+			w.pending = append(w.pending, taken...)
+			clear(taken)
+			w.spare[i] = taken
+		}
+		if len(w.pending) == 0 {
+			return
+		}
+		group, n := 0, 0
+		for i, r := range w.pending {
+			if n > 0 && n+len(r.events) > w.db.opts.MaxBatchEvents {
+				w.commit(w.pending[group:i], n)
+				group, n = i, 0
+			}
+			n += len(r.events)
+		}
+		w.commit(w.pending[group:], n)
+		clear(w.pending)
+	}
+}
+
+// commit writes one group in one transaction and releases its requests with
+// the outcome.
+func (w *writer) commit(reqs []*request, n int) {
+	db := w.db
+	start := time.Now()
+	db.busySince.Store(start.UnixNano())
+	err := w.tx(reqs)
+	took := time.Since(start)
+	db.busySince.Store(0)
+	db.queued.Add(-int64(n))
+	if err != nil {
+		err = classify(err)
+		db.failed.Add(1)
+		db.lastErr.Store(&err)
+		db.logger.Error("commit failed", "events", n, "err", err)
+	} else {
+		db.stored.Add(uint64(n))
+		db.commits.Add(1)
+		db.lastErr.Store(nil)
+	}
+	if db.OnCommit != nil {
+		db.OnCommit(n, took, err)
+	}
+	for _, r := range reqs {
+		r.done <- err
+	}
+	if err == nil {
+		w.limitWAL()
+	}
+}
+
+func (w *writer) tx(reqs []*request) error {
+	c := w.db.conn
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	for _, r := range reqs {
+		for i := range r.events {
+			if _, err := w.db.stmt.ExecContext(ctx, w.bind(&r.events[i])); err != nil {
+				return rollback(c, err)
+			}
+		}
+	}
+	if _, err := c.Exec("COMMIT", nil); err != nil {
+		return rollback(c, err)
+	}
+	return nil
+}
+
+func (w *writer) bind(e *Event) []driver.NamedValue {
+	if !e.Time.Equal(w.lastTime) || w.lastStamp == "" {
+		t := e.Time.UTC()
+		if w.db.opts.LocalTime {
+			t = e.Time.Local()
+		}
+		w.lastTime, w.lastStamp = e.Time, t.Format(TimeFormat)
+	}
+	a := w.args
+	a[0].Value = e.EventType
+	a[1].Value = e.Application
+	a[2].Value = e.Version
+	a[3].Value = e.Platform
+	a[4].Value = e.UserID
+	a[5].Value = e.SessionID
+	a[6].Value = e.Value
+	a[7].Value = w.lastStamp
+	return a
+}
+
+// rollback ends a failed transaction. SQLite may have rolled it back itself
+// (a full disk does that), in which case ROLLBACK fails harmlessly.
+func rollback(c *sqlite3.SQLiteConn, cause error) error {
+	if c.AutoCommit() {
+		return cause
+	}
+	if _, err := c.Exec("ROLLBACK", nil); err != nil {
+		return fmt.Errorf("%w (and rollback: %v)", cause, err)
+	}
+	return cause
+}
+
+// classify maps SQLite's error codes onto the sentinel errors callers act on.
+func classify(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrFull:
+			return fmt.Errorf("%w: %v", ErrDiskFull, err)
+		case sqlite3.ErrBusy, sqlite3.ErrLocked:
+			return fmt.Errorf("%w: %v", ErrBusy, err)
+		}
+	}
+	return fmt.Errorf("%w: %v", ErrCommit, err)
+}
+
+// walCheckEvery is how many commits pass between two looks at the WAL size.
+const walCheckEvery = 256
+
+// limitWAL keeps the WAL file bounded. The writer's automatic checkpoints
+// (PASSIVE, every 1000 pages) normally do that on their own; they cannot
+// finish while readers hold old snapshots, so a WAL that has still outgrown
+// the limit gets a TRUNCATE checkpoint, which waits for those readers.
+func (w *writer) limitWAL() {
+	w.sinceWAL++
+	if w.sinceWAL < walCheckEvery {
+		return
+	}
+	w.sinceWAL = 0
+	fi, err := os.Stat(w.db.path + "-wal")
+	if err != nil || fi.Size() <= w.db.opts.WALLimitBytes {
+		return
+	}
+	if _, err := w.db.conn.Exec("PRAGMA wal_checkpoint(TRUNCATE)", nil); err != nil {
+		w.db.logger.Warn("checkpoint failed", "wal_bytes", fi.Size(), "err", err)
+	}
+}
