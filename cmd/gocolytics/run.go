@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -68,8 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	if cfg.DevKeyOnly {
-		logger.Warn("NO API_KEYS CONFIGURED: the public dev key is accepted; anyone can write events. Set API_KEYS before exposing this server.")
+	if slices.Contains(cfg.APIKeys, ingest.DevKey) {
+		logger.Warn("THE PUBLIC DEV KEY IS ACCEPTED: anyone can write events. Set API_KEYS to your own keys before exposing this server.")
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "database", db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 
