@@ -87,7 +87,8 @@ type row struct {
 }
 
 // rows reads every row of the event table, in id order, through a separate
-// connection.
+// connection. time is read as the stored text (the driver would parse a
+// DATETIME column into a time.Time).
 func (s *testServer) rows(tb testing.TB) []row {
 	tb.Helper()
 	return readRows(tb, s.DBPath)
@@ -100,7 +101,7 @@ func readRows(tb testing.TB, path string) []row {
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	rs, err := db.Query(`SELECT id, event_type, application, version, platform, user_id, session_id, value, time FROM event ORDER BY id`)
+	rs, err := db.Query(`SELECT id, event_type, application, version, platform, user_id, session_id, value, time || '' FROM event ORDER BY id`)
 	if err != nil {
 		tb.Fatalf("read rows: %v", err)
 	}
