@@ -50,6 +50,19 @@ type Config struct {
 	IdleTimeout   time.Duration
 	Concurrency   int
 	MaxConnsPerIP int
+
+	// CORSOrigins are the origins whose pages may post events (CORS); nil
+	// or a list holding "*" means any, an empty non-nil list none.
+	CORSOrigins []string
+	// DocsOff turns off /docs, /redoc and /openapi.json.
+	DocsOff bool
+	// DocsAssetsURL is where /docs and /redoc load their scripts from;
+	// empty means the public CDN.
+	DocsAssetsURL string
+	// Ops says where /healthz and /metrics are served.
+	Ops OpsMode
+	// Metrics collects what /metrics shows; nil means new ones.
+	Metrics *Metrics
 }
 
 // policy is the part of the configuration a reload may change; handlers read
@@ -68,6 +81,7 @@ type Server struct {
 	policy atomic.Pointer[policy]
 	srv    *fasthttp.Server
 	router *router.Router
+	extras
 }
 
 var decodedPool = sync.Pool{New: func() any { return new(Decoded) }}
@@ -108,6 +122,7 @@ func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
 		TCPKeepalive:         true,
 		Logger:               fasthttpLogger{s.logger},
 	}
+	s.addExtras(cfg)
 	return s
 }
 
@@ -129,6 +144,7 @@ func (s *Server) Reconfigure(cfg Config) {
 	lim.MaxValueBytes = orDefault(lim.MaxValueBytes, def.MaxValueBytes)
 	lim.MaxDepth = orDefault(lim.MaxDepth, def.MaxDepth)
 	s.policy.Store(&policy{keys: NewKeys(cfg.Keys), limits: lim, lenient: cfg.Lenient, rates: cfg.Rates})
+	s.cors.Store(newCORS(cfg.CORSOrigins))
 }
 
 // Serve answers requests on ln until Shutdown.
@@ -139,7 +155,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits, until ctx is done, for the
 // requests under way to be answered.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.srv.ShutdownWithContext(ctx)
+	err := s.srv.ShutdownWithContext(ctx)
+	if opsErr := s.shutdownOps(ctx); err == nil {
+		err = opsErr
+	}
+	return err
 }
 
 // handle cleans the path before routing: "//v1.0/events" and "/v1.0/events/"
@@ -164,7 +184,13 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 		d.Reset()
 		decodedPool.Put(d)
 	}()
-	if prob := Decode(ctx.PostBody(), batch, p.lenient, p.limits, d); prob != nil {
+	body, release, prob := requestBody(ctx, p.limits.MaxBodyBytes)
+	if prob != nil {
+		writeProblem(ctx, prob)
+		return
+	}
+	defer release()
+	if prob := Decode(body, batch, p.lenient, p.limits, d); prob != nil {
 		writeProblem(ctx, prob)
 		return
 	}
@@ -187,6 +213,7 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 		writeDetail(ctx, fasthttp.StatusServiceUnavailable, unavailable(err))
 		return
 	}
+	s.metrics.requestEvents.Update(float64(len(d.Events)))
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 

@@ -1,0 +1,159 @@
+package ingest
+
+import (
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+)
+
+func init() {
+	// # HELP and # TYPE lines, which Prometheus reads for counter and
+	// histogram types.
+	metrics.ExposeMetadata(true)
+}
+
+// Buckets of the histograms.
+var (
+	eventBuckets   = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000}
+	secondsBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+)
+
+// Metrics holds the counters /metrics exposes. Create it before the
+// database opens, so that the database's commit hook can feed it.
+type Metrics struct {
+	set            *metrics.Set
+	stored         *metrics.Counter
+	commitsOK      *metrics.Counter
+	commitsFailed  *metrics.Counter
+	commitEvents   *metrics.PrometheusHistogram
+	commitSeconds  *metrics.PrometheusHistogram
+	requestEvents  *metrics.PrometheusHistogram
+	monitor        atomic.Pointer[Monitor]
+	limitedClients atomic.Pointer[func() int]
+	// requests caches the counter of each path and status (100 to 599).
+	requests [len(metricPaths)][500]atomic.Pointer[metrics.Counter]
+}
+
+// NewMetrics returns empty metrics.
+func NewMetrics() *Metrics {
+	s := metrics.NewSet()
+	m := &Metrics{
+		set:           s,
+		stored:        s.NewCounter("gocolytics_events_stored_total"),
+		commitsOK:     s.NewCounter(`gocolytics_commits_total{result="ok"}`),
+		commitsFailed: s.NewCounter(`gocolytics_commits_total{result="error"}`),
+		commitEvents:  s.NewPrometheusHistogramExt("gocolytics_commit_events", eventBuckets),
+		commitSeconds: s.NewPrometheusHistogramExt("gocolytics_commit_seconds", secondsBuckets),
+		requestEvents: s.NewPrometheusHistogramExt("gocolytics_request_events", eventBuckets),
+	}
+	s.NewGauge("gocolytics_queued_events", func() float64 {
+		if mon := m.monitor.Load(); mon != nil {
+			return float64((*mon).Stats().QueuedEvents)
+		}
+		return 0
+	})
+	s.NewGauge("gocolytics_healthy", func() float64 {
+		if mon := m.monitor.Load(); mon != nil && (*mon).Health() != nil {
+			return 0
+		}
+		return 1
+	})
+	s.NewGauge("gocolytics_rate_limited_clients", func() float64 {
+		if f := m.limitedClients.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
+	return m
+}
+
+// ObserveCommit records one transaction of the writer; it has the shape of
+// shard.DB's OnCommit hook.
+func (m *Metrics) ObserveCommit(events int, took time.Duration, err error) {
+	if err != nil {
+		m.commitsFailed.Inc()
+	} else {
+		m.commitsOK.Inc()
+		m.stored.Add(events)
+	}
+	m.commitEvents.Update(float64(events))
+	m.commitSeconds.Update(took.Seconds())
+}
+
+// metricPaths are the path labels of requests: the known paths, then
+// "other", so that scanners cannot grow the label set.
+var metricPaths = [...]string{"/v1.0/event", "/v1.0/events", "/healthz", "/metrics", "/docs", "/redoc", "/openapi.json", "other"}
+
+func metricPath(p []byte) int {
+	for i, known := range metricPaths[:len(metricPaths)-1] {
+		if string(p) == known {
+			return i
+		}
+	}
+	return len(metricPaths) - 1
+}
+
+// reasonKey is the user value a handler sets to name why it rejected a
+// request more precisely than its status does.
+const reasonKey = "gocolytics.reason"
+
+func setReason(ctx *fasthttp.RequestCtx, reason string) {
+	ctx.SetUserValue(reasonKey, reason)
+}
+
+// rejectReason names why an ingest request was not stored.
+func rejectReason(ctx *fasthttp.RequestCtx, status int) string {
+	if r, ok := ctx.UserValue(reasonKey).(string); ok {
+		return r
+	}
+	switch status {
+	case fasthttp.StatusBadRequest:
+		return "bad_request"
+	case fasthttp.StatusUnauthorized:
+		return "unauthorized"
+	case fasthttp.StatusRequestTimeout:
+		return "timeout"
+	case fasthttp.StatusRequestEntityTooLarge:
+		return "too_many_events"
+	case fasthttp.StatusUnsupportedMediaType:
+		return "unsupported_encoding"
+	case fasthttp.StatusUnprocessableEntity:
+		return "invalid"
+	case fasthttp.StatusTooManyRequests:
+		return "rate_limited"
+	case fasthttp.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "status_" + strconv.Itoa(status)
+}
+
+// countRequest records a finished request: by path and status, and for an
+// ingest request that was not stored, by reason.
+func (m *Metrics) countRequest(ctx *fasthttp.RequestCtx) {
+	status := ctx.Response.StatusCode()
+	path := metricPath(ctx.Path())
+	if status >= 100 && status < 600 {
+		slot := &m.requests[path][status-100]
+		c := slot.Load()
+		if c == nil {
+			c = m.set.GetOrCreateCounter(fmt.Sprintf(`gocolytics_requests_total{path=%q,code="%d"}`, metricPaths[path], status))
+			slot.Store(c)
+		}
+		c.Inc()
+	}
+	if path <= 1 && status >= 400 {
+		m.set.GetOrCreateCounter(`gocolytics_rejections_total{reason="` + rejectReason(ctx, status) + `"}`).Inc()
+	}
+}
+
+// serveMetrics writes every metric in Prometheus text format, with the
+// process's own (CPU, memory, file descriptors, Go runtime).
+func (m *Metrics) serveMetrics(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	m.set.WritePrometheus(ctx)
+	metrics.WriteProcessMetrics(ctx)
+}
