@@ -1,0 +1,162 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/ingest"
+)
+
+// browserPage posts two events to the gocolytics at %[1]s: a "simple"
+// request as a Godot web export sends it (no preflight), and one whose
+// Content-Type needs a preflight. It writes what the script saw into the
+// page, where --dump-dom prints it.
+const browserPage = `<!DOCTYPE html>
+<html><body><pre id="simple">pending</pre><pre id="preflight">pending</pre>
+<script>
+const ev = (type) => JSON.stringify({event_type: type, application: "Web Game", version: "1",
+  platform: "Web", user_id: "u", session_id: "s", value: {hp: 3}, api_key: %[2]q});
+async function post(id, headers) {
+  const out = document.getElementById(id);
+  try {
+    const r = await fetch(%[1]q, {method: "POST", headers: headers, body: ev(id + "-" + %[3]q)});
+    out.textContent = "status " + r.status;
+  } catch (e) {
+    out.textContent = "failed " + e.name + ": " + e.message;
+  }
+}
+(async () => {
+  await post("simple", {});
+  await post("preflight", {"Content-Type": "application/json"});
+})();
+</script></body></html>
+`
+
+// chromiumPath returns the Chromium to drive, or skips the test.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("GOCOLYTICS_CI") != "" {
+		t.Fatal("chromium is missing, but .ci/run installs it (.ci/packages)")
+	}
+	t.Skip("chromium not installed (Debian package chromium): skipping the browser CORS test")
+	return ""
+}
+
+// runBrowser loads url in headless Chromium and returns the DOM once the
+// page's scripts have run.
+func runBrowser(t *testing.T, chromium, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium,
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(),
+		"--virtual-time-budget=10000", "--dump-dom", url)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Chromium starts helper processes; its own process group lets the test
+	// end them all.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	err := cmd.Wait()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.Bytes())
+	}
+	return stdout.String()
+}
+
+var outcome = regexp.MustCompile(`<pre id="(\w+)">([^<]*)</pre>`)
+
+// TestCORS_Browser posts from pages in a real browser: from an allowed
+// origin the script sees 204 and the rows are stored; from another origin
+// the browser refuses the script the answer.
+func TestCORS_Browser(t *testing.T) {
+	chromium := chromiumPath(t)
+	// The page origins exist before the server, which allows only one.
+	allowedPage := servePageLater(t)
+	otherPage := servePageLater(t)
+	s := startServer(t, ingest.Config{CORSOrigins: []string{allowedPage.URL}})
+	allowedPage.set(s.URL+"/v1.0/event", "allowed")
+	otherPage.set(s.URL+"/v1.0/event", "other")
+
+	for _, tc := range []struct {
+		page          *lateServer
+		wantSimple    string
+		wantPreflight string
+	}{
+		{allowedPage, "status 204", "status 204"},
+		{otherPage, "failed TypeError: Failed to fetch", "failed TypeError: Failed to fetch"},
+	} {
+		dom := runBrowser(t, chromium, tc.page.URL)
+		got := map[string]string{}
+		for _, m := range outcome.FindAllStringSubmatch(dom, -1) {
+			got[m[1]] = m[2]
+		}
+		if got["simple"] != tc.wantSimple || got["preflight"] != tc.wantPreflight {
+			t.Errorf("page %s saw simple %q, preflight %q; want %q, %q\nDOM:\n%s",
+				tc.page.URL, got["simple"], got["preflight"], tc.wantSimple, tc.wantPreflight, dom)
+		}
+	}
+
+	stored := map[string]int{}
+	for _, r := range s.rows(t) {
+		stored[r.EventType]++
+		if r.Value != `{"hp":3}` {
+			t.Errorf("row %s: value %s", r.EventType, r.Value)
+		}
+	}
+	// A simple request reaches the server whatever the origin (the
+	// browser only hides the answer); a refused preflight stops the post.
+	want := map[string]int{"simple-allowed": 1, "preflight-allowed": 1, "simple-other": 1}
+	if fmt.Sprint(stored) != fmt.Sprint(want) {
+		t.Errorf("stored %v, want %v", stored, want)
+	}
+}
+
+// lateServer is a page server whose page is set once the gocolytics it
+// posts to has started.
+type lateServer struct {
+	*httptest.Server
+	page atomic.Pointer[string]
+}
+
+func servePageLater(t *testing.T) *lateServer {
+	t.Helper()
+	ls := &lateServer{}
+	ls.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := ls.page.Load()
+		if r.URL.Path != "/" || p == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, *p)
+	}))
+	t.Cleanup(ls.Close)
+	return ls
+}
+
+func (ls *lateServer) set(target, tag string) {
+	p := fmt.Sprintf(browserPage, target, testKey, tag)
+	ls.page.Store(&p)
+}
