@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,14 @@ type Config struct {
 	Limits  Limits
 	Lenient bool
 	Rates   []Rate
+	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP are
+	// believed; nil means DefaultTrustedProxies, an empty list none.
+	TrustedProxies []netip.Prefix
+	// RateLimitClients caps the clients the in-process budget tracks.
+	RateLimitClients int
+	// Budget, when set, replaces the in-process budget built from Rates
+	// (a worker process passes one that asks the process holding it).
+	Budget Budget
 
 	ReadTimeout   time.Duration
 	WriteTimeout  time.Duration
@@ -72,6 +81,8 @@ type policy struct {
 	limits  Limits
 	lenient bool
 	rates   []Rate
+
+	rateLimit *rateLimit
 }
 
 // Server is the HTTP front end.
@@ -143,7 +154,7 @@ func (s *Server) Reconfigure(cfg Config) {
 	lim.MaxStringLength = orDefault(lim.MaxStringLength, def.MaxStringLength)
 	lim.MaxValueBytes = orDefault(lim.MaxValueBytes, def.MaxValueBytes)
 	lim.MaxDepth = orDefault(lim.MaxDepth, def.MaxDepth)
-	s.policy.Store(&policy{keys: NewKeys(cfg.Keys), limits: lim, lenient: cfg.Lenient, rates: cfg.Rates})
+	s.policy.Store(&policy{keys: NewKeys(cfg.Keys), limits: lim, lenient: cfg.Lenient, rates: cfg.Rates, rateLimit: s.rateLimitFor(cfg)})
 	s.cors.Store(newCORS(cfg.CORSOrigins))
 }
 
@@ -179,6 +190,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 	p := s.policy.Load()
+	if !p.rateLimit.allow(ctx) {
+		return
+	}
 	d := decodedPool.Get().(*Decoded)
 	defer func() {
 		d.Reset()

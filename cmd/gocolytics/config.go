@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -35,9 +36,13 @@ type Config struct {
 	APIKeys        []string
 	// DevKeyOnly is set when no keys were configured and the dev key is
 	// accepted in their place.
-	DevKeyOnly      bool
-	RateLimit       string
-	Rates           []ingest.Rate
+	DevKeyOnly     bool
+	RateLimit      string
+	Rates          []ingest.Rate
+	TrustedProxies []netip.Prefix
+	// RateLimitClients caps the clients the rate limit tracks.
+	RateLimitClients int
+
 	Host            string
 	Port            int
 	Limits          ingest.Limits
@@ -133,6 +138,15 @@ var settings = []setting{
 		c.RateLimit, c.Rates = v, r
 		return nil
 	}},
+	{"TRUSTED_PROXIES", ingest.DefaultTrustedProxies, "addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty for none", func(c *Config, v string) error {
+		p, err := ingest.ParseTrustedProxies(v)
+		if err != nil {
+			return err
+		}
+		c.TrustedProxies = p
+		return nil
+	}},
+	{"RATE_LIMIT_CLIENTS", strconv.Itoa(ingest.DefaultRateLimitClients), "most clients the rate limit tracks; when full, new clients share one budget", intSetting(func(c *Config) *int { return &c.RateLimitClients }, 1)},
 	{"HOST", DefaultHost, "address to listen on", func(c *Config, v string) error { c.Host = strings.TrimSpace(v); return nil }},
 	{"PORT", strconv.Itoa(DefaultPort), "port to listen on (0 picks a free one)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))

@@ -127,14 +127,16 @@ func shardOptions(c *Config) shard.Options {
 
 func ingestConfig(c *Config) ingest.Config {
 	return ingest.Config{
-		Keys:          c.APIKeys,
-		Limits:        c.Limits,
-		Lenient:       c.LenientJSON,
-		Rates:         c.Rates,
-		ReadTimeout:   c.ReadTimeout,
-		WriteTimeout:  c.WriteTimeout,
-		IdleTimeout:   c.IdleTimeout,
-		MaxConnsPerIP: c.MaxConnsPerIP,
+		Keys:             c.APIKeys,
+		Limits:           c.Limits,
+		Lenient:          c.LenientJSON,
+		Rates:            c.Rates,
+		TrustedProxies:   c.TrustedProxies,
+		RateLimitClients: c.RateLimitClients,
+		ReadTimeout:      c.ReadTimeout,
+		WriteTimeout:     c.WriteTimeout,
+		IdleTimeout:      c.IdleTimeout,
+		MaxConnsPerIP:    c.MaxConnsPerIP,
 	}
 }
 

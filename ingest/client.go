@@ -1,0 +1,168 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"unicode"
+
+	"github.com/valyala/fasthttp"
+)
+
+// DefaultTrustedProxies is the default of TRUSTED_PROXIES: loopback only,
+// as uvicorn's default, so that a reverse proxy on the same machine works
+// without a setting.
+const DefaultTrustedProxies = "127.0.0.0/8,::1"
+
+// defaultTrusted is DefaultTrustedProxies, parsed.
+var defaultTrusted = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+}
+
+// ParseTrustedProxies reads a TRUSTED_PROXIES value: addresses or CIDR
+// prefixes separated by commas or white space, such as "10.0.0.0/8 ::1". An
+// empty value trusts no proxy and returns an empty, non-nil slice (a nil
+// Config.TrustedProxies means the default).
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	out := []netip.Prefix{}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or a CIDR prefix such as 10.0.0.0/8", f)
+			}
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or a CIDR prefix such as 10.0.0.0/8", f)
+		}
+		a = plain(a)
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// plain drops what does not identify a host: the IPv6 zone and the IPv4-in-
+// IPv6 mapping.
+func plain(a netip.Addr) netip.Addr {
+	return a.Unmap().WithZone("")
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientAddr is the address whose budget a request spends. It is peer, the
+// TCP peer, unless peer is a trusted proxy; then it is the rightmost
+// address of the X-Forwarded-For lines (forwardedFor, in the order
+// received) that is not itself trusted, or, without X-Forwarded-For, the
+// X-Real-IP address. Headers from an untrusted peer are ignored, so a client
+// cannot mint a fresh budget by sending them.
+//
+// An entry that is not an address (such as "unknown") ends the walk: the
+// nearest trusted hop to its right stands for the client, since whatever
+// lies left of it was written by someone we do not trust. When every hop is
+// trusted, the leftmost one is the client.
+func ClientAddr(peer netip.Addr, forwardedFor [][]byte, realIP []byte, trusted []netip.Prefix) netip.Addr {
+	peer = plain(peer)
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	hop, seen := peer, false
+	for i := len(forwardedFor) - 1; i >= 0; i-- {
+		line := forwardedFor[i]
+		for len(line) > 0 {
+			j := bytes.LastIndexByte(line, ',')
+			entry := bytes.TrimSpace(line[j+1:])
+			line = line[:max(j, 0)]
+			if len(entry) == 0 {
+				continue
+			}
+			a, ok := parseHop(entry)
+			if !ok {
+				return hop
+			}
+			if !isTrusted(a, trusted) {
+				return a
+			}
+			hop, seen = a, true
+		}
+	}
+	if seen {
+		return hop
+	}
+	if a, ok := parseHop(bytes.TrimSpace(realIP)); ok {
+		return a
+	}
+	return peer
+}
+
+// parseHop reads one forwarded address: "192.0.2.7", "2001:db8::7", or
+// either with a port ("192.0.2.7:4711", "[2001:db8::7]:4711").
+func parseHop(b []byte) (netip.Addr, bool) {
+	if len(b) == 0 {
+		return netip.Addr{}, false
+	}
+	s := string(b)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return plain(a), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return plain(ap.Addr()), true
+	}
+	return netip.Addr{}, false
+}
+
+// ClientKey is the budget key of a client address: the address itself for
+// IPv4 ("192.0.2.7"), its /64 prefix for IPv6 ("2001:db8:1:2::/64"), since
+// one host is usually given a whole /64 and may use any address in it.
+func ClientKey(a netip.Addr) string {
+	a = plain(a)
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// peerAddr is the TCP peer of a request. A peer on a Unix socket is a local
+// process, like a loopback peer, and counts as 127.0.0.1.
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if tcp, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		return plain(tcp.AddrPort().Addr())
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+// requestClient is ClientAddr for a request. Forwarding headers are read
+// from the header block only, never from trailers, in the order received.
+func requestClient(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) netip.Addr {
+	peer := peerAddr(ctx)
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	var forwardedFor [][]byte
+	var realIP []byte
+	for k, v := range ctx.Request.Header.AllInOrder() {
+		switch {
+		case bytes.EqualFold(k, []byte("X-Forwarded-For")):
+			forwardedFor = append(forwardedFor, v)
+		case bytes.EqualFold(k, []byte("X-Real-IP")):
+			realIP = v
+		}
+	}
+	return ClientAddr(peer, forwardedFor, realIP, trusted)
+}
