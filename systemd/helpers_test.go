@@ -132,6 +132,13 @@ func startActivated(tb testing.TB, ln *net.TCPListener, dir string, env []string
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	cmd.ExtraFiles = []*os.File{f}
+	return start(tb, cmd)
+}
+
+// start starts cmd, collecting its output, and kills it at the end of the
+// test if it still runs.
+func start(tb testing.TB, cmd *exec.Cmd) *process {
+	tb.Helper()
 	p := &process{cmd: cmd, Log: &syncBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.Log, p.Log
 	if err := cmd.Start(); err != nil {

@@ -5,16 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"syscall"
 
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/systemd"
 )
 
 // Build information, set by deploy/build with -ldflags -X.
@@ -61,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer db.Close()
 
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	ln, err := listen(cfg, logger)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -77,10 +76,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// READY=1 only now: the database is open, the socket serves, and a
+	// SIGHUP (systemctl reload) is caught rather than fatal.
+	sd := systemd.New(logger)
+	sd.Ready(status(ln, db))
+	stopNotify := sd.Start(func() string { return status(ln, db) }, writerProgress(db))
+	defer stopNotify()
 	for {
 		select {
 		case <-hup:
+			sd.Reloading()
 			reload(args, srv, logger)
+			sd.Ready(status(ln, db))
 			continue
 		case err := <-served:
 			if err != nil {
@@ -91,6 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		break
 	}
 
+	stopNotify()
+	sd.Stopping("stopping: draining requests, committing what is queued")
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
