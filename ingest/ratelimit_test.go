@@ -417,7 +417,14 @@ func TestTollboothBudget_Memory(t *testing.T) {
 		t.Skip("set GOCOLYTICS_RATELIMIT_MEMORY=1 to measure the memory of a million clients")
 	}
 	const n = 1_000_000
-	for _, max := range []int{ingest.DefaultRateLimitClients, n} {
+	for _, tc := range []struct {
+		rates string
+		max   int
+	}{
+		{"60/minute", ingest.DefaultRateLimitClients},
+		{"10/second;60/minute", ingest.DefaultRateLimitClients},
+		{"60/minute", n},
+	} {
 		heap := func() uint64 {
 			runtime.GC()
 			var m runtime.MemStats
@@ -425,14 +432,14 @@ func TestTollboothBudget_Memory(t *testing.T) {
 			return m.HeapAlloc
 		}
 		before := heap()
-		b := ingest.NewTollboothBudget(mustRates(t, "60/minute"), ingest.TollboothOptions{MaxClients: max})
+		b := ingest.NewTollboothBudget(mustRates(t, tc.rates), ingest.TollboothOptions{MaxClients: tc.max})
 		for i := range n {
 			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 			b.Allow(ingest.ClientKey(a))
 		}
 		after := heap()
-		t.Logf("%d distinct clients, cap %d: %d tracked, heap %.1f MiB (%d bytes a tracked client)",
-			n, max, b.Len(), float64(after-before)/(1<<20), (after-before)/uint64(b.Len()))
+		t.Logf("%d distinct clients, RATE_LIMIT=%s, cap %d: %d tracked, heap %.1f MiB (%d bytes a tracked client)",
+			n, tc.rates, tc.max, b.Len(), float64(after-before)/(1<<20), (after-before)/uint64(b.Len()))
 		runtime.KeepAlive(b)
 	}
 }
