@@ -57,6 +57,9 @@ type Config struct {
 	IdleTimeout     time.Duration
 	MaxConnsPerIP   int
 	LogLevel        string
+	// TLSCertFile and TLSKeyFile, when set, make the server speak HTTPS.
+	TLSCertFile string
+	TLSKeyFile  string
 
 	EnvFile string
 	Version bool
@@ -188,6 +191,8 @@ var settings = []setting{
 		}
 		return fmt.Errorf("%q is not debug, info, warn or error", v)
 	}},
+	{"TLS_CERT_FILE", "", "PEM certificate (chain) to speak HTTPS with; re-read on SIGHUP", func(c *Config, v string) error { c.TLSCertFile = strings.TrimSpace(v); return nil }},
+	{"TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE", func(c *Config, v string) error { c.TLSKeyFile = strings.TrimSpace(v); return nil }},
 }
 
 // flagName is a setting's command-line flag: PORT is --port, API_KEYS is
@@ -256,6 +261,9 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 		if err := s.set(c, values[s.name]); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", s.name, err))
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		problems = append(problems, "TLS_CERT_FILE, TLS_KEY_FILE: set both for HTTPS, or neither")
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)

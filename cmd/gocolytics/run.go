@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/shard"
@@ -54,6 +55,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
 
+	var cert *ingest.Certificate
+	if cfg.TLSCertFile != "" {
+		if cert, err = ingest.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return &configError{[]string{err.Error()}}
+		}
+	}
+
 	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
 	if err := db.Open(); err != nil {
 		return err
@@ -66,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv := ingest.New(ingestConfig(cfg), db, logger)
 	served := make(chan error, 1)
+	if cert != nil {
+		ln = cert.Listener(ln)
+		logCertificate(logger, "https", cert)
+	}
 	go func() { served <- srv.Serve(ln) }()
 
 	if slices.Contains(cfg.APIKeys, ingest.DevKey) {
@@ -86,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		select {
 		case <-hup:
 			sd.Reloading()
-			reload(args, srv, logger)
+			reload(args, srv, cert, logger)
 			sd.Ready(status(ln, db))
 			continue
 		case err := <-served:
@@ -114,8 +126,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // reload reads the settings again and applies the keys, rate limit and
-// request limits. A bad new configuration keeps the old one.
-func reload(args []string, srv *ingest.Server, logger *slog.Logger) {
+// request limits, and re-reads the TLS certificate (from the files named at
+// start). A bad new configuration or certificate keeps the old one.
+func reload(args []string, srv *ingest.Server, cert *ingest.Certificate, logger *slog.Logger) {
+	if err := cert.Reload(); err != nil {
+		logger.Error("certificate reload failed; keeping the old certificate", "err", err)
+	} else if cert != nil {
+		logCertificate(logger, "certificate reloaded", cert)
+	}
 	cfg, err := LoadConfig(args, lookupEnv, io.Discard)
 	if err != nil {
 		logger.Error("reload failed; keeping the old settings", "err", err)
@@ -155,4 +173,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func logCertificate(logger *slog.Logger, msg string, cert *ingest.Certificate) {
+	leaf := cert.Leaf()
+	logger.Info(msg, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 }

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startNginx runs Debian's nginx with deploy/nginx.conf in front of the
+// gocolytics at upstream, on 127.0.0.1 only: the recipe's listen lines become
+// httpPort (plain) and httpsPort (TLS with certFile/keyFile), everything else
+// is the recipe as shipped. nginx is killed by PID when the test ends.
+func startNginx(t *testing.T, upstream string, httpPort, httpsPort int, certFile, keyFile string) {
+	t.Helper()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, err = os.Stat("/usr/sbin/nginx"); err != nil {
+			t.Skip("nginx is not installed (apt-get install nginx)")
+		}
+		nginx = "/usr/sbin/nginx"
+	}
+	recipe, err := os.ReadFile("../../deploy/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := string(recipe)
+	for _, r := range []struct{ old, new string }{
+		{"server 127.0.0.1:8000;", "server " + upstream + ";"},
+		{"/etc/letsencrypt/live/analytics.example.com/fullchain.pem", certFile},
+		{"/etc/letsencrypt/live/analytics.example.com/privkey.pem", keyFile},
+	} {
+		if !strings.Contains(site, r.old) {
+			t.Fatalf("deploy/nginx.conf has no %q", r.old)
+		}
+		site = strings.ReplaceAll(site, r.old, r.new)
+	}
+	listen := regexp.MustCompile(`(?m)^\s*listen .*;\n`)
+	if n := len(listen.FindAllString(site, -1)); n != 4 {
+		t.Fatalf("deploy/nginx.conf has %d listen lines, want 4 (80 and 443, IPv4 and IPv6)", n)
+	}
+	first := true
+	site = listen.ReplaceAllStringFunc(site, func(string) string {
+		if !first {
+			return ""
+		}
+		first = false
+		return fmt.Sprintf("    listen 127.0.0.1:%d;\n    listen 127.0.0.1:%d ssl;\n", httpPort, httpsPort)
+	})
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "site.conf"), []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    include %[1]s/site.conf;
+}
+`, dir)
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Logf("nginx error.log:\n%s", b)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx exited: %s", b)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx does not accept connections on %d after 10s", httpPort)
+		}
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip, so that nginx sees distinct clients. It follows no redirect
+// and trusts root for HTTPS.
+func clientFrom(ip string, root *x509.Certificate) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	return &http.Client{
+		Timeout: 20 * time.Second,
+		Transport: &http.Transport{
+			DialContext:       d.DialContext,
+			TLSClientConfig:   &tls.Config{RootCAs: roots},
+			DisableKeepAlives: true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func proxyEvent(userID string) string {
+	return `{"event_type":"proxied","application":"a","version":"1","platform":"p","user_id":"` + userID +
+		`","session_id":"s","value":{},"api_key":"` + runTestKey + `"}`
+}
+
+// send posts body to url with an X-Forwarded-For of the client's own
+// making (empty: none) and returns the status.
+func send(t *testing.T, c *http.Client, url, forwardedFor, body string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// TestNginxRecipe runs deploy/nginx.conf in front of the server, with the
+// TRUSTED_PROXIES the recipe names: requests through nginx are stored, each
+// client spends its own rate-limit budget (the address nginx saw, whatever
+// X-Forwarded-For the client sent), the ingest paths are never redirected,
+// and a batch over nginx's default body limit passes.
+func TestNginxRecipe(t *testing.T) {
+	if _, err := exec.LookPath("nginx"); err != nil {
+		if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+			t.Skip("nginx is not installed (apt-get install nginx)")
+		}
+	}
+	// Two loopback addresses other than nginx's own 127.0.0.1 stand for two
+	// players; Linux routes all of 127.0.0.0/8 to lo.
+	for _, ip := range []string{"127.0.0.2", "127.0.0.3"} {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Skipf("cannot use the loopback address %s here: %v", ip, err)
+		}
+		ln.Close()
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	root := writeCertificate(t, "nginx", certFile, keyFile)
+
+	s := startRun(t, "--rate-limit", "3/minute", "--trusted-proxies", "127.0.0.1")
+	httpPort, httpsPort := freePort(t), freePort(t)
+	startNginx(t, s.Addr, httpPort, httpsPort, certFile, keyFile)
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	tlsBase := fmt.Sprintf("https://127.0.0.1:%d", httpsPort)
+
+	alice, bob := clientFrom("127.0.0.2", root), clientFrom("127.0.0.3", root)
+	for i, c := range []struct {
+		client         *http.Client
+		url, xff, body string
+		want           int
+		what           string
+	}{
+		{alice, base + "/v1.0/event", "203.0.113.1", proxyEvent("alice"), 204, "alice's first request"},
+		{alice, base + "/v1.0/events/", "203.0.113.2", "[" + proxyEvent("alice") + "]", 204, "a trailing slash (no redirect)"},
+		{alice, base + "//v1.0/events", "", "[" + proxyEvent("alice") + "]", 204, "a double slash (no redirect)"},
+		{alice, base + "/v1.0/event", "203.0.113.4", proxyEvent("alice"), 429, "alice's fourth request, over 3/minute whatever X-Forwarded-For says"},
+		{bob, base + "/v1.0/event", "203.0.113.1", proxyEvent("bob"), 204, "bob, with his own budget"},
+		{bob, tlsBase + "/v1.0/events", "", bigBatch(6000, "bob"), 204, "6000 events (2 MB) over HTTPS through nginx"},
+	} {
+		if got := send(t, c.client, c.url, c.xff, c.body); got != c.want {
+			t.Fatalf("request %d, %s: status %d, want %d", i, c.what, got, c.want)
+		}
+	}
+	if n := s.rows(t); n != 3+1+6000 {
+		t.Errorf("rows = %d, want %d", n, 3+1+6000)
+	}
+
+	// Plain HTTP on nginx is served, not redirected to HTTPS.
+	if got := send(t, clientFrom("127.0.0.4", root), base+"/v1.0/events", "", "[]"); got != 204 {
+		t.Errorf("plain HTTP through nginx: status %d, want 204", got)
+	}
+}
+
+// bigBatch is n events of some 350 bytes each.
+func bigBatch(n int, userID string) string {
+	ev := strings.Replace(proxyEvent(userID), `"value":{}`, `"value":{"pad":"`+strings.Repeat("x", 200)+`"}`, 1)
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(ev)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
