@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,15 +26,15 @@ var (
 // Metrics holds the counters /metrics exposes. Create it before the
 // database opens, so that the database's commit hook can feed it.
 type Metrics struct {
-	set            *metrics.Set
-	stored         *metrics.Counter
-	commitsOK      *metrics.Counter
-	commitsFailed  *metrics.Counter
-	commitEvents   *metrics.PrometheusHistogram
-	commitSeconds  *metrics.PrometheusHistogram
-	requestEvents  *metrics.PrometheusHistogram
-	monitor        atomic.Pointer[Monitor]
-	limitedClients atomic.Pointer[func() int]
+	set           *metrics.Set
+	stored        *metrics.Counter
+	commitsOK     *metrics.Counter
+	commitsFailed *metrics.Counter
+	commitEvents  *metrics.PrometheusHistogram
+	commitSeconds *metrics.PrometheusHistogram
+	requestEvents *metrics.PrometheusHistogram
+	monitor       atomic.Pointer[Monitor]
+	limited       limitedClients
 	// requests caches the counter of each path and status (100 to 599).
 	requests [len(metricPaths)][500]atomic.Pointer[metrics.Counter]
 }
@@ -63,12 +64,56 @@ func NewMetrics() *Metrics {
 		return 1
 	})
 	s.NewGauge("gocolytics_rate_limited_clients", func() float64 {
-		if f := m.limitedClients.Load(); f != nil {
-			return float64((*f)())
-		}
-		return 0
+		return float64(m.limited.count(time.Now()))
 	})
 	return m
+}
+
+// maxLimitedClients bounds the clients limitedClients remembers.
+const maxLimitedClients = 100_000
+
+// limitedClients remembers the clients answered 429, each until its
+// Retry-After has passed: those are the clients currently limited.
+type limitedClients struct {
+	mu    sync.Mutex
+	until map[string]int64 // client key -> Unix nanoseconds
+}
+
+func (l *limitedClients) note(client string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.until == nil {
+		l.until = map[string]int64{}
+	}
+	if _, ok := l.until[client]; ok || len(l.until) < maxLimitedClients {
+		l.until[client] = until.UnixNano()
+	}
+}
+
+// count forgets the clients whose limit has passed and counts the others.
+func (l *limitedClients) count(now time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := now.UnixNano()
+	for k, u := range l.until {
+		if u <= n {
+			delete(l.until, k)
+		}
+	}
+	return len(l.until)
+}
+
+// noteLimited records that the client of a request was answered 429.
+func (s *Server) noteLimited(ctx *fasthttp.RequestCtx) {
+	p := s.policy.Load()
+	if p == nil || p.rateLimit == nil {
+		return
+	}
+	wait := time.Second
+	if secs, err := strconv.Atoi(string(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter))); err == nil && secs > 0 {
+		wait = time.Duration(secs) * time.Second
+	}
+	s.metrics.limited.note(ClientKey(requestClient(ctx, p.rateLimit.trusted)), time.Now().Add(wait))
 }
 
 // ObserveCommit records one transaction of the writer; it has the shape of

@@ -105,6 +105,9 @@ func (s *Server) addExtras(cfg Config) {
 func (s *Server) finish(ctx *fasthttp.RequestCtx) {
 	if isIngestPath(ctx.Path()) && !ctx.IsOptions() {
 		s.cors.Load().addCORS(ctx)
+		if ctx.Response.StatusCode() == fasthttp.StatusTooManyRequests {
+			s.noteLimited(ctx)
+		}
 	}
 	s.metrics.countRequest(ctx)
 }

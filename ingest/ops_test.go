@@ -232,4 +232,7 @@ func TestOps_NotRateLimited(t *testing.T) {
 	if v := got[`gocolytics_rejections_total{reason="rate_limited"}`]; v != 2 {
 		t.Errorf("rate_limited rejections %v, want 2", v)
 	}
+	if v := got["gocolytics_rate_limited_clients"]; v != 1 {
+		t.Errorf("clients currently limited %v, want 1", v)
+	}
 }

@@ -60,6 +60,14 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, when set, make the server speak HTTPS.
 	TLSCertFile string
 	TLSKeyFile  string
+	// CORSOrigins are the origins whose pages may post (see
+	// parseCORSOrigins).
+	CORSOrigins   []string
+	Docs          bool
+	DocsAssetsURL string
+	// Ops and MetricsAddr say where /healthz and /metrics are served.
+	Ops         ingest.OpsMode
+	MetricsAddr string
 
 	EnvFile string
 	Version bool
@@ -182,6 +190,19 @@ var settings = []setting{
 	{"WRITE_TIMEOUT", ingest.DefaultWriteTimeout.String(), "longest time to write one response", durationSetting(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 	{"IDLE_TIMEOUT", ingest.DefaultIdleTimeout.String(), "how long an idle keep-alive connection is kept", durationSetting(func(c *Config) *time.Duration { return &c.IdleTimeout })},
 	{"MAX_CONNS_PER_IP", strconv.Itoa(ingest.DefaultMaxConnsPerIP), "most open connections from one address (raise it behind a proxy)", intSetting(func(c *Config) *int { return &c.MaxConnsPerIP }, 1)},
+	{"CORS_ORIGINS", DefaultCORSOrigins, "origins whose web pages may post events, comma-separated (https://game.example); * for any; off for none", func(c *Config, v string) (err error) {
+		c.CORSOrigins, err = parseCORSOrigins(v)
+		return err
+	}},
+	{"DOCS", "true", "serve the API documentation at /docs, /redoc and /openapi.json", boolSetting(func(c *Config) *bool { return &c.Docs })},
+	{"DOCS_ASSETS_URL", "", "where /docs and /redoc load swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js from; empty for the public CDN", func(c *Config, v string) error {
+		c.DocsAssetsURL = strings.TrimSpace(v)
+		return nil
+	}},
+	{"METRICS_ADDR", "", "where /healthz and /metrics are served: empty for the main listener, off, or host:port for a listener of their own", func(c *Config, v string) (err error) {
+		c.Ops, c.MetricsAddr, err = parseMetricsAddr(v)
+		return err
+	}},
 	{"LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 		v = strings.ToLower(strings.TrimSpace(v))
 		switch v {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
+	metrics := ingest.NewMetrics()
+	db.OnCommit = metrics.ObserveCommit
 	if err := db.Open(); err != nil {
 		return err
 	}
@@ -72,8 +75,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := ingest.New(ingestConfig(cfg), db, logger)
-	served := make(chan error, 1)
+	icfg := ingestConfig(cfg)
+	icfg.Metrics = metrics
+	srv := ingest.New(icfg, db, logger)
+	served := make(chan error, 2)
+	if cfg.Ops == ingest.OpsSeparate {
+		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen for /metrics: %w", err)
+		}
+		go func() { served <- srv.ServeOps(opsLn) }()
+		logger.Info("serving /healthz and /metrics", "addr", opsLn.Addr().String())
+	}
 	if cert != nil {
 		ln = cert.Listener(ln)
 		logCertificate(logger, "https", cert)
@@ -164,6 +177,10 @@ func ingestConfig(c *Config) ingest.Config {
 		WriteTimeout:     c.WriteTimeout,
 		IdleTimeout:      c.IdleTimeout,
 		MaxConnsPerIP:    c.MaxConnsPerIP,
+		CORSOrigins:      c.CORSOrigins,
+		DocsOff:          !c.Docs,
+		DocsAssetsURL:    c.DocsAssetsURL,
+		Ops:              c.Ops,
 	}
 }
 
