@@ -44,6 +44,7 @@ var (
 	ErrUnknownSchema  = errors.New("database has an unknown schema")
 	ErrNotWAL         = errors.New("database did not switch to WAL journal mode")
 	ErrBadSynchronous = errors.New("synchronous must be FULL, NORMAL or EXTRA")
+	ErrNoAccess       = errors.New("database is not accessible")
 )
 
 // Options configures a DB. The zero value of each field means its default.
@@ -128,6 +129,9 @@ func escapePath(p string) string {
 func openConn(path string, o Options) (*sqlite3.SQLiteConn, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create database folder: %w", err)
+	}
+	if err := checkAccess(path); err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(path, o))
 	if err != nil {
