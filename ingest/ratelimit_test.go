@@ -443,3 +443,21 @@ func TestTollboothBudget_Memory(t *testing.T) {
 		runtime.KeepAlive(b)
 	}
 }
+
+// BenchmarkTollboothBudget_Allow is the rate limit's cost per request: the
+// client key and one Allow, over 10,000 clients.
+func BenchmarkTollboothBudget_Allow(b *testing.B) {
+	budget := ingest.NewTollboothBudget(mustRates(b, "60/minute"), ingest.TollboothOptions{})
+	addrs := make([]netip.Addr, 10_000)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			budget.Allow(ingest.ClientKey(addrs[i%len(addrs)]))
+			i++
+		}
+	})
+}
