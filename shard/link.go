@@ -1,0 +1,265 @@
+package shard
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Link is a worker process's end of the link to the writer (PROTOCOL.md).
+// Its Write has the meaning of DB.Write: it returns once the writer has
+// committed the events, or with the writer's error, which wraps the same
+// sentinel (ErrDiskFull, ErrBusy, ErrClosed, ErrCommit). When the link is
+// down every call fails with an error wrapping ErrClosed. It is safe for
+// concurrent use.
+type Link struct {
+	conn net.Conn
+	out  *sender
+	done chan struct{}
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]*call
+	err     error
+}
+
+// call is one request waiting for its reply.
+type call struct {
+	ch      chan struct{}
+	want    byte
+	scratch []byte
+	// Set by the reader before it signals ch.
+	err     error
+	payload []byte
+	state   linkState
+}
+
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan struct{}, 1)} }}
+
+// DialLink says hello to the writer over conn as worker number worker and
+// waits for its welcome. The link owns conn from then on.
+func DialLink(conn net.Conn, worker int) (*Link, error) {
+	conn.SetDeadline(time.Now().Add(LinkWriteTimeout))
+	if _, err := conn.Write(appendHello(nil, LinkVersion, worker)); err != nil {
+		return nil, fmt.Errorf("write hello: %w", err)
+	}
+	r := bufio.NewReaderSize(conn, 64<<10)
+	f, buf, err := ReadFrame(r, nil, MaxFrameBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read welcome: %w", err)
+	}
+	if f.Type != FrameWelcome || len(f.Payload) != 1 {
+		return nil, fmt.Errorf("%w: expected a welcome, got %q", ErrBadFrame, f.Type)
+	}
+	if f.Payload[0] != LinkVersion {
+		return nil, fmt.Errorf("%w: the writer speaks version %d, this worker %d", ErrBadVersion, f.Payload[0], LinkVersion)
+	}
+	conn.SetDeadline(time.Time{})
+	l := &Link{conn: conn, out: newSender(conn), done: make(chan struct{}), pending: make(map[uint64]*call)}
+	go l.read(r, buf)
+	return l, nil
+}
+
+// Write sends events to the writer and waits for the outcome of their
+// commit.
+func (l *Link) Write(hint int, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	c := callPool.Get().(*call)
+	c.scratch = AppendEvents(c.scratch[:0], hint, events)
+	if len(c.scratch)+frameHeader > MaxFrameBytes {
+		callPool.Put(c)
+		return fmt.Errorf("%w: %d events make a frame larger than %d bytes", ErrCommit, len(events), MaxFrameBytes)
+	}
+	l.roundTrip(c, FrameWrite, FrameResult)
+	err := c.err
+	l.release(c)
+	return err
+}
+
+// Call sends payload to the writer's call handler and returns its answer.
+func (l *Link) Call(payload []byte) ([]byte, error) {
+	c := callPool.Get().(*call)
+	c.scratch = append(c.scratch[:0], payload...)
+	l.roundTrip(c, FrameCall, FrameReply)
+	p, err := c.payload, c.err
+	l.release(c)
+	return p, err
+}
+
+// Health is the writer's DB.Health, or why the link is down.
+func (l *Link) Health() error {
+	s, err := l.status()
+	if err != nil {
+		return err
+	}
+	return s.health
+}
+
+// Stats are the writer's DB.Stats; zero when the link is down.
+func (l *Link) Stats() Stats {
+	s, _ := l.status()
+	return s.stats
+}
+
+func (l *Link) status() (linkState, error) {
+	c := callPool.Get().(*call)
+	c.scratch = c.scratch[:0]
+	l.roundTrip(c, FrameStatus, FrameState)
+	s, err := c.state, c.err
+	l.release(c)
+	return s, err
+}
+
+// Done is closed when the link is down: the writer went away, broke the
+// protocol, or Close was called.
+func (l *Link) Done() <-chan struct{} { return l.done }
+
+// Err says why the link is down; nil while it is up.
+func (l *Link) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Close takes the link down. Calls waiting for a reply fail.
+func (l *Link) Close() error {
+	l.fail(net.ErrClosed)
+	return nil
+}
+
+// roundTrip sends c's scratch as a frame of type typ and waits for the
+// reply, or for the link to go down.
+func (l *Link) roundTrip(c *call, typ, want byte) {
+	c.want = want
+	l.mu.Lock()
+	if l.err != nil {
+		c.err = l.err
+		l.mu.Unlock()
+		return
+	}
+	l.nextID++
+	id := l.nextID
+	l.pending[id] = c
+	l.mu.Unlock()
+	// A failed send closes conn, so the reader fails and signals c.
+	l.out.send(typ, id, func(b []byte) []byte { return append(b, c.scratch...) })
+	<-c.ch
+}
+
+func (l *Link) release(c *call) {
+	c.err, c.payload, c.state = nil, nil, linkState{}
+	if cap(c.scratch) > 1<<20 {
+		c.scratch = nil
+	}
+	callPool.Put(c)
+}
+
+// read delivers the writer's replies until the link goes down.
+func (l *Link) read(r *bufio.Reader, buf []byte) {
+	for {
+		f, b, err := ReadFrame(r, buf, MaxFrameBytes)
+		buf = b
+		if err != nil {
+			l.fail(err)
+			return
+		}
+		l.mu.Lock()
+		c := l.pending[f.ID]
+		delete(l.pending, f.ID)
+		l.mu.Unlock()
+		if c == nil || c.want != f.Type {
+			l.fail(fmt.Errorf("%w: unexpected reply %q to request %d", ErrBadFrame, f.Type, f.ID))
+			if c != nil {
+				c.err = l.Err()
+				c.ch <- struct{}{}
+			}
+			return
+		}
+		switch f.Type {
+		case FrameResult:
+			_, c.err = decodeOutcome(f.Payload)
+		case FrameReply:
+			c.payload = bytes.Clone(f.Payload)
+		case FrameState:
+			c.state, c.err = decodeState(f.Payload)
+		}
+		c.ch <- struct{}{}
+	}
+}
+
+// fail takes the link down once, failing every call under way.
+func (l *Link) fail(cause error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return
+	}
+	l.err = fmt.Errorf("%w: link to the writer: %v", ErrClosed, cause)
+	for id, c := range l.pending {
+		c.err = l.err
+		c.ch <- struct{}{}
+		delete(l.pending, id)
+	}
+	l.conn.Close()
+	close(l.done)
+}
+
+// sender gathers the frames going one way over a link, so that frames
+// queued together leave in one write: whoever queues onto an idle buffer
+// writes it, and whatever is queued meanwhile, until it is empty. After a
+// failed write (or LinkWriteTimeout without progress) the connection is
+// closed and every later frame dropped.
+type sender struct {
+	conn net.Conn
+
+	mu       sync.Mutex
+	buf      []byte
+	spare    []byte
+	flushing bool
+	failed   bool
+}
+
+func newSender(conn net.Conn) *sender { return &sender{conn: conn} }
+
+// send queues one frame whose payload the function appends.
+func (o *sender) send(typ byte, id uint64, payload func([]byte) []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.failed {
+		return
+	}
+	var start int
+	o.buf, start = beginFrame(o.buf, typ, id)
+	o.buf = endFrame(payload(o.buf), start)
+	if o.flushing {
+		return
+	}
+	o.flushing = true
+	for len(o.buf) > 0 && !o.failed {
+		b := o.buf
+		o.buf = o.spare[:0]
+		o.mu.Unlock()
+		o.conn.SetWriteDeadline(time.Now().Add(LinkWriteTimeout))
+		_, err := o.conn.Write(b)
+		o.mu.Lock()
+		o.spare = b[:0]
+		if err != nil {
+			o.failed, o.buf = true, nil
+			o.conn.Close()
+		}
+	}
+	o.flushing = false
+}
+
+// close drops every later frame and closes the connection.
+func (o *sender) close() {
+	o.mu.Lock()
+	o.failed = true
+	o.mu.Unlock()
+	o.conn.Close()
+}

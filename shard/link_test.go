@@ -1,0 +1,122 @@
+package shard_test
+
+import (
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+// startLink serves db over a socketpair and dials it as worker 3.
+func startLink(t *testing.T, db *shard.DB, h shard.LinkHandlers) (*shard.Link, chan error) {
+	t.Helper()
+	sup, wrk := socketpair(t)
+	served := make(chan error, 1)
+	go func() { served <- db.ServeLink(sup, h) }()
+	l, err := shard.DialLink(wrk, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, served
+}
+
+// TestLink_Write: concurrent writes through a link are committed, each
+// exactly once, and calls and status questions are answered.
+func TestLink_Write(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	ready := make(chan int, 1)
+	l, served := startLink(t, db, shard.LinkHandlers{
+		Ready: func(w int) { ready <- w },
+		Call:  func(p []byte) []byte { return append([]byte("re: "), p...) },
+	})
+	if w := <-ready; w != 3 {
+		t.Errorf("ready: got worker %d, want 3", w)
+	}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				n := g*1000 + i
+				if err := l.Write(n, []shard.Event{testEvent(n), testEvent(n + 500)}); err != nil {
+					t.Errorf("write %d: %v", n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var rows, distinct int
+	sqlDB(t, path).QueryRow("SELECT count(*), count(DISTINCT session_id) FROM event").Scan(&rows, &distinct)
+	if rows != 1600 || distinct != 1600 {
+		t.Errorf("got %d rows (%d distinct), want 1600", rows, distinct)
+	}
+	if got, err := l.Call([]byte("hi")); err != nil || string(got) != "re: hi" {
+		t.Errorf("call: got %q, %v", got, err)
+	}
+	if err := l.Health(); err != nil {
+		t.Errorf("health: %v", err)
+	}
+	if st := l.Stats(); st.EventsStored != 1600 {
+		t.Errorf("stats: got %d stored, want 1600", st.EventsStored)
+	}
+	l.Close()
+	if err := <-served; err != nil {
+		t.Errorf("ServeLink: %v", err)
+	}
+}
+
+// TestLink_WriterErrors: the writer's error reaches the worker with its
+// sentinel, and a link whose writer is gone fails with ErrClosed.
+func TestLink_WriterErrors(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
+	l, served := startLink(t, db, shard.LinkHandlers{})
+	db.Close()
+	err := l.Write(0, []shard.Event{testEvent(1)})
+	if !errors.Is(err, shard.ErrClosed) {
+		t.Errorf("write after Close: got %v, want ErrClosed", err)
+	}
+	if err := l.Health(); !errors.Is(err, shard.ErrClosed) {
+		t.Errorf("health after Close: got %v, want ErrClosed", err)
+	}
+	l.Close()
+	<-served
+	<-l.Done()
+	if err := l.Write(0, []shard.Event{testEvent(1)}); !errors.Is(err, shard.ErrClosed) {
+		t.Errorf("write on a closed link: got %v, want ErrClosed", err)
+	}
+}
+
+// TestServeLink_WorkerGone: writes a worker sent before it went away are
+// still committed (never acknowledged), and ServeLink returns only then.
+func TestServeLink_WorkerGone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	sup, wrk := socketpair(t)
+	served := make(chan error, 1)
+	go func() { served <- db.ServeLink(sup, shard.LinkHandlers{}) }()
+	if _, err := shard.DialLink(wrk, 1); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	for i := range 100 {
+		b = shard.Frame{Type: shard.FrameWrite, ID: uint64(i + 1000), Payload: shard.AppendEvents(nil, i, []shard.Event{testEvent(i)})}.Append(b)
+	}
+	if _, err := wrk.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	wrk.Close()
+	if err := <-served; err != nil {
+		t.Errorf("ServeLink: %v", err)
+	}
+	var rows int
+	sqlDB(t, path).QueryRow("SELECT count(*) FROM event").Scan(&rows)
+	if rows != 100 {
+		t.Errorf("got %d rows, want 100", rows)
+	}
+}
