@@ -23,7 +23,11 @@ var (
 	secondsBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 )
 
-// Metrics holds the counters /metrics exposes. Create it before the
+// Metrics holds the counters /metrics exposes, in a metrics.Set of
+// github.com/VictoriaMetrics/metrics: a small library (two tiny
+// dependencies) whose Prometheus histograms, counters and gauges are what
+// /metrics needs, where prometheus/client_golang would bring protobuf and a
+// dozen modules. Create it before the
 // database opens, so that the database's commit hook can feed it.
 type Metrics struct {
 	set           *metrics.Set
