@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// raiseFDLimit raises this process's open-file limit to at least need (the
+// server, started after, inherits it) or skips.
+func raiseFDLimit(t *testing.T, need uint64) uint64 {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < need {
+		t.Skipf("the open-file limit is %d, the test needs %d (raise ulimit -n)", lim.Max, need)
+	}
+	if lim.Cur < need {
+		lim.Cur = need
+	}
+	// Set even when high enough: a child process then inherits this limit
+	// rather than the one this process started with.
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot raise the open-file limit to %d: %v", need, err)
+	}
+	return lim.Cur
+}
+
+// procLimit reads one line of /proc/PID/limits, such as "Max open files".
+func procLimit(pid int, name string) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/limits")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name) {
+			return strings.Join(strings.Fields(line[len(name):]), " ")
+		}
+	}
+	return "?"
+}
+
+// slowConn is one client that opened a connection and then sends nothing
+// (idle) or a request header one byte at a time (trickle).
+type slowConn struct {
+	conn   net.Conn
+	closed chan []byte // what the server sent before it closed the connection
+}
+
+func openSlow(t *testing.T, addr string, local net.IP, trickle bool, stop <-chan struct{}) (*slowConn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &slowConn{conn: c, closed: make(chan []byte, 1)}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		b, _ := io.ReadAll(c)
+		s.closed <- b
+	}()
+	if trickle {
+		go func() {
+			head := []byte("POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-Slow: " + strings.Repeat("a", 1000))
+			for _, b := range head {
+				select {
+				case <-stop:
+					return
+				case <-time.After(250 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte{b}); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return s, nil
+}
+
+// TestFault_SlowClients: 2,000 connections that stay idle or trickle a
+// header byte by byte (slowloris) do not keep a normal client from its 204,
+// and the read timeout closes every one of them.
+func TestFault_SlowClients(t *testing.T) {
+	const n = 2000
+	fdLimit := raiseFDLimit(t, 2*n+1000)
+	p := startBinary(t, "", "--read-timeout", "4s", "--idle-timeout", "4s", "--max-conns-per-ip", "4096")
+	pid := p.cmd.Process.Pid
+	t.Logf("open-file limit: test %d, server %s", fdLimit, procLimit(pid, "Max open files"))
+
+	stop := make(chan struct{})
+	defer close(stop)
+	slow := make([]*slowConn, n)
+	for i := range slow {
+		var err error
+		if slow[i], err = openSlow(t, p.Addr, nil, i%2 == 1, stop); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("among-slow-clients")); code != 204 {
+		t.Fatalf("a normal client among %d slow ones: got %d %s, want 204", n, code, body)
+	}
+	fds := openFDs(pid)
+	if fds < n {
+		t.Errorf("the server holds %d descriptors: the slow connections were not all open during the request", fds)
+	}
+
+	// The read timeout closes them all: idle ones silently, trickling ones
+	// with a 408.
+	var silent, timeout, other atomic.Int64
+	var wg sync.WaitGroup
+	for _, s := range slow {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case b := <-s.closed:
+				switch {
+				case len(b) == 0:
+					silent.Add(1)
+				case bytes.HasPrefix(b, []byte("HTTP/1.1 408")):
+					timeout.Add(1)
+				default:
+					other.Add(1)
+				}
+			case <-time.After(30 * time.Second):
+				other.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if silent.Load()+timeout.Load() != n {
+		t.Errorf("of %d slow connections, %d closed silently, %d with 408, %d otherwise or not at all", n, silent.Load(), timeout.Load(), other.Load())
+	}
+	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("after-slow-clients")); code != 204 {
+		t.Fatalf("after the slow clients: got %d %s, want 204", code, body)
+	}
+	_, stored := dbCheck(t, p.DBPath)
+	if !stored["among-slow-clients"] || !stored["after-slow-clients"] {
+		t.Errorf("acknowledged events are not stored: %v", stored)
+	}
+	t.Logf("slow clients: %d (half idle, half trickling); server held %d descriptors; closed by the read timeout: %d silently, %d with 408; server VmHWM %d KiB",
+		n, fds, silent.Load(), timeout.Load(), procStatusKiB(pid, "VmHWM"))
+}
+
+// TestFault_ConnCap: one address cannot hold more than MAX_CONNS_PER_IP
+// connections; those over the cap are refused at once, and a client from
+// another address is served.
+func TestFault_ConnCap(t *testing.T) {
+	const limit, n = 100, 150
+	raiseFDLimit(t, 1000)
+	p := startBinary(t, "", "--max-conns-per-ip", "100", "--read-timeout", "30s")
+	stop := make(chan struct{})
+	defer close(stop)
+	slow := make([]*slowConn, n)
+	for i := range slow {
+		var err error
+		if slow[i], err = openSlow(t, p.Addr, nil, false, stop); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	refused := 0
+	wait := time.After(2 * time.Second)
+	for _, s := range slow {
+		select {
+		case b := <-s.closed:
+			if !bytes.HasPrefix(b, []byte("HTTP/1.1 429")) {
+				t.Errorf("a refused connection got %q, want a 429", b)
+			}
+			refused++
+			continue
+		case <-wait:
+		}
+		break
+	}
+	for _, s := range slow {
+		select {
+		case b := <-s.closed:
+			if !bytes.HasPrefix(b, []byte("HTTP/1.1 429")) {
+				t.Errorf("a refused connection got %q, want a 429", b)
+			}
+			refused++
+		default:
+		}
+	}
+	if refused != n-limit {
+		t.Errorf("%d of %d connections refused, want %d", refused, n, n-limit)
+	}
+	// Another address of the loopback network is not affected.
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	if c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).Dial("tcp", p.Addr); err != nil {
+		t.Skipf("cannot connect from 127.0.0.2: %v", err)
+	} else {
+		c.Close()
+	}
+	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("other-address")); code != 204 {
+		t.Errorf("from 127.0.0.2: got %d %s, want 204", code, body)
+	}
+}
