@@ -1,6 +1,6 @@
 -- wrk -s deploy/wrk/batch100.lua http://127.0.0.1:8000
 -- Batches of 100 events per request, POST /v1.0/events.
-dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "common.lua")
 
 events_per_request = 100
 local events = {}

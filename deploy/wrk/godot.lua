@@ -3,7 +3,7 @@
 -- events in the exact shape of the Pycolytics Godot plugin (no Content-Type,
 -- Godot's User-Agent, the eight keys in its order), each batch from one of
 -- 1000 players with their own user_id (8 hex digits) and session_id (64).
-dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "common.lua")
 
 local players = 1000
 local types = { "startup", "level_start", "level_complete", "death", "settings", "shutdown" }

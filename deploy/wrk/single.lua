@@ -1,6 +1,6 @@
 -- wrk -s deploy/wrk/single.lua http://127.0.0.1:8000
 -- One event per request, POST /v1.0/event, the same event every time.
-dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "common.lua")
 
 events_per_request = 1
 wrk.method = "POST"
