@@ -38,6 +38,9 @@ var unitLength = map[string]time.Duration{
 	"year":   12 * 30 * 24 * time.Hour,
 }
 
+// maxRatePeriod is the longest period a rate may have: 100 years.
+const maxRatePeriod = 100 * 12 * 30 * 24 * time.Hour
+
 var rateRE = regexp.MustCompile(`^\s*([0-9]+)\s*(?:/|\s[Pp][Ee][Rr]\s)\s*([0-9]+)?\s*([A-Za-z]+?)s?\s*$`)
 
 // ParseRateLimit reads the notation of the Python limits library: "60/minute",
@@ -65,6 +68,11 @@ func ParseRateLimit(s string) ([]Rate, error) {
 			if r.Multiplier, err = strconv.Atoi(m[2]); err != nil || r.Multiplier < 1 {
 				return nil, fmt.Errorf("%q: the multiplier must be a whole number of at least 1", strings.TrimSpace(part))
 			}
+		}
+		// A longer period would overflow time.Duration (and make a negative
+		// refill rate) on its way to the token buckets.
+		if r.Multiplier > int(maxRatePeriod/unitLength[r.Unit]) {
+			return nil, fmt.Errorf("%q: the period must be at most 100 years", strings.TrimSpace(part))
 		}
 		rates = append(rates, r)
 	}
