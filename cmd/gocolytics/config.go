@@ -57,6 +57,9 @@ type Config struct {
 	IdleTimeout     time.Duration
 	MaxConnsPerIP   int
 	LogLevel        string
+	// Workers is the number of worker processes serving HTTP; 1 means
+	// this process alone.
+	Workers int
 	// TLSCertFile and TLSKeyFile, when set, make the server speak HTTPS.
 	TLSCertFile string
 	TLSKeyFile  string
@@ -203,6 +206,7 @@ var settings = []setting{
 		c.Ops, c.MetricsAddr, err = parseMetricsAddr(v)
 		return err
 	}},
+	{"WORKERS", "1", "worker processes serving HTTP, all feeding this process's one database writer; 1 serves from this process alone", intSetting(func(c *Config) *int { return &c.Workers }, 1)},
 	{"LOG_LEVEL", "info", "debug, info, warn or error", func(c *Config, v string) error {
 		v = strings.ToLower(strings.TrimSpace(v))
 		switch v {

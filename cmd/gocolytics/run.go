@@ -55,6 +55,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
+	if w, ok := ingest.ThisWorker(); ok {
+		return runWorker(ctx, cfg, args, w, stderr)
+	}
+	if cfg.Workers > 1 {
+		return runSupervisor(ctx, cfg, args, stderr, logger) // workers.go
+	}
 
 	var cert *ingest.Certificate
 	if cfg.TLSCertFile != "" {
