@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/systemd"
+)
+
+// workerStartTimeout is how long the supervisor waits for every worker to
+// bind its socket and say hello.
+const workerStartTimeout = 30 * time.Second
+
+// runSupervisor is run for WORKERS of 2 or more: this process owns the
+// database and the rate budget, and worker processes serve HTTP.
+func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Writer, logger *slog.Logger) error {
+	if cfg.TLSCertFile != "" {
+		// The workers load it; a bad one is refused here, before anything
+		// starts.
+		if _, err := ingest.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return &configError{[]string{err.Error()}}
+		}
+	}
+	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
+	if err := db.Open(); err != nil {
+		return err
+	}
+	defer db.Close()
+
+	socket, addr, err := workerSocket(cfg, logger)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer socket.Close()
+	var inherited *os.File
+	if addr == "" {
+		inherited, addr = socket, socketAddr(socket)
+	}
+	budget := ingest.NewSharedBudget(ingestConfig(cfg), logger)
+	sup := ingest.NewSupervisor(ingest.SupervisorConfig{
+		Workers:  cfg.Workers,
+		Args:     args,
+		Listener: inherited,
+		Addr:     addr,
+		Stderr:   stderr,
+		ServeLink: func(conn net.Conn, ready func()) error {
+			return db.ServeLink(conn, shard.LinkHandlers{Ready: func(int) { ready() }, Call: budget.Answer})
+		},
+	}, logger)
+	sctx, cancel := context.WithTimeout(ctx, workerStartTimeout)
+	err = sup.Start(sctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+
+	if slices.Contains(cfg.APIKeys, ingest.DevKey) {
+		logger.Warn("THE PUBLIC DEV KEY IS ACCEPTED: anyone can write events. Set API_KEYS to your own keys before exposing this server.")
+	}
+	logger.Info("listening", "addr", addr, "database", db.Path(), "workers", cfg.Workers, "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+
+	status := func() string {
+		st := db.Stats()
+		return fmt.Sprintf("%d workers on %s; %d events stored since start; %d queued", cfg.Workers, addr, st.EventsStored, st.QueuedEvents)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	sd := systemd.New(logger)
+	sd.Ready(status())
+	stopNotify := sd.Start(status, writerProgress(db))
+	defer stopNotify()
+	for done := false; !done; {
+		select {
+		case <-hup:
+			sd.Reloading()
+			if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
+				logger.Error("reload failed; keeping the old rate limit", "err", err)
+			} else {
+				budget.Reconfigure(ingestConfig(c))
+				logger.Info("reloaded", "rate_limit", c.RateLimit)
+			}
+			// Each worker reloads the rest itself: keys, limits, certificate.
+			sup.Signal(syscall.SIGHUP)
+			sd.Ready(status())
+		case <-ctx.Done():
+			done = true
+		}
+	}
+
+	stopNotify()
+	sd.Stopping("stopping: draining workers, committing what is queued")
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	tctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := sup.Shutdown(tctx)
+	closeErr := db.Close()
+	logger.Info("stopped", "events_stored", db.Stats().EventsStored)
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
+	}
+	return closeErr
+}
+
+// workerSocket returns the socket systemd passed (and an empty address:
+// workers serve it), or else HOST:PORT reserved for the workers to bind
+// with SO_REUSEPORT, and the address they bind.
+func workerSocket(cfg *Config, logger *slog.Logger) (*os.File, string, error) {
+	lns, err := systemd.Listeners()
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	switch len(lns) {
+	case 0:
+		return ingest.ReservePort(cfg.Host, cfg.Port)
+	case 1:
+		fl, ok := lns[0].(interface{ File() (*os.File, error) })
+		if !ok {
+			return nil, "", fmt.Errorf("systemd passed a %T, which cannot be handed to workers", lns[0])
+		}
+		f, err := fl.File()
+		if err != nil {
+			return nil, "", err
+		}
+		logger.Info("using the socket systemd passed; HOST and PORT are not used", "addr", lns[0].Addr().String())
+		return f, "", nil
+	}
+	return nil, "", fmt.Errorf("systemd passed %d sockets; give the .socket unit one ListenStream=", len(lns))
+}
+
+// socketAddr is the local address of a listening socket's file.
+func socketAddr(f *os.File) string {
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return "?"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runWorker is run in a worker process: it serves HTTP on the socket the
+// supervisor arranged, commits through the link, and exits when told to
+// (SIGTERM, after draining) or when the link goes down (the supervisor is
+// gone; nothing can be committed any more).
+func runWorker(ctx context.Context, cfg *Config, args []string, w ingest.WorkerProcess, stderr io.Writer) error {
+	logger := newLogger(stderr, cfg.LogLevel).With("worker", w.Number)
+	var cert *ingest.Certificate
+	if cfg.TLSCertFile != "" {
+		var err error
+		if cert, err = ingest.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return &configError{[]string{err.Error()}}
+		}
+	}
+	ln, err := w.Listen()
+	if err != nil {
+		return fmt.Errorf("worker %d: listen: %w", w.Number, err)
+	}
+	link, err := w.Link()
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("worker %d: %w", w.Number, err)
+	}
+	defer link.Close()
+	srv := ingest.New(workerConfig(cfg, link), link, logger)
+	if cert != nil {
+		ln = cert.Listener(ln)
+	}
+	served := make(chan error, 2)
+	if cfg.Ops == ingest.OpsSeparate && w.Number == 1 {
+		// METRICS_ADDR is one port: worker 1 serves it, with its own
+		// request counters and the writer's state.
+		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("worker %d: listen for /metrics: %w", w.Number, err)
+		}
+		go func() { served <- srv.ServeOps(opsLn) }()
+	}
+	go func() { served <- srv.Serve(ln) }()
+	logger.Debug("worker serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := cert.Reload(); err != nil {
+				logger.Error("certificate reload failed; keeping the old certificate", "err", err)
+			}
+			if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
+				logger.Error("reload failed; keeping the old settings", "err", err)
+			} else {
+				srv.Reconfigure(workerConfig(c, link))
+			}
+			continue
+		case <-link.Done():
+			return fmt.Errorf("worker %d: the supervisor is gone: %w", w.Number, link.Err())
+		case err := <-served:
+			if err != nil {
+				return fmt.Errorf("worker %d: serve: %w", w.Number, err)
+			}
+			return errors.New("serve returned")
+		case <-ctx.Done():
+		}
+		break
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("worker %d: shutdown: %w", w.Number, err)
+	}
+	return nil
+}
+
+// workerConfig is ingestConfig with the rate budget of the supervisor.
+func workerConfig(cfg *Config, link *shard.Link) ingest.Config {
+	c := ingestConfig(cfg)
+	if len(c.Rates) > 0 {
+		c.Budget = ingest.LinkBudget{Call: link.Call}
+	}
+	return c
+}
