@@ -13,9 +13,11 @@ import (
 // workerProcAttr makes the kernel kill a worker the moment the thread that
 // started it exits, which onSpawnThread makes the moment the supervisor
 // dies: no worker keeps serving the port as an orphan. (os/exec also kills
-// a child whose parent died before the setting took effect.)
+// a child whose parent died before the setting took effect.) A worker gets
+// a process group of its own, so that a Ctrl-C in a terminal reaches the
+// supervisor alone, which stops the workers in order.
 func workerProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
 
 // reusePort sets SO_REUSEPORT on a socket before it is bound.
