@@ -234,4 +234,3 @@ func fuzzLastRows(t *testing.T, db *sql.DB, n int) []row {
 	}
 	return out
 }
-
