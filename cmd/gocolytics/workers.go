@@ -160,6 +160,13 @@ func socketAddr(f *os.File) string {
 // gone; nothing can be committed any more).
 func runWorker(ctx context.Context, cfg *Config, args []string, w ingest.WorkerProcess, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.LogLevel).With("worker", w.Number)
+	// A worker may get SIGTERM twice, from systemd (which signals the
+	// whole control group) and from the supervisor: catching them here for
+	// good keeps the second from killing it mid-drain. The supervisor's
+	// SIGKILL after SHUTDOWN_TIMEOUT bounds the drain instead.
+	term := make(chan os.Signal, 4)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
 	var cert *ingest.Certificate
 	if cfg.TLSCertFile != "" {
 		var err error
