@@ -155,11 +155,11 @@ func (s *Supervisor) keep(i int) {
 	defer s.slots.Done()
 	backoff, everReady := s.cfg.MinBackoff, false
 	for {
-		started := time.Now()
+		started, first := time.Now(), !everReady
 		readied := make(chan struct{})
 		cmd, err := s.spawn(i, func() {
 			close(readied)
-			if !everReady {
+			if first {
 				s.ready <- i
 			}
 		})

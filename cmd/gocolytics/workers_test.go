@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -261,4 +264,21 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestWorkers_PortInUse: a second server with workers does not join the
+// first one's SO_REUSEPORT sockets: it is refused the port, as a single
+// process would be.
+func TestWorkers_PortInUse(t *testing.T) {
+	p := startBinary(t, "", "--workers", "2")
+	_, port, _ := net.SplitHostPort(p.Addr)
+	cmd := exec.Command(buildBinary(t), "--port", port, "--workers", "2", "--api-keys", `["bin-key"]`,
+		"--sqlite-file-path", filepath.Join(t.TempDir(), "other.db"), "--env-file", envFileFor(t))
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("got %v, want exit code 1 and address already in use\n%s", err, out)
+	}
+	stopBinary(t, p)
 }
