@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,10 +26,37 @@ func TestFault_Kill9(t *testing.T) {
 	faultKill9(t, rounds)
 }
 
+// TestFault_Kill9Workers is TestFault_Kill9 with --workers 2: in each round
+// one worker is killed first, then, with the load still on, the supervisor.
+// 20 rounds with GOCOLYTICS_FAULT_LONG=1, 3 otherwise.
+func TestFault_Kill9Workers(t *testing.T) {
+	rounds := 3
+	if faultLong() {
+		rounds = 20
+	}
+	faultKill9(t, rounds, "--workers", "2")
+}
+
+// children returns the PIDs of the process's child processes (of any of
+// its threads: Go forks from whichever thread runs the goroutine).
+func children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
 func faultKill9(t *testing.T, rounds int, args ...string) {
 	dbPath := t.TempDir() + "/events.db"
 	l := newLedger()
-	var storedTotal int
+	var storedTotal, workerKills int
 	for r := range rounds {
 		p := startBinary(t, dbPath, args...)
 		stop := make(chan struct{})
@@ -38,6 +68,15 @@ func faultKill9(t *testing.T, rounds int, args ...string) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		if kids := children(p.cmd.Process.Pid); len(args) > 0 && len(kids) > 0 {
+			syscall.Kill(kids[rand.IntN(len(kids))], syscall.SIGKILL)
+			workerKills++
+			before := l.ackedCount()
+			for l.ackedCount() < before+200 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		}
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -82,8 +121,8 @@ func faultKill9(t *testing.T, rounds int, args ...string) {
 	if code := p.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("exit code %d after the rounds\n%s", code, p.log())
 	}
-	t.Logf("kill -9: %d rounds, %d events sent, %d acknowledged, %d stored (%d committed but unanswered), 0 lost; %d events of requests cut off",
-		rounds, l.sent.Load(), l.ackedCount(), storedTotal, storedTotal-l.ackedCount(), l.unknown.Load())
+	t.Logf("kill -9 %v: %d rounds (%d workers killed too), %d events sent, %d acknowledged, %d stored (%d committed but unanswered), 0 lost; %d events of requests cut off",
+		args, rounds, workerKills, l.sent.Load(), l.ackedCount(), storedTotal, storedTotal-l.ackedCount(), l.unknown.Load())
 }
 
 // TestFault_SIGTERMInFlight: requests that are waiting for their commit
