@@ -2,14 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -48,19 +47,23 @@ func procLimit(pid int, name string) string {
 	return "?"
 }
 
-// slowConn is one client that opened a connection and then sends nothing
-// (idle) or a request header one byte at a time (trickle).
+// The kinds of slow client.
+const (
+	slowIdle      = iota // connects and sends nothing
+	slowHeader           // trickles a request header, a byte every 250 ms
+	slowBody             // sends a header, then trickles the body
+	slowKeepAlive        // sends one request, then keeps the connection idle
+	slowKinds
+)
+
+// slowConn is one slow client's connection.
 type slowConn struct {
 	conn   net.Conn
 	closed chan []byte // what the server sent before it closed the connection
 }
 
-func openSlow(t *testing.T, addr string, local net.IP, trickle bool, stop <-chan struct{}) (*slowConn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	if local != nil {
-		d.LocalAddr = &net.TCPAddr{IP: local}
-	}
-	c, err := d.Dial("tcp", addr)
+func openSlow(t *testing.T, addr string, kind int, stop <-chan struct{}) (*slowConn, error) {
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -71,10 +74,26 @@ func openSlow(t *testing.T, addr string, local net.IP, trickle bool, stop <-chan
 		b, _ := io.ReadAll(c)
 		s.closed <- b
 	}()
-	if trickle {
+	var now, slow string
+	switch kind {
+	case slowHeader:
+		slow = "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-Slow: " + strings.Repeat("a", 1000)
+	case slowBody:
+		body := faultEvent("never")
+		now = "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+		slow = body
+	case slowKeepAlive:
+		body := faultEvent(fmt.Sprintf("keepalive-%p", s))
+		now = "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	if now != "" {
+		if _, err := io.WriteString(c, now); err != nil {
+			return nil, err
+		}
+	}
+	if slow != "" {
 		go func() {
-			head := []byte("POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-Slow: " + strings.Repeat("a", 1000))
-			for _, b := range head {
+			for _, b := range []byte(slow) {
 				select {
 				case <-stop:
 					return
@@ -89,9 +108,10 @@ func openSlow(t *testing.T, addr string, local net.IP, trickle bool, stop <-chan
 	return s, nil
 }
 
-// TestFault_SlowClients: 2,000 connections that stay idle or trickle a
-// header byte by byte (slowloris) do not keep a normal client from its 204,
-// and the read timeout closes every one of them.
+// TestFault_SlowClients: 2,000 connections that stay idle, trickle a header
+// or a body byte by byte (slowloris), or stay open after a request, do not
+// keep a normal client from its 204, and the read and idle timeouts close
+// every one of them.
 func TestFault_SlowClients(t *testing.T) {
 	const n = 2000
 	fdLimit := raiseFDLimit(t, 2*n+1000)
@@ -104,7 +124,7 @@ func TestFault_SlowClients(t *testing.T) {
 	slow := make([]*slowConn, n)
 	for i := range slow {
 		var err error
-		if slow[i], err = openSlow(t, p.Addr, nil, i%2 == 1, stop); err != nil {
+		if slow[i], err = openSlow(t, p.Addr, i%slowKinds, stop); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 	}
@@ -117,42 +137,39 @@ func TestFault_SlowClients(t *testing.T) {
 		t.Errorf("the server holds %d descriptors: the slow connections were not all open during the request", fds)
 	}
 
-	// The read timeout closes them all: idle ones silently, trickling ones
-	// with a 408.
-	var silent, timeout, other atomic.Int64
-	var wg sync.WaitGroup
-	for _, s := range slow {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case b := <-s.closed:
-				switch {
-				case len(b) == 0:
-					silent.Add(1)
-				case bytes.HasPrefix(b, []byte("HTTP/1.1 408")):
-					timeout.Add(1)
-				default:
-					other.Add(1)
-				}
-			case <-time.After(30 * time.Second):
-				other.Add(1)
-			}
-		}()
+	// The timeouts close them all: the read timeout those that never sent
+	// a whole request (with a 408), the idle timeout the kept-alive ones
+	// (after their 204).
+	var got [slowKinds]map[string]int
+	for k := range got {
+		got[k] = map[string]int{}
 	}
-	wg.Wait()
-	if silent.Load()+timeout.Load() != n {
-		t.Errorf("of %d slow connections, %d closed silently, %d with 408, %d otherwise or not at all", n, silent.Load(), timeout.Load(), other.Load())
+	for i, s := range slow {
+		select {
+		case b := <-s.closed:
+			status, _, _ := strings.Cut(string(b), "\r\n")
+			got[i%slowKinds][status]++
+		case <-time.After(30 * time.Second):
+			got[i%slowKinds]["still open"]++
+		}
 	}
+	want := []string{slowIdle: "HTTP/1.1 408 Request Timeout", slowHeader: "HTTP/1.1 408 Request Timeout", slowBody: "HTTP/1.1 408 Request Timeout", slowKeepAlive: "HTTP/1.1 204 No Content"}
+	for k, w := range want {
+		if got[k][w] != n/slowKinds || len(got[k]) != 1 {
+			t.Errorf("slow clients of kind %d: got %v, want all %d closed after %q", k, got[k], n/slowKinds, w)
+		}
+	}
+	// A new connection: the server has closed the client's idle one too.
+	client.CloseIdleConnections()
 	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("after-slow-clients")); code != 204 {
 		t.Fatalf("after the slow clients: got %d %s, want 204", code, body)
 	}
 	_, stored := dbCheck(t, p.DBPath)
-	if !stored["among-slow-clients"] || !stored["after-slow-clients"] {
-		t.Errorf("acknowledged events are not stored: %v", stored)
+	if !stored["among-slow-clients"] || !stored["after-slow-clients"] || len(stored) != 2+n/slowKinds {
+		t.Errorf("stored %d events, want the %d acknowledged", len(stored), 2+n/slowKinds)
 	}
-	t.Logf("slow clients: %d (half idle, half trickling); server held %d descriptors; closed by the read timeout: %d silently, %d with 408; server VmHWM %d KiB",
-		n, fds, silent.Load(), timeout.Load(), procStatusKiB(pid, "VmHWM"))
+	t.Logf("slow clients: %d (idle, header trickle, body trickle, kept alive); server held %d descriptors; all closed by the timeouts; server VmHWM %d KiB",
+		n, fds, procStatusKiB(pid, "VmHWM"))
 }
 
 // TestFault_ConnCap: one address cannot hold more than MAX_CONNS_PER_IP
@@ -167,7 +184,7 @@ func TestFault_ConnCap(t *testing.T) {
 	slow := make([]*slowConn, n)
 	for i := range slow {
 		var err error
-		if slow[i], err = openSlow(t, p.Addr, nil, false, stop); err != nil {
+		if slow[i], err = openSlow(t, p.Addr, slowIdle, stop); err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 	}
