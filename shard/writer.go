@@ -232,6 +232,10 @@ type writer struct {
 	lastTime  time.Time
 	lastStamp string
 	sinceWAL  int
+	// failures counts the commits failed in a row; unlogged those of them
+	// not logged, lastFailLog when one last was.
+	failures, unlogged int
+	lastFailLog        time.Time
 }
 
 // drain takes everything queued and commits it, in groups of at most
@@ -279,11 +283,15 @@ func (w *writer) commit(reqs []*request, n int) {
 		err = classify(err)
 		db.failed.Add(1)
 		db.lastErr.Store(&err)
-		db.logger.Error("commit failed", "events", n, "err", err)
+		w.logFailure(n, err)
 	} else {
 		db.stored.Add(uint64(n))
 		db.commits.Add(1)
 		db.lastErr.Store(nil)
+		if w.failures > 0 {
+			db.logger.Info("commits succeed again", "failed_commits", w.failures)
+			w.failures, w.unlogged = 0, 0
+		}
 	}
 	if db.OnCommit != nil {
 		db.OnCommit(n, took, err)
@@ -294,6 +302,20 @@ func (w *writer) commit(reqs []*request, n int) {
 	if err == nil {
 		w.limitWAL()
 	}
+}
+
+// logFailure logs a failed commit, at most one a second: a full disk or a
+// lock held past the busy timeout fails every commit, thousands a second
+// under load, and the log would flood (onto the full disk, perhaps).
+func (w *writer) logFailure(n int, err error) {
+	w.failures++
+	now := time.Now()
+	if now.Sub(w.lastFailLog) < time.Second {
+		w.unlogged++
+		return
+	}
+	w.db.logger.Error("commit failed", "events", n, "err", err, "failures_not_logged", w.unlogged)
+	w.lastFailLog, w.unlogged = now, 0
 }
 
 func (w *writer) tx(reqs []*request) error {
