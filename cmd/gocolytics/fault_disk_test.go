@@ -158,6 +158,14 @@ func TestFault_DiskFull(t *testing.T) {
 	if crowd != l.ackedCount() {
 		t.Errorf("8 clients: %d events acknowledged, %d stored", l.ackedCount(), crowd)
 	}
+	// Thousands of failed commits, but the log says so at most once a
+	// second, and says when commits succeed again.
+	if logged := strings.Count(p.log(), "commit failed"); logged == 0 || logged > 20 {
+		t.Errorf("%d failed commits logged, want 1 to 20", logged)
+	}
+	if !strings.Contains(p.log(), "commits succeed again") {
+		t.Errorf("the log does not say commits succeed again:\n%s", p.log())
+	}
 	t.Logf("disk full: one client: %d events acknowledged, %d refused with 503; 8 clients: %d sent, %d acknowledged, %d refused; %d rows stored in all",
 		len(acked), len(refused), l.sent.Load(), l.ackedCount(), l.failed.Load(), len(stored))
 }
