@@ -129,9 +129,12 @@ func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
 		MaxConnsPerIP:        orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
 		MaxRequestBodySize:   orDefault(cfg.Limits.MaxBodyBytes, DefaultMaxBodyBytes),
 		NoDefaultContentType: true,
-		CloseOnShutdown:      true,
-		TCPKeepalive:         true,
-		Logger:               fasthttpLogger{s.logger},
+		// Errors reading a request neither quote it in the 400 nor in the
+		// log: it may carry credentials.
+		SecureErrorLogMessage: true,
+		CloseOnShutdown:       true,
+		TCPKeepalive:          true,
+		Logger:                fasthttpLogger{s.logger},
 	}
 	s.addExtras(cfg)
 	return s
@@ -257,9 +260,12 @@ func writeDetail(ctx *fasthttp.RequestCtx, status int, detail string) {
 
 // errorHandler answers requests fasthttp could not read, in JSON.
 func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeDetail(ctx, fasthttp.StatusRequestEntityTooLarge, "Request body too large")
+	case errors.As(err, &small):
+		writeDetail(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "Request header too large")
 	default:
 		var netErr net.Error
 		if errors.As(err, &netErr) && netErr.Timeout() {
