@@ -85,9 +85,24 @@ func TestFault_Floods(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		b, _ := io.ReadAll(c)
 		c.Close()
-		if !bytes.HasPrefix(b, []byte("HTTP/1.1 4")) {
-			t.Errorf("1 MB header: got %.200q, want a 4xx", b)
+		if !bytes.HasPrefix(b, []byte("HTTP/1.1 431")) {
+			t.Errorf("1 MB header: got %.900q, want a 431", b)
 		}
+	}
+
+	// A broken request line is a 400 that does not quote the request (it
+	// may carry credentials).
+	if c, err := net.Dial("tcp", p.Addr); err == nil {
+		fmt.Fprintf(c, "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret-abc\r\nBroken header line\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !bytes.HasPrefix(b, []byte("HTTP/1.1 400")) || bytes.Contains(b, []byte("secret-abc")) {
+			t.Errorf("broken header: got %.900q, want a 400 that does not quote the request", b)
+		}
+	}
+	if strings.Contains(p.log(), "secret-abc") {
+		t.Errorf("the log quotes a request's credentials")
 	}
 
 	// Many floods at once: 16 clients each sending bodies just under the
