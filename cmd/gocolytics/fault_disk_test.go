@@ -119,6 +119,10 @@ func TestFault_DiskFull(t *testing.T) {
 		t.Errorf("disk full, 8 clients: no request was refused")
 	}
 
+	if code := getStatus(t, p.Addr, "/healthz"); code != 503 {
+		t.Errorf("/healthz on a full disk: got %d, want 503", code)
+	}
+
 	// Space returns: the very next request is stored, no restart.
 	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
 		t.Fatal(err)
@@ -127,6 +131,9 @@ func TestFault_DiskFull(t *testing.T) {
 		if code, body := send("again", i); code != 204 {
 			t.Fatalf("space returned, request %d: got %d %s, want 204", i, code, body)
 		}
+	}
+	if code := getStatus(t, p.Addr, "/healthz"); code != 200 {
+		t.Errorf("/healthz once space returned: got %d, want 200", code)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t, 15*time.Second); code != 0 {
@@ -341,4 +348,14 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := os.WriteFile(to, b, mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func getStatus(t *testing.T, addr, path string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
