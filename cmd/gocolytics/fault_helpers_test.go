@@ -164,21 +164,6 @@ func dbCheck(t *testing.T, path string) (integrity string, stored map[string]boo
 	return integrity, stored
 }
 
-// countRows returns the number of rows of the event table.
-func countRows(t *testing.T, path string) int {
-	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=10000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM event").Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // procStatusKiB reads a field such as VmHWM or VmRSS, in KiB, from
 // /proc/PID/status.
 func procStatusKiB(pid int, field string) int64 {
