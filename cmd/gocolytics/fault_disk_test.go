@@ -187,9 +187,9 @@ func TestFault_StartupRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	// The unreadable and read-only cases run the server as nobody, since
-	// root reads and writes whatever the permissions say: everything it
-	// needs must be reachable by nobody.
+	// Run by root, the unreadable and read-only cases run the server as
+	// nobody, since root reads and writes whatever the permissions say:
+	// everything it needs must be reachable by nobody.
 	os.Chmod(base, 0o755)
 	nbin := filepath.Join(base, "gocolytics")
 	copyFile(t, bin, nbin, 0o755)
@@ -256,7 +256,7 @@ func TestFault_StartupRefusals(t *testing.T) {
 			before := folderBytes(t, dir)
 			cmd := exec.Command(nbin, "--port", "0", "--sqlite-file-path", path, "--api-keys", `["bin-key"]`, "--env-file", env)
 			cmd.Dir = base
-			if tt.nobody {
+			if tt.nobody && os.Geteuid() == 0 {
 				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
 			}
 			var out bytes.Buffer
