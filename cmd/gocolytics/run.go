@@ -18,6 +18,13 @@ import (
 	"github.com/gocolytics/gocolytics/systemd"
 )
 
+// DefaultMemoryLimit is the Go heap's soft limit when GOMEMLIMIT does not
+// set one: the garbage collector works harder as the heap nears it, which
+// keeps the resident size of a busy server near 50 MiB (77 MiB without it,
+// for batches of 100 from 256 connections) for about a tenth of the
+// throughput of large batches. It is soft: a heap that needs more gets it.
+const DefaultMemoryLimit = 32 << 20
+
 // Build information, set by deploy/build with -ldflags -X.
 var (
 	version = "dev"
@@ -55,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	logger := newLogger(stderr, cfg.LogLevel)
+	if _, set := lookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(DefaultMemoryLimit)
+	}
 	if w, ok := ingest.ThisWorker(); ok {
 		return runWorker(ctx, cfg, args, w, stderr)
 	}
