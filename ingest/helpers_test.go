@@ -2,17 +2,12 @@ package ingest_test
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	_ "github.com/mattn/go-sqlite3"
 
@@ -32,39 +27,13 @@ type testServer struct {
 	Srv    *ingest.Server
 }
 
-// startServer starts the server with cfg (Keys default to testKey) and stops
-// it when the test ends.
+// startServer starts the server with cfg (Keys default to testKey) on a new
+// database with default options, wired as the program wires it, and stops it
+// when the test ends.
 func startServer(tb testing.TB, cfg ingest.Config) *testServer {
 	tb.Helper()
-	if cfg.Keys == nil {
-		cfg.Keys = []string{testKey}
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	path := filepath.Join(tb.TempDir(), "events.db")
-	db := shard.New(path, shard.Options{}, logger)
-	if err := db.Open(); err != nil {
-		tb.Fatalf("open database: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := ingest.New(cfg, db, logger)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		<-done
-		if err := db.Close(); err != nil {
-			tb.Errorf("close database: %v", err)
-		}
-	})
-	addr := ln.Addr().String()
-	return &testServer{URL: "http://" + addr, Addr: addr, DBPath: path, DB: db, Srv: srv}
+	s, _ := startWired(tb, cfg, shard.Options{})
+	return s
 }
 
 // post sends body to path and returns the status and the response body.

@@ -71,6 +71,14 @@ func startBinary(t *testing.T, dbPath string, args ...string) *proc {
 		"--env-file", envFileFor(t)}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
+	return startCmd(t, cmd, dbPath)
+}
+
+// startCmd starts cmd, a run of the binary, and waits for its "listening"
+// line (startBinary for a command it cannot build: extra files, own
+// environment).
+func startCmd(t *testing.T, cmd *exec.Cmd, dbPath string) *proc {
+	t.Helper()
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	p := &proc{cmd: cmd, DBPath: dbPath, stderr: &strings.Builder{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
@@ -85,7 +93,10 @@ func startBinary(t *testing.T, dbPath string, args ...string) *proc {
 			p.stderr.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+				select {
+				case addr <- m[1]:
+				default:
+				}
 			}
 		}
 	}()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"database/sql"
 	"fmt"
 	"io"
@@ -11,53 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// startCmd starts cmd, a run of the binary, and waits for its "listening"
-// line (startBinary for a command it cannot build: extra files, own
-// environment).
-func startCmd(t *testing.T, cmd *exec.Cmd, dbPath string) *proc {
-	t.Helper()
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	p := &proc{cmd: cmd, DBPath: dbPath, stderr: &strings.Builder{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { err := cmd.Wait(); pw.Close(); p.exited <- err }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	})
-	select {
-	case p.Addr = <-addr:
-	case err := <-p.exited:
-		t.Fatalf("server exited: %v\n%s", err, p.log())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("server did not start\n%s", p.log())
-	}
-	return p
-}
 
 func postKey(t *testing.T, addr, key string) int {
 	t.Helper()
