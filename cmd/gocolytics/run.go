@@ -109,38 +109,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	go func() { served <- srv.Serve(ln) }()
 
-	if slices.Contains(cfg.APIKeys, ingest.DevKey) {
-		logger.Warn("THE PUBLIC DEV KEY IS ACCEPTED: anyone can write events. Set API_KEYS to your own keys before exposing this server.")
-	}
+	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", ln.Addr().String(), "database", db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	// READY=1 only now: the database is open, the socket serves, and a
-	// SIGHUP (systemctl reload) is caught rather than fatal.
-	sd := systemd.New(logger)
-	sd.Ready(status(ln, db))
-	stopNotify := sd.Start(func() string { return status(ln, db) }, writerProgress(db))
-	defer stopNotify()
-	for {
-		select {
-		case <-hup:
-			sd.Reloading()
-			reload(args, srv, cert, logger)
-			sd.Ready(status(ln, db))
-			continue
-		case err := <-served:
-			if err != nil {
-				return fmt.Errorf("serve: %w", err)
-			}
-		case <-ctx.Done():
-		}
-		break
+	if err := serveUntilDone(ctx, logger, func() string { return status(ln, db) }, writerProgress(db),
+		func() { reload(args, srv, cert, logger) }, served, "stopping: draining requests, committing what is queued"); err != nil {
+		return err
 	}
-
-	stopNotify()
-	sd.Stopping("stopping: draining requests, committing what is queued")
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
@@ -152,6 +127,48 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
 	return closeErr
+}
+
+// warnDevKey says loudly that the public dev key is accepted, if it is.
+func warnDevKey(logger *slog.Logger, cfg *Config) {
+	if slices.Contains(cfg.APIKeys, ingest.DevKey) {
+		logger.Warn("THE PUBLIC DEV KEY IS ACCEPTED: anyone can write events. Set API_KEYS to your own keys before exposing this server.")
+	}
+}
+
+// serveUntilDone tells systemd the server is ready (READY=1 only now: the
+// database is open, the socket serves, and a SIGHUP — systemctl reload — is
+// caught rather than fatal), keeps its status and watchdog going, reloads on
+// SIGHUP, and returns after STOPPING=1 when ctx is done or a server stopped
+// serving (with its error, if any).
+func serveUntilDone(ctx context.Context, logger *slog.Logger, status func() string, progress func() systemd.Progress,
+	reload func(), served <-chan error, stopping string) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	sd := systemd.New(logger)
+	sd.Ready(status())
+	stopNotify := sd.Start(status, progress)
+	defer stopNotify()
+	for {
+		select {
+		case <-hup:
+			sd.Reloading()
+			reload()
+			sd.Ready(status())
+		case err := <-served:
+			if err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			stopNotify()
+			sd.Stopping(stopping)
+			return nil
+		case <-ctx.Done():
+			stopNotify()
+			sd.Stopping(stopping)
+			return nil
+		}
+	}
 }
 
 // reload reads the settings again and applies the keys, rate limit and

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"time"
 
@@ -65,42 +64,27 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 		return fmt.Errorf("start workers: %w", err)
 	}
 
-	if slices.Contains(cfg.APIKeys, ingest.DevKey) {
-		logger.Warn("THE PUBLIC DEV KEY IS ACCEPTED: anyone can write events. Set API_KEYS to your own keys before exposing this server.")
-	}
+	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", addr, "database", db.Path(), "workers", cfg.Workers, "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 
 	status := func() string {
 		st := db.Stats()
 		return fmt.Sprintf("%d workers on %s; %d events stored since start; %d queued", cfg.Workers, addr, st.EventsStored, st.QueuedEvents)
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	sd := systemd.New(logger)
-	sd.Ready(status())
-	stopNotify := sd.Start(status, writerProgress(db))
-	defer stopNotify()
-	for done := false; !done; {
-		select {
-		case <-hup:
-			sd.Reloading()
-			if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
-				logger.Error("reload failed; keeping the old rate limit", "err", err)
-			} else {
-				budget.Reconfigure(ingestConfig(c))
-				logger.Info("reloaded", "rate_limit", c.RateLimit)
-			}
-			// Each worker reloads the rest itself: keys, limits, certificate.
-			sup.Signal(syscall.SIGHUP)
-			sd.Ready(status())
-		case <-ctx.Done():
-			done = true
+	reload := func() {
+		if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
+			logger.Error("reload failed; keeping the old rate limit", "err", err)
+		} else {
+			budget.Reconfigure(ingestConfig(c))
+			logger.Info("reloaded", "rate_limit", c.RateLimit)
 		}
+		// Each worker reloads the rest itself: keys, limits, certificate.
+		sup.Signal(syscall.SIGHUP)
+	}
+	if err := serveUntilDone(ctx, logger, status, writerProgress(db), reload, nil, "stopping: draining workers, committing what is queued"); err != nil {
+		return err
 	}
 
-	stopNotify()
-	sd.Stopping("stopping: draining workers, committing what is queued")
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	tctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
