@@ -429,23 +429,23 @@ func (d *decoder) valueField(idx int) (string, bool) {
 		return "", false
 	}
 	raw := d.buf[start:d.pos]
+	if len(d.nonFinite) > 0 {
+		// Rewrite Godot's nan and inf tokens as null.
+		var b []byte
+		last := start
+		for _, nf := range d.nonFinite {
+			b = append(b, d.buf[last:nf[0]]...)
+			b = append(b, "null"...)
+			last = nf[1]
+		}
+		raw = append(b, d.buf[last:d.pos]...)
+	}
+	// The limit holds for the text stored.
 	if max := d.lim.MaxValueBytes; len(raw) > max {
 		d.fieldError(loc(idx, "value"), fmt.Sprintf("ensure this value has at most %d bytes of JSON", max), "value_error.any_str.max_length", max)
 		return "", false
 	}
-	if len(d.nonFinite) == 0 {
-		return string(raw), true
-	}
-	// Rewrite Godot's nan and inf tokens as null.
-	var b []byte
-	last := start
-	for _, nf := range d.nonFinite {
-		b = append(b, d.buf[last:nf[0]]...)
-		b = append(b, "null"...)
-		last = nf[1]
-	}
-	b = append(b, d.buf[last:d.pos]...)
-	return string(b), true
+	return string(raw), true
 }
 
 func (d *decoder) tooDeep() {

@@ -276,3 +276,20 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestDecode_ValueLimitAfterRewrite: MAX_VALUE_BYTES holds for the text
+// stored, after lenient mode wrote nan as null.
+func TestDecode_ValueLimitAfterRewrite(t *testing.T) {
+	lim := ingest.DefaultLimits()
+	lim.MaxValueBytes = len(`{"a":nan}`)
+	for _, tt := range []struct {
+		value string
+		ok    bool
+	}{{`{"a":nan}`, false}, {`{"a":-inf}`, false}, {`{"a":1.0}`, true}} {
+		var d ingest.Decoded
+		p := ingest.Decode([]byte(strings.Replace(full, `{"k":1}`, tt.value, 1)), false, true, lim, &d)
+		if (p == nil) != tt.ok {
+			t.Errorf("%s: got problem %v, want ok %v", tt.value, p, tt.ok)
+		}
+	}
+}

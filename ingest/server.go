@@ -80,7 +80,6 @@ type policy struct {
 	keys    *Keys
 	limits  Limits
 	lenient bool
-	rates   []Rate
 
 	rateLimit *rateLimit
 }
@@ -157,7 +156,7 @@ func (s *Server) Reconfigure(cfg Config) {
 	lim.MaxStringLength = orDefault(lim.MaxStringLength, def.MaxStringLength)
 	lim.MaxValueBytes = orDefault(lim.MaxValueBytes, def.MaxValueBytes)
 	lim.MaxDepth = orDefault(lim.MaxDepth, def.MaxDepth)
-	s.policy.Store(&policy{keys: NewKeys(cfg.Keys), limits: lim, lenient: cfg.Lenient, rates: cfg.Rates, rateLimit: s.rateLimitFor(cfg)})
+	s.policy.Store(&policy{keys: NewKeys(cfg.Keys), limits: lim, lenient: cfg.Lenient, rateLimit: s.rateLimitFor(cfg)})
 	s.cors.Store(newCORS(cfg.CORSOrigins))
 }
 
