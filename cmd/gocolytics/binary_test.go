@@ -68,7 +68,7 @@ func startBinary(t *testing.T, dbPath string, args ...string) *proc {
 		dbPath = filepath.Join(t.TempDir(), "events.db")
 	}
 	args = append([]string{"--port", "0", "--sqlite-file-path", dbPath, "--api-keys", `["bin-key"]`, "--rate-limit", "off",
-		"--env-file", envFileFor(t)}, args...)
+		"--env-file", envFile(t, "")}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = t.TempDir()
 	return startCmd(t, cmd, dbPath)
@@ -116,13 +116,6 @@ func startCmd(t *testing.T, cmd *exec.Cmd, dbPath string) *proc {
 	return p
 }
 
-func envFileFor(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "empty.env")
-	os.WriteFile(p, nil, 0o600)
-	return p
-}
-
 func (p *proc) log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -158,7 +151,7 @@ func TestBinary_InvalidConfig(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "sub", "events.db")
-	cmd := exec.Command(bin, "--sqlite-file-path", dbPath, "--port", "http", "--env-file", envFileFor(t))
+	cmd := exec.Command(bin, "--sqlite-file-path", dbPath, "--port", "http", "--env-file", envFile(t, ""))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "RATE_LIMIT=sometimes", "API_KEYS=[1]")
 	out, err := cmd.CombinedOutput()
@@ -209,57 +202,19 @@ func TestBinary_DevKeyWarning(t *testing.T) {
 }
 
 // TestBinary_SIGTERM: SIGTERM under load answers every request in flight,
-// stores every 204, and exits 0.
+// stores every 204, and exits 0; as a single process and with two workers.
 func TestBinary_SIGTERM(t *testing.T) {
-	p := startBinary(t, "")
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for c := 0; c < 16; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			client := &http.Client{Timeout: 10 * time.Second}
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				m := fmt.Sprintf("c%d-%d", c, i)
-				resp, err := client.Post("http://"+p.Addr+"/v1.0/event", "", strings.NewReader(binEvent(m)))
-				if err != nil {
-					return // the listener is closed: not acknowledged
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == 204 {
-					mu.Lock()
-					acked[m] = true
-					mu.Unlock()
-				}
-			}
-		}(c)
+	for _, workers := range []string{"1", "2"} {
+		t.Run("workers="+workers, func(t *testing.T) {
+			p := startBinary(t, "", "--workers", workers)
+			l := startLoad(p.Addr, 16, 0)
+			waitFor(t, func() bool { return l.count(204) >= 200 }, "200 acknowledged")
+			stopBinary(t, p)
+			l.finish()
+			checkStored(t, l, p.DBPath)
+			t.Logf("acknowledged %d; statuses %v", len(l.acked), l.status)
+		})
 	}
-	time.Sleep(500 * time.Millisecond)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	code := p.wait(t, 15*time.Second)
-	close(stop)
-	wg.Wait()
-	if code != 0 {
-		t.Errorf("exit code %d\n%s", code, p.log())
-	}
-	stored := storedMarkers(t, p.DBPath)
-	if len(acked) == 0 {
-		t.Fatal("nothing acknowledged")
-	}
-	for m := range acked {
-		if !stored[m] {
-			t.Errorf("acknowledged %s is not stored", m)
-		}
-	}
-	t.Logf("acknowledged %d, stored %d", len(acked), len(stored))
 }
 
 // storedMarkers returns the event_type of every stored row.

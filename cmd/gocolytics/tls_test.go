@@ -45,7 +45,7 @@ func startRun(t *testing.T, args ...string) *runningServer {
 	args = append([]string{
 		"--host", "127.0.0.1", "--port", "0", "--sqlite-file-path", dbPath,
 		"--api-keys", `["` + runTestKey + `"]`, "--rate-limit", "off",
-		"--env-file", emptyEnvFile(t),
+		"--env-file", envFile(t, ""),
 	}, args...)
 	lw := newLogWatch()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -69,15 +69,6 @@ func startRun(t *testing.T, args ...string) *runningServer {
 	}
 	addr, _, _ = strings.Cut(addr, " ")
 	return &runningServer{Addr: addr, DBPath: dbPath, log: lw}
-}
-
-func emptyEnvFile(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "empty.env")
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // rows is the number of rows in the event table.
@@ -297,7 +288,7 @@ func TestRun_TLSSettings(t *testing.T) {
 		{"key as certificate", []string{"--tls-cert-file", keyFile, "--tls-key-file", keyFile}, "load TLS certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--port", "0", "--sqlite-file-path", db, "--env-file", emptyEnvFile(t)}, tc.args...)
+			args := append([]string{"--port", "0", "--sqlite-file-path", db, "--env-file", envFile(t, "")}, tc.args...)
 			err := run(context.Background(), args, io.Discard, io.Discard)
 			var ce *configError
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {

@@ -46,7 +46,7 @@ func TestWorkers_SocketActivation(t *testing.T) {
 	// sh sets LISTEN_PID to its own pid, which exec hands to the binary.
 	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"`, buildBinary(t),
 		"--port", "1", "--workers", "2", "--sqlite-file-path", dbPath, "--api-keys", `["bin-key"]`,
-		"--rate-limit", "off", "--env-file", envFileFor(t))
+		"--rate-limit", "off", "--env-file", envFile(t, ""))
 	cmd.Dir = dir
 	cmd.ExtraFiles = []*os.File{f}
 	p := startCmd(t, cmd, dbPath)
