@@ -48,9 +48,9 @@ func TestServer_Event(t *testing.T) {
 // TestServer_Godot replays the Godot plugin's exact bytes over a raw TCP
 // connection: no Content-Type, a bare array.
 func TestServer_Godot(t *testing.T) {
-	raw, err := os.ReadFile("../../shared/fixtures/godot-request.http")
+	raw, err := os.ReadFile("testdata/godot/request.http")
 	if err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatal(err)
 	}
 	s := startServer(t, ingest.Config{Keys: []string{ingest.DevKey}})
 	conn, err := net.Dial("tcp", s.Addr)

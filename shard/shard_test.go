@@ -135,9 +135,9 @@ func TestDB_Write_LocalTime(t *testing.T) {
 // TestDB_Pycolytics appends to a database written by Pycolytics: its rows
 // and schema stay as they were.
 func TestDB_Pycolytics(t *testing.T) {
-	src, err := os.ReadFile("../../shared/fixtures/pycolytics.db")
+	src, err := os.ReadFile("testdata/pycolytics/pycolytics.db")
 	if err != nil {
-		t.Skipf("fixture missing: %v", err)
+		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "pycolytics.db")
 	if err := os.WriteFile(path, src, 0o644); err != nil {
