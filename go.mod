@@ -7,7 +7,6 @@ require (
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/didip/tollbooth/v7 v7.0.2
 	github.com/fasthttp/router v1.5.4
-	github.com/joho/godotenv v1.5.1
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/valyala/fasthttp v1.78.0
 	golang.org/x/sys v0.49.0

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/joho/godotenv"
-
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/shard"
 )
@@ -256,7 +254,7 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 		values[s.name] = s.def
 	}
 	var problems []string
-	file, err := godotenv.Read(c.EnvFile)
+	file, err := readDotenv(c.EnvFile, lookupEnv)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !explicitEnvFile:
 	case err != nil:
