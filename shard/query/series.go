@@ -1,0 +1,93 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// MaxSeries is the most series a breakdown over time answers: the largest
+// by total.
+const MaxSeries = 20
+
+// Series is a breakdown over time: for each value of one column, a figure
+// for every day of the range.
+type Series struct {
+	By     string        `json:"by"`
+	Days   []string      `json:"days"`
+	Series []SeriesEntry `json:"series"`
+}
+
+// SeriesEntry is one value's figures, one per day.
+type SeriesEntry struct {
+	Name   string  `json:"name"`
+	Values []int64 `json:"values"`
+}
+
+// seriesColumns maps the by parameter to its column and whether it counts
+// events (else distinct users).
+var seriesColumns = map[string]bool{"event_type": true, "version": false, "platform": false}
+
+// ComputeSeries breaks f's range down by day and by (event_type: events per
+// type; version or platform: distinct users of each), largest first, ties
+// by name, at most MaxSeries of them.
+func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	events, ok := seriesColumns[by]
+	if !ok {
+		return nil, &ParamError{"by", "must be event_type, version or platform"}
+	}
+	measure := "COUNT(DISTINCT user_id)"
+	if events {
+		measure = "COUNT(*)"
+	}
+	where, args := f.where(f.Since, f.Until, true)
+	rows, err := q.QueryContext(ctx, `SELECT `+by+`, substr(time, 1, 10) AS day, `+measure+` FROM event WHERE `+where+` GROUP BY `+by+`, day`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query series: %w", err)
+	}
+	defer rows.Close()
+	days := f.dayList()
+	index := make(map[string]int, len(days))
+	for i, d := range days {
+		index[d] = i
+	}
+	byName := map[string][]int64{}
+	total := map[string]int64{}
+	for rows.Next() {
+		var name, d string
+		var n int64
+		if err := rows.Scan(&name, &d, &n); err != nil {
+			return nil, fmt.Errorf("read series: %w", err)
+		}
+		i, ok := index[d]
+		if !ok {
+			continue
+		}
+		if byName[name] == nil {
+			byName[name] = make([]int64, len(days))
+		}
+		byName[name][i] = n
+		total[name] += n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read series: %w", err)
+	}
+	s := &Series{By: by, Days: days, Series: []SeriesEntry{}}
+	for name, v := range byName {
+		s.Series = append(s.Series, SeriesEntry{name, v})
+	}
+	sort.Slice(s.Series, func(i, j int) bool {
+		a, b := s.Series[i].Name, s.Series[j].Name
+		if total[a] != total[b] {
+			return total[a] > total[b]
+		}
+		return a < b
+	})
+	if len(s.Series) > MaxSeries {
+		s.Series = s.Series[:MaxSeries]
+	}
+	return s, nil
+}

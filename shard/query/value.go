@@ -1,0 +1,113 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// ValueDay is the statistics of one numeric field of value on one day. The
+// figures are nil on a day without numbers; Skipped counts the events of the
+// day whose field was missing or not a number.
+type ValueDay struct {
+	Day     string   `json:"day"`
+	Count   int64    `json:"count"`
+	Skipped int64    `json:"skipped"`
+	Avg     *float64 `json:"avg"`
+	P50     *float64 `json:"p50"`
+	P95     *float64 `json:"p95"`
+	Min     *float64 `json:"min"`
+	Max     *float64 `json:"max"`
+}
+
+// ComputeValue answers, for every day of f's range, the count, average,
+// median, 95th percentile, minimum and maximum of the numeric field (a
+// dotted path such as "stats.score") of the value of f's events of type
+// f.EventType (required).
+func ComputeValue(ctx context.Context, q Querier, f Filter, field string) ([]ValueDay, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if f.EventType == "" {
+		return nil, &ParamError{"event_type", "field required"}
+	}
+	if field == "" {
+		return nil, &ParamError{"field", "field required"}
+	}
+	path, err := jsonPath(field)
+	if err != nil {
+		return nil, err
+	}
+	where, args := f.where(f.Since, f.Until, true)
+	// A value that is not valid JSON (never written by gocolytics, but
+	// possible in an old database) counts as skipped instead of failing the
+	// whole query.
+	rows, err := q.QueryContext(ctx, `SELECT substr(time, 1, 10), v FROM (
+SELECT time, CASE WHEN json_valid(value) AND json_type(value, ?1) IN ('integer', 'real') THEN json_extract(value, ?1) END AS v
+FROM event WHERE `+renumber(where, 2)+`)`, append([]any{path}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("query value: %w", err)
+	}
+	defer rows.Close()
+	days := f.dayList()
+	index := make(map[string]int, len(days))
+	for i, d := range days {
+		index[d] = i
+	}
+	nums := make([][]float64, len(days))
+	out := make([]ValueDay, len(days))
+	for rows.Next() {
+		var d string
+		var v *float64
+		if err := rows.Scan(&d, &v); err != nil {
+			return nil, fmt.Errorf("read value: %w", err)
+		}
+		i, ok := index[d]
+		if !ok {
+			continue
+		}
+		if v == nil {
+			out[i].Skipped++
+			continue
+		}
+		nums[i] = append(nums[i], *v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read value: %w", err)
+	}
+	for i, d := range days {
+		out[i].Day = d
+		xs := nums[i]
+		out[i].Count = int64(len(xs))
+		if len(xs) == 0 {
+			continue
+		}
+		sort.Float64s(xs)
+		sum := 0.0
+		for _, x := range xs {
+			sum += x
+		}
+		out[i].Avg = ptr(sum / float64(len(xs)))
+		out[i].P50 = ptr(percentile(xs, 0.5))
+		out[i].P95 = ptr(percentile(xs, 0.95))
+		out[i].Min = ptr(xs[0])
+		out[i].Max = ptr(xs[len(xs)-1])
+	}
+	return out, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// renumber turns the anonymous "?" of a WHERE clause into "?N", "?N+1", ...
+// so that it can follow numbered parameters.
+func renumber(where string, from int) string {
+	out := make([]byte, 0, len(where)+16)
+	for i := 0; i < len(where); i++ {
+		out = append(out, where[i])
+		if where[i] == '?' {
+			out = fmt.Appendf(out, "%d", from)
+			from++
+		}
+	}
+	return string(out)
+}
