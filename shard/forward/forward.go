@@ -1,0 +1,371 @@
+// Package forward copies each node's committed SQLite rows, in id order,
+// to one PostgreSQL database, exactly once: the rows and the node's new
+// position go in one PostgreSQL transaction. See DESIGN.md.
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+)
+
+// Defaults of Config.
+const (
+	// DefaultBatchRows is the most rows one PostgreSQL transaction copies.
+	DefaultBatchRows = 10000
+	// DefaultInterval is how often the forwarder looks for new rows once it
+	// has caught up.
+	DefaultInterval = time.Second
+	// DefaultBehindAfter is the lag from which /healthz says forwarding is
+	// behind.
+	DefaultBehindAfter = 60 * time.Second
+	// maxBackoff caps the wait between attempts to reach PostgreSQL.
+	maxBackoff = 10 * time.Second
+)
+
+// Sentinel errors.
+var (
+	ErrNodeInUse     = errors.New("another process is forwarding with this NODE_ID")
+	ErrOtherDatabase = errors.New("NODE_ID's position in PostgreSQL belongs to another SQLite database")
+	ErrPositionMoved = errors.New("NODE_ID's position in PostgreSQL was moved by someone else")
+	ErrNoPostgresURL = errors.New("POSTGRES_URL is empty")
+)
+
+// Config says where to forward from and to.
+type Config struct {
+	// SQLitePath is the node's database file, read read-only.
+	SQLitePath string
+	// PostgresURL is a libpq URL or key=value connection string.
+	PostgresURL string
+	// NodeID names this node in PostgreSQL; it must be unique per node.
+	NodeID string
+	// BatchRows and Interval: see DefaultBatchRows and DefaultInterval.
+	BatchRows int
+	Interval  time.Duration
+	// BehindAfter: see DefaultBehindAfter.
+	BehindAfter time.Duration
+}
+
+// DefaultNodeID is the host name, the default NODE_ID.
+func DefaultNodeID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "gocolytics"
+	}
+	return h
+}
+
+// Validate checks the configuration without connecting anywhere and
+// reports every problem at once. Its errors never hold the password.
+func (c Config) Validate() error {
+	var problems []string
+	if strings.TrimSpace(c.PostgresURL) == "" {
+		problems = append(problems, ErrNoPostgresURL.Error())
+	} else if _, err := pgx.ParseConfig(c.PostgresURL); err != nil {
+		problems = append(problems, redact(fmt.Errorf("POSTGRES_URL: %w", err), c.PostgresURL).Error())
+	}
+	if strings.TrimSpace(c.NodeID) == "" {
+		problems = append(problems, "NODE_ID is empty")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchRows <= 0 {
+		c.BatchRows = DefaultBatchRows
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.BehindAfter <= 0 {
+		c.BehindAfter = DefaultBehindAfter
+	}
+	if c.NodeID == "" {
+		c.NodeID = DefaultNodeID()
+	}
+	return c
+}
+
+// Status is what the forwarder reports for /healthz, /metrics and the
+// systemd status line.
+type Status struct {
+	// Connected is true while a PostgreSQL connection is up and claimed.
+	Connected bool
+	// Position is the id of the last row forwarded (as PostgreSQL says).
+	Position int64
+	// LagEvents is how many ids lie between Position and the newest row.
+	LagEvents int64
+	// LagSeconds is the age of the oldest row not yet forwarded; 0 when
+	// every row is forwarded.
+	LagSeconds float64
+	// Forwarded counts rows copied since start; Errors failed attempts.
+	Forwarded uint64
+	Errors    uint64
+	// Converted counts rows whose value or text PostgreSQL could not take
+	// as stored (see jsonbValue, cleanText).
+	Converted uint64
+	// LastError is the last attempt's error (password removed), nil once
+	// an attempt succeeds.
+	LastError error
+}
+
+// Forwarder is one node's forwarder: New (no I/O), Start, Close.
+type Forwarder struct {
+	cfg    Config
+	logger *slog.Logger
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	mu     sync.Mutex
+	status Status
+
+	set       *metrics.Set
+	forwarded *metrics.Counter
+	errs      *metrics.Counter
+	converted *metrics.Counter
+}
+
+// New returns a forwarder for cfg. It does no I/O; Start does.
+func New(cfg Config, logger *slog.Logger) *Forwarder {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	f := &Forwarder{
+		cfg:    cfg.withDefaults(),
+		logger: logger.With("component", "forward"),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		set:    metrics.NewSet(),
+	}
+	f.addMetrics()
+	return f
+}
+
+// NodeID is the node's name in PostgreSQL.
+func (f *Forwarder) NodeID() string { return f.cfg.NodeID }
+
+// Start opens the read-only SQLite connection and starts forwarding in a
+// goroutine of its own. PostgreSQL being down is not an error here: the
+// forwarder keeps trying, and Status says so.
+func (f *Forwarder) Start() error {
+	src, err := openSource(f.cfg.SQLitePath)
+	if err != nil {
+		return err
+	}
+	go f.run(src)
+	return nil
+}
+
+// Close stops forwarding, ending a transaction under way (it rolls back;
+// its rows are sent again by the next start), and waits for the goroutine.
+// It is nil-safe and may be called more than once.
+func (f *Forwarder) Close() error {
+	if f == nil {
+		return nil
+	}
+	f.once.Do(func() { close(f.stop) })
+	select {
+	case <-f.done:
+	case <-time.After(30 * time.Second):
+		return errors.New("forwarder did not stop within 30s")
+	}
+	return nil
+}
+
+// Status returns the current state.
+func (f *Forwarder) Status() Status {
+	f.mu.Lock()
+	s := f.status
+	f.mu.Unlock()
+	s.Forwarded, s.Errors, s.Converted = f.forwarded.Get(), f.errs.Get(), f.converted.Get()
+	return s
+}
+
+// Behind returns nil while forwarding keeps up, else why not: PostgreSQL
+// unreachable or refusing, or the oldest unforwarded row older than
+// BehindAfter. Ingest is unaffected either way.
+func (f *Forwarder) Behind() error {
+	s := f.Status()
+	switch {
+	case !s.Connected && s.LastError != nil:
+		return fmt.Errorf("forwarding to postgresql is behind by %d events (%.0fs): %w", s.LagEvents, s.LagSeconds, s.LastError)
+	case s.LagSeconds > f.cfg.BehindAfter.Seconds():
+		return fmt.Errorf("forwarding to postgresql is behind by %d events (%.0fs)", s.LagEvents, s.LagSeconds)
+	}
+	return nil
+}
+
+func (f *Forwarder) setStatus(fn func(*Status)) {
+	f.mu.Lock()
+	fn(&f.status)
+	f.mu.Unlock()
+}
+
+// run is the forwarder's loop: connect, claim the node, copy batches; on
+// any error drop the connection and start over after a growing pause
+// (1 s, 2 s, ... 10 s), keeping the lag figures fresh meanwhile.
+func (f *Forwarder) run(src *source) {
+	defer close(f.done)
+	defer src.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-f.stop
+		cancel()
+	}()
+	backoff := time.Second
+	for {
+		err := f.session(ctx, src)
+		if ctx.Err() != nil {
+			return
+		}
+		err = redact(err, f.cfg.PostgresURL)
+		f.errs.Inc()
+		f.setStatus(func(s *Status) { s.Connected, s.LastError = false, err })
+		f.logger.Warn("forwarding to postgresql failed; retrying", "err", err, "retry_in", backoff.String())
+		deadline := time.Now().Add(backoff)
+		for time.Now().Before(deadline) {
+			f.refreshLag(ctx, src)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Second, time.Until(deadline))):
+			}
+		}
+		backoff = min(2*backoff, maxBackoff)
+		if errors.Is(err, ErrNodeInUse) || errors.Is(err, ErrOtherDatabase) || errors.Is(err, ErrNewerSchema) {
+			backoff = maxBackoff
+		}
+	}
+}
+
+// refreshLag updates the lag figures from SQLite alone (PostgreSQL may be
+// down), counting from the last known position.
+func (f *Forwarder) refreshLag(ctx context.Context, src *source) {
+	pos := f.Status().Position
+	maxID, oldest, err := src.lag(ctx, pos)
+	if err != nil {
+		return
+	}
+	f.setStatus(func(s *Status) {
+		s.LagEvents = max(maxID-pos, 0)
+		s.LagSeconds = 0
+		if !oldest.IsZero() {
+			s.LagSeconds = max(wallNow().Sub(oldest).Seconds(), 0)
+		}
+	})
+}
+
+// wallNow is the current wall clock in the form rows store it: UTC, or
+// local for LOCAL_TIME databases is close enough for a lag figure only
+// when the zone is UTC, so the lag is measured against UTC.
+func wallNow() time.Time {
+	n := time.Now().UTC()
+	return time.Date(n.Year(), n.Month(), n.Day(), n.Hour(), n.Minute(), n.Second(), n.Nanosecond(), time.UTC)
+}
+
+// session is one connection's life: connect, migrate, claim the node id,
+// read the position, then copy batches until an error or ctx ends.
+func (f *Forwarder) session(ctx context.Context, src *source) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	conn, err := pgx.Connect(cctx, f.cfg.PostgresURL)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect to postgresql: %w", err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(c)
+	}()
+	if _, err := migrate(ctx, conn); err != nil {
+		return err
+	}
+	var claimed bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lockNode+f.cfg.NodeID).Scan(&claimed); err != nil {
+		return fmt.Errorf("claim NODE_ID %q: %w", f.cfg.NodeID, err)
+	}
+	if !claimed {
+		return fmt.Errorf("%w: %q", ErrNodeInUse, f.cfg.NodeID)
+	}
+	pos, err := f.position(ctx, conn, src)
+	if err != nil {
+		return err
+	}
+	known := map[month]bool{}
+	if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
+		return err
+	}
+	f.setStatus(func(s *Status) { s.Connected, s.Position, s.LastError = true, pos, nil })
+	f.logger.Info("forwarding to postgresql", "node_id", f.cfg.NodeID, "position", pos)
+
+	b := newBatch(f.cfg.NodeID, f.cfg.BatchRows)
+	lastAhead := time.Now()
+	for {
+		if time.Since(lastAhead) > time.Hour {
+			if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
+				return err
+			}
+			lastAhead = time.Now()
+		}
+		n, err := f.forwardBatch(ctx, conn, src, b, known, pos)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			pos = b.lastID
+			f.setStatus(func(s *Status) { s.Position = pos })
+		}
+		f.refreshLag(ctx, src)
+		if n == f.cfg.BatchRows {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(f.cfg.Interval):
+		}
+	}
+}
+
+// position reads (creating it at 0) the node's position, and checks it
+// belongs to this SQLite database: the row at the position, if still
+// there, must have the time PostgreSQL recorded for it.
+func (f *Forwarder) position(ctx context.Context, conn *pgx.Conn, src *source) (int64, error) {
+	if _, err := conn.Exec(ctx, "INSERT INTO forward_position (node_id, last_id) VALUES ($1, 0) ON CONFLICT (node_id) DO NOTHING", f.cfg.NodeID); err != nil {
+		return 0, fmt.Errorf("create the position of NODE_ID %q: %w", f.cfg.NodeID, err)
+	}
+	var pos int64
+	var lastTime *time.Time
+	if err := conn.QueryRow(ctx, "SELECT last_id, last_time FROM forward_position WHERE node_id = $1", f.cfg.NodeID).Scan(&pos, &lastTime); err != nil {
+		return 0, fmt.Errorf("read the position of NODE_ID %q: %w", f.cfg.NodeID, err)
+	}
+	if pos > 0 && lastTime != nil {
+		t, ok, err := src.timeAt(ctx, pos)
+		if err != nil {
+			return 0, fmt.Errorf("check the position of NODE_ID %q: %w", f.cfg.NodeID, err)
+		}
+		if ok && !t.Truncate(time.Microsecond).Equal(lastTime.UTC()) {
+			return 0, fmt.Errorf("%w: row %d has time %s here and %s there; give each node its own NODE_ID",
+				ErrOtherDatabase, pos, t.Format(time.DateTime), lastTime.Format(time.DateTime))
+		}
+		if maxID, _, err := src.lag(ctx, pos); err == nil && maxID < pos {
+			f.logger.Warn("the SQLite database holds no row beyond the forwarded position; rows deleted at the end make SQLite reuse their ids, which would not be forwarded",
+				"node_id", f.cfg.NodeID, "position", pos, "largest_id", maxID)
+		}
+	}
+	return pos, nil
+}

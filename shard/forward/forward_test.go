@@ -1,0 +1,330 @@
+package forward_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/forward"
+	"github.com/gocolytics/gocolytics/shard/forward/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// syncBuffer is a log destination tests read while the forwarder writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// node is one SQLite database with its writer, as a gocolytics node has.
+func openNode(t *testing.T) *shard.DB {
+	t.Helper()
+	db := shard.New(filepath.Join(t.TempDir(), "node.db"), shard.Options{}, nil)
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func event(i int, value string) shard.Event {
+	return shard.Event{EventType: "level_end", Application: "game", Version: "1.0", Platform: "linux",
+		UserID: fmt.Sprintf("u%d", i%50), SessionID: fmt.Sprintf("s%d", i%200), Value: value,
+		Time: time.Date(2026, 11, 30, 1, 2, 3, 456789000, time.UTC)}
+}
+
+func write(t *testing.T, db *shard.DB, from, n int) {
+	t.Helper()
+	evs := make([]shard.Event, n)
+	for i := range evs {
+		evs[i] = event(from+i, fmt.Sprintf(`{"score":%d}`, from+i))
+	}
+	if err := db.Write(0, evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startForwarder(t *testing.T, cfg forward.Config, log *syncBuffer) *forward.Forwarder {
+	t.Helper()
+	if cfg.Interval == 0 {
+		cfg.Interval = 50 * time.Millisecond
+	}
+	f := forward.New(cfg, slog.New(slog.NewTextHandler(log, nil)))
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// waitPosition waits until the forwarder has forwarded every id up to want.
+func waitPosition(t *testing.T, f *forward.Forwarder, want int64, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if s := f.Status(); s.Position >= want && s.LagEvents == 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("position %+v, want %d", f.Status(), want)
+}
+
+func checkExactlyOnce(t *testing.T, got map[int64]int, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Errorf("got %d distinct rows, want %d", len(got), n)
+	}
+	for id := int64(1); id <= int64(n); id++ {
+		if got[id] != 1 {
+			t.Errorf("src_id %d is in postgresql %d times, want 1", id, got[id])
+		}
+	}
+}
+
+func TestForwarder_ExactlyOnce(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "exactly_once")
+	db := openNode(t)
+	write(t, db, 1, 500)
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-a", BatchRows: 128}, &log)
+	for i := 501; i <= 3000; i += 100 {
+		write(t, db, i, 100)
+	}
+	waitPosition(t, f, 3000, 30*time.Second)
+	c := srv.Conn(t, "exactly_once")
+	checkExactlyOnce(t, pgtest.NodeRows(t, c, "node-a"), 3000)
+
+	var user, value string
+	var tm time.Time
+	if err := c.QueryRow(context.Background(), "SELECT user_id, value::text, time FROM event WHERE node_id = 'node-a' AND src_id = 77").Scan(&user, &value, &tm); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2026, 11, 30, 1, 2, 3, 456789000, time.UTC); user != "u27" || value != `{"score": 77}` || !tm.Equal(want) {
+		t.Errorf("row 77: got %q %s %s, want u27 {\"score\": 77} %s", user, value, tm, want)
+	}
+	if s := f.Status(); s.Forwarded != 3000 || !s.Connected || s.LagSeconds != 0 {
+		t.Errorf("status %+v, want 3000 forwarded, connected, no lag", s)
+	}
+	if strings.Contains(log.String(), pgtest.Password) {
+		t.Errorf("the log holds the password:\n%s", log.String())
+	}
+}
+
+func TestForwarder_RestartResumes(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "restart")
+	db := openNode(t)
+	write(t, db, 1, 1000)
+	var log syncBuffer
+	cfg := forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-r", BatchRows: 100}
+	f := startForwarder(t, cfg, &log)
+	waitPosition(t, f, 1000, 30*time.Second)
+	f.Close()
+	write(t, db, 1001, 1000)
+	f = startForwarder(t, cfg, &log)
+	waitPosition(t, f, 2000, 30*time.Second)
+	checkExactlyOnce(t, pgtest.NodeRows(t, srv.Conn(t, "restart"), "node-r"), 2000)
+	if got := f.Status().Forwarded; got != 1000 {
+		t.Errorf("the restarted forwarder copied %d rows, want the 1000 new ones", got)
+	}
+}
+
+func TestForwarder_ConnectionCutMidCopy(t *testing.T) {
+	srv := pgtest.Shared(t)
+	srv.CreateDB(t, "cut")
+	proxy := pgtest.NewProxy(t, srv.Addr())
+	url := strings.Replace(srv.URL("cut"), srv.Addr(), proxy.Addr(), 1)
+	db := openNode(t)
+	write(t, db, 1, 20000)
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-c", BatchRows: 2000}, &log)
+	// Cut the connection several times, each time part way into a batch's
+	// COPY (a batch of 2000 rows is ~150 KB on the wire).
+	for range 4 {
+		proxy.CutAfter(60_000)
+		deadline := time.Now().Add(20 * time.Second)
+		for proxy.Cuts.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		proxy.Cuts.Store(0)
+	}
+	waitPosition(t, f, 20000, 60*time.Second)
+	checkExactlyOnce(t, pgtest.NodeRows(t, srv.Conn(t, "cut"), "node-c"), 20000)
+	if f.Status().Errors < 3 {
+		t.Errorf("errors %d: the cuts did not interrupt the forwarder", f.Status().Errors)
+	}
+	if strings.Contains(log.String(), pgtest.Password) {
+		t.Errorf("the log holds the password")
+	}
+}
+
+func TestForwarder_Values(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "vals")
+	db := openNode(t)
+	deep := strings.Repeat(`{"a":`, 60) + "1" + strings.Repeat("}", 60)
+	cases := []struct {
+		stored    string
+		wantValue string // value::text in PostgreSQL
+		wantText  string // value_text, "" for NULL
+	}{
+		{`{"score":12,"name":"Zoë 🎮"}`, `{"name": "Zoë 🎮", "score": 12}`, ""},
+		{`{"big":1e99999}`, `{"big": "1e99999"}`, `{"big":1e99999}`},
+		{`{"tiny":-1e-99999,"ok":1.5}`, `{"ok": 1.5, "tiny": "-1e-99999"}`, `{"tiny":-1e-99999,"ok":1.5}`},
+		{`{"s":"a\u0000b"}`, `{"s": "a` + "\uFFFD" + `b"}`, `{"s":"a\u0000b"}`},
+		{`{"k\\u0000":"escaped backslash, not NUL"}`, `{"k\\u0000": "escaped backslash, not NUL"}`, ""},
+		{deep, strings.Repeat(`{"a": `, 60) + "1" + strings.Repeat("}", 60), ""},
+		{`{"x":null,"l":[1,"two",true,{"y":1e300}]}`, `{"l": [1, "two", true, {"y": 1` + strings.Repeat("0", 300) + `}], "x": null}`, ""},
+	}
+	evs := make([]shard.Event, len(cases))
+	for i, c := range cases {
+		evs[i] = event(i, c.stored)
+	}
+	evs[0].UserID = "nul\x00user"
+	if err := db.Write(0, evs); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-v"}, &log)
+	waitPosition(t, f, int64(len(cases)), 30*time.Second)
+	c := srv.Conn(t, "vals")
+	for i, tc := range cases {
+		var value string
+		var text *string
+		if err := c.QueryRow(context.Background(), "SELECT value::text, value_text FROM event WHERE src_id = $1", i+1).Scan(&value, &text); err != nil {
+			t.Fatal(err)
+		}
+		gotText := ""
+		if text != nil {
+			gotText = *text
+		}
+		if value != tc.wantValue || gotText != tc.wantText {
+			t.Errorf("stored %.80s:\n got value %.200s text %q\nwant value %.200s text %q", tc.stored, value, gotText, tc.wantValue, tc.wantText)
+		}
+	}
+	var user string
+	if err := c.QueryRow(context.Background(), "SELECT user_id FROM event WHERE src_id = 1").Scan(&user); err != nil {
+		t.Fatal(err)
+	}
+	if user != "nul\uFFFDuser" {
+		t.Errorf("user_id %q, want NUL as U+FFFD", user)
+	}
+	if got := f.Status().Converted; got != 4 {
+		t.Errorf("converted %d rows, want 4", got)
+	}
+}
+
+func TestForwarder_NodeIDInUse(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "inuse")
+	a, b := openNode(t), openNode(t)
+	write(t, a, 1, 10)
+	evs := make([]shard.Event, 10)
+	for i := range evs {
+		evs[i] = event(i, "{}")
+		evs[i].Time = evs[i].Time.Add(time.Hour) // another node's rows
+	}
+	if err := b.Write(0, evs); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	fa := startForwarder(t, forward.Config{SQLitePath: a.Path(), PostgresURL: url, NodeID: "same"}, &log)
+	waitPosition(t, fa, 10, 30*time.Second)
+	fb := startForwarder(t, forward.Config{SQLitePath: b.Path(), PostgresURL: url, NodeID: "same"}, &log)
+	deadline := time.Now().Add(20 * time.Second)
+	for fb.Behind() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := fb.Behind(); err == nil || !strings.Contains(err.Error(), "another process is forwarding with this NODE_ID") {
+		t.Errorf("second node with the same NODE_ID: Behind() = %v", err)
+	}
+	fa.Close()
+	// With the first one gone, the second sees that the position belongs to
+	// another database (row 10's time differs) and still refuses.
+	write(t, b, 11, 1)
+	deadline = time.Now().Add(30 * time.Second)
+	for (fb.Behind() == nil || !strings.Contains(fb.Behind().Error(), "another SQLite")) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := fb.Behind(); err == nil || !strings.Contains(err.Error(), "another SQLite database") {
+		t.Errorf("after the first stopped: Behind() = %v", err)
+	}
+	if got := len(pgtest.NodeRows(t, srv.Conn(t, "inuse"), "same")); got != 10 {
+		t.Errorf("%d rows for NODE_ID same, want the first node's 10", got)
+	}
+}
+
+func TestForwarder_RefusesNewerSchema(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "newer")
+	c := srv.Conn(t, "newer")
+	if _, err := c.Exec(context.Background(), "CREATE TABLE gocolytics_schema (one boolean PRIMARY KEY DEFAULT true, version integer NOT NULL); INSERT INTO gocolytics_schema (version) VALUES (99)"); err != nil {
+		t.Fatal(err)
+	}
+	db := openNode(t)
+	write(t, db, 1, 3)
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "n"}, &log)
+	deadline := time.Now().Add(20 * time.Second)
+	for f.Behind() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := f.Behind(); err == nil || !strings.Contains(err.Error(), "schema is newer") {
+		t.Errorf("Behind() = %v, want the newer schema refused", err)
+	}
+	var tables int
+	c.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE tablename = 'event'").Scan(&tables)
+	if tables != 0 {
+		t.Errorf("the event table was created in a newer-schema database")
+	}
+}
+
+func TestForwarder_WrongPasswordRedacted(t *testing.T) {
+	srv := pgtest.Shared(t)
+	db := openNode(t)
+	const wrong = "wrong-Pa55word-zz"
+	url := strings.Replace(srv.URL("postgres"), pgtest.Password, wrong, 1)
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "n"}, &log)
+	deadline := time.Now().Add(20 * time.Second)
+	for f.Behind() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	err := f.Behind()
+	if err == nil || !strings.Contains(err.Error(), "password authentication failed") {
+		t.Errorf("Behind() = %v, want the authentication failure", err)
+	}
+	for _, s := range []string{log.String(), fmt.Sprint(err)} {
+		if strings.Contains(s, wrong) {
+			t.Errorf("the password shows: %s", s)
+		}
+	}
+	for _, u := range []string{"postgres://u:" + wrong + "@127.0.0.1:1/x?sslmode=bogus", "host=127.0.0.1 password='" + wrong + "' sslmode=bogus"} {
+		err := forward.Config{PostgresURL: u, NodeID: "n"}.Validate()
+		if err == nil || strings.Contains(err.Error(), wrong) {
+			t.Errorf("Validate(%q) = %v, want an error without the password", u, err)
+		}
+	}
+}

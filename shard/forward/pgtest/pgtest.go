@@ -1,0 +1,219 @@
+// Package pgtest starts a real PostgreSQL server of its own for tests: the
+// one place that knows how to find Debian's initdb and pg_ctl, run them as
+// the postgres user in a temporary folder on a free loopback port, and stop
+// the server at the end.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Password is the password of the test server's postgres role. Tests check
+// that it never shows up in a log.
+const Password = "pgtest-S3cret-pw"
+
+// binDirs are where Debian's postgresql package puts its programs, newest
+// first.
+var binDirs = []string{"/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin"}
+
+// Server is a running PostgreSQL server owned by one test.
+type Server struct {
+	Port    int
+	bin     string
+	dataDir string
+	sockDir string
+	asUser  string // "postgres" when the test runs as root
+	root    string
+}
+
+// Start initialises a cluster in a new temporary folder and starts it on a
+// free 127.0.0.1 port, with scram-sha-256 password authentication. The
+// server is stopped and its folder removed when the test ends. The test is
+// skipped, with a message, when PostgreSQL is not installed.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := start(t)
+	t.Cleanup(func() { s.Stop(t, "fast"); os.RemoveAll(s.root) })
+	return s
+}
+
+var shared struct {
+	mu  sync.Mutex
+	srv *Server
+}
+
+// Shared returns the package's one server, started by the first test that
+// asks; Main stops it. Each test should use a database of its own
+// (CreateDB).
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.srv == nil {
+		shared.srv = start(t)
+	}
+	return shared.srv
+}
+
+// Main runs the tests and then stops the shared server; call it from
+// TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if s := shared.srv; s != nil {
+		s.command("pg_ctl", "-D", s.dataDir, "-m", "fast", "-w", "stop").Run()
+		os.RemoveAll(s.root)
+	}
+	os.Exit(code)
+}
+
+func start(t testing.TB) *Server {
+	t.Helper()
+	bin := ""
+	for _, d := range binDirs {
+		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
+			bin = d
+			break
+		}
+	}
+	if bin == "" {
+		t.Skip("PostgreSQL is not installed (Debian package postgresql; .ci/run installs it)")
+	}
+	s := &Server{bin: bin}
+	if os.Geteuid() == 0 {
+		if _, err := user.Lookup("postgres"); err != nil {
+			t.Skip("running as root and there is no postgres user to run PostgreSQL as")
+		}
+		s.asUser = "postgres"
+	}
+	// t.TempDir is 0700 and owned by the test's user; the server runs as
+	// postgres and needs a folder of its own.
+	root, err := os.MkdirTemp("", "gocolytics-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.root = root
+	s.dataDir, s.sockDir = filepath.Join(root, "data"), filepath.Join(root, "sock")
+	pwFile := filepath.Join(root, "pw")
+	for _, d := range []string{s.dataDir, s.sockDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(pwFile, []byte(Password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s.asUser != "" {
+		u, _ := user.Lookup(s.asUser)
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		for _, p := range []string{root, s.dataDir, s.sockDir, pwFile} {
+			if err := os.Chown(p, uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.run(t, "initdb", "-D", s.dataDir, "-U", "postgres", "--auth=scram-sha-256", "--pwfile="+pwFile, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+	conf := "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\nshared_buffers = 64MB\n"
+	if err := os.WriteFile(filepath.Join(s.dataDir, "conf.d.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.dataDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "include 'conf.d.conf'")
+	f.Close()
+	s.Port = freePort(t)
+	s.StartAgain(t)
+	return s
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// run runs one of PostgreSQL's programs as the server's user and fails the
+// test when it fails.
+func (s *Server) run(t testing.TB, prog string, args ...string) {
+	t.Helper()
+	if out, err := s.command(prog, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", prog, strings.Join(args, " "), err, out)
+	}
+}
+
+func (s *Server) command(prog string, args ...string) *exec.Cmd {
+	path := filepath.Join(s.bin, prog)
+	if s.asUser != "" {
+		return exec.Command("runuser", append([]string{"-u", s.asUser, "--", path}, args...)...)
+	}
+	return exec.Command(path, args...)
+}
+
+// StartAgain starts the server (again, after Stop) on the same port and
+// waits until it accepts connections.
+func (s *Server) StartAgain(t testing.TB) {
+	t.Helper()
+	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s", s.Port, s.sockDir)
+	s.run(t, "pg_ctl", "-D", s.dataDir, "-o", opts, "-l", filepath.Join(s.dataDir, "server.log"), "-w", "-t", "60", "start")
+}
+
+// Stop stops the server with pg_ctl's mode: "fast", or "immediate" for a
+// crash-like stop.
+func (s *Server) Stop(t testing.TB, mode string) {
+	t.Helper()
+	out, err := s.command("pg_ctl", "-D", s.dataDir, "-m", mode, "-w", "-t", "60", "stop").CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "Is server running?") {
+		t.Errorf("pg_ctl stop: %v\n%s", err, out)
+	}
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// URL is a libpq URL for the database name on this server, with the
+// password in it.
+func (s *Server) URL(dbname string) string {
+	return fmt.Sprintf("postgres://postgres:%s@%s/%s?sslmode=disable", Password, s.Addr(), dbname)
+}
+
+// CreateDB creates a new database and returns its URL.
+func (s *Server) CreateDB(t testing.TB, name string) string {
+	t.Helper()
+	c := s.Conn(t, "postgres")
+	if _, err := c.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	return s.URL(name)
+}
+
+// Conn connects to a database of this server; the connection is closed
+// when the test ends.
+func (s *Server) Conn(t testing.TB, dbname string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.URL(dbname))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", dbname, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
