@@ -14,10 +14,10 @@ import (
 
 // row is one event row of the node's SQLite database, as stored.
 type row struct {
-	id                                                            int64
+	id                                                           int64
 	eventType, application, version, platform, userID, sessionID string
-	value                                                         []byte
-	timeText                                                      string
+	value                                                        []byte
+	timeText                                                     string
 }
 
 // source reads committed rows of the node's SQLite database through a
