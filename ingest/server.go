@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,7 +120,7 @@ func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
 
 	s.srv = &fasthttp.Server{
 		Handler:              s.handle,
-		ErrorHandler:         errorHandler,
+		ErrorHandler:         s.errorHandler,
 		Name:                 "gocolytics",
 		ReadTimeout:          orDefault(cfg.ReadTimeout, DefaultReadTimeout),
 		WriteTimeout:         orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
@@ -128,6 +129,10 @@ func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
 		MaxConnsPerIP:        orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
 		MaxRequestBodySize:   orDefault(cfg.Limits.MaxBodyBytes, DefaultMaxBodyBytes),
 		NoDefaultContentType: true,
+		// A multipart body is never an event: the handler refuses it
+		// rather than fasthttp parsing it (and spilling large parts to
+		// temporary files) before the handler runs.
+		DisablePreParseMultipartForm: true,
 		// Errors reading a request neither quote it in the 400 nor in the
 		// log: it may carry credentials.
 		SecureErrorLogMessage: true,
@@ -257,8 +262,10 @@ func writeDetail(ctx *fasthttp.RequestCtx, status int, detail string) {
 	writeProblem(ctx, &Problem{Status: status, Detail: detail})
 }
 
-// errorHandler answers requests fasthttp could not read, in JSON.
-func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+// errorHandler answers requests fasthttp could not read, in JSON. The answer
+// quotes none of the request's bytes (a header line may hold a key); the
+// reason goes to the debug log, with quoted request bytes cut out.
+func (s *Server) errorHandler(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
@@ -271,8 +278,20 @@ func errorHandler(ctx *fasthttp.RequestCtx, err error) {
 			writeDetail(ctx, fasthttp.StatusRequestTimeout, "Request Timeout")
 			return
 		}
-		writeDetail(ctx, fasthttp.StatusBadRequest, "Bad Request: "+err.Error())
+		s.logger.Debug("request not read", "reason", redactQuoted(err.Error()))
+		writeDetail(ctx, fasthttp.StatusBadRequest, "Bad Request")
 	}
+}
+
+// redactQuoted cuts what fasthttp quotes of a request out of an error text:
+// `missing colon: "BadHeaderKEY": buffer size=79` becomes
+// `missing colon: "…"`. Everything from the first quote on goes, since a
+// quoted part may itself hold escaped quotes.
+func redactQuoted(msg string) string {
+	if i := strings.IndexByte(msg, '"'); i >= 0 {
+		return msg[:i] + `"…"`
+	}
+	return msg
 }
 
 type fasthttpLogger struct{ l *slog.Logger }
