@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,24 +126,67 @@ func escapePath(p string) string {
 
 // openConn opens the single write connection, checks the file is a database
 // we can write to, creates the schema if it is missing and reads back the
-// pragmas that matter.
-func openConn(path string, o Options) (*sqlite3.SQLiteConn, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// pragmas that matter. A new database file is created mode 0600 (the umask
+// may narrow it further; SQLite gives the -wal and -shm files the mode of
+// the database file), in folders created mode 0750. When opening fails,
+// whatever it created (folders, the file, its -wal and -shm) is removed, so
+// a failed start (a full disk, a bad setting) leaves the folder as it was.
+func openConn(path string, o Options) (c *sqlite3.SQLiteConn, err error) {
+	var created []string // in creation order
+	defer func() {
+		if err != nil {
+			for i := len(created) - 1; i >= 0; i-- {
+				os.Remove(created[i])
+			}
+		}
+	}()
+	created, err = mkdirAll(filepath.Dir(path), 0o750)
+	if err != nil {
 		return nil, fmt.Errorf("create database folder: %w", err)
 	}
 	if err := checkAccess(path); err != nil {
+		return nil, fmt.Errorf("open database %q: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		f.Close()
+		created = append(created, path)
+		for _, side := range []string{"-journal", "-wal", "-shm"} {
+			if _, err := os.Lstat(path + side); errors.Is(err, os.ErrNotExist) {
+				created = append(created, path+side)
+			}
+		}
+	case !errors.Is(err, os.ErrExist):
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(path, o))
 	if err != nil {
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	c := dc.(*sqlite3.SQLiteConn)
+	c = dc.(*sqlite3.SQLiteConn)
 	if err := prepareSchema(c, o); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	return c, nil
+}
+
+// mkdirAll is os.MkdirAll that returns the folders it created, outermost
+// first.
+func mkdirAll(dir string, perm os.FileMode) ([]string, error) {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return nil, err
+	}
+	slices.Reverse(missing)
+	return missing, nil
 }
 
 func prepareSchema(c *sqlite3.SQLiteConn, o Options) error {

@@ -240,6 +240,15 @@ func TestFault_StartupRefusals(t *testing.T) {
 			os.Chmod(dir, 0o777)
 			return p
 		}, true, "not readable and writable"},
+		{"full disk, no database", func(t *testing.T, dir string) string {
+			out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput()
+			if err != nil {
+				t.Skipf("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN): %v %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+			fillDisk(t, filepath.Join(dir, "fill"))
+			return filepath.Join(dir, "new", "events.db")
+		}, false, "full"},
 		{"read-only folder, no database", func(t *testing.T, dir string) string {
 			os.Chmod(dir, 0o555)
 			return filepath.Join(dir, "events.db")
