@@ -99,3 +99,14 @@ func Known(tb testing.TB) string {
 	Write(tb, path, ReadTSV(tb, KnownDataset()))
 	return path
 }
+
+// Want returns the text of a file of expected answers beside the known
+// dataset (shard/query/testdata/known/NAME).
+func Want(tb testing.TB, name string) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(KnownDataset()), name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,282 @@
+// Package dashboard owns the read side's HTTP: the stats API (GET
+// /v1.0/stats and its funnel, value, series, recent and applications
+// endpoints) and the dashboard page with its embedded assets. Every route is
+// guarded by the admin key; the statistics come from shard/query through a
+// read-only handle.
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/shard/query"
+)
+
+// Defaults of the stats API.
+const (
+	// DefaultRangeDays is the range of a request without since.
+	DefaultRangeDays = 30
+	// DefaultTimeout bounds the queries of one request.
+	DefaultTimeout = 10 * time.Second
+	// MaxParamLength bounds a text parameter, in characters.
+	MaxParamLength = ingest.DefaultMaxStringLength
+)
+
+// Guard lets a request through (true) or answers it itself (401, 429).
+// The admin key check of ingest/admin is one.
+type Guard interface {
+	Allow(ctx *fasthttp.RequestCtx) bool
+}
+
+// Config is what the stats API and the page need.
+type Config struct {
+	// DB is the read-only handle.
+	DB query.Querier
+	// Guard checks the admin key of every request.
+	Guard Guard
+	// LocalTime says the time column is in local time (LOCAL_TIME): "today"
+	// is then the local day.
+	LocalTime bool
+	// Timeout bounds the queries of one request; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Handlers serve the stats API and the dashboard.
+type Handlers struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the handlers. It does no I/O.
+func New(cfg Config) *Handlers {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Handlers{cfg: cfg, log: cfg.Logger.With("component", "dashboard")}
+}
+
+// The stats API's paths.
+const (
+	StatsPath        = "/v1.0/stats"
+	FunnelPath       = "/v1.0/stats/funnel"
+	ValuePath        = "/v1.0/stats/value"
+	SeriesPath       = "/v1.0/stats/series"
+	RecentPath       = "/v1.0/stats/recent"
+	ApplicationsPath = "/v1.0/stats/applications"
+)
+
+// Register adds the stats API and the dashboard to r.
+func (h *Handlers) Register(r *router.Router) {
+	r.GET(StatsPath, h.guarded(h.stats))
+	r.GET(FunnelPath, h.guarded(h.funnel))
+	r.GET(ValuePath, h.guarded(h.value))
+	r.GET(SeriesPath, h.guarded(h.series))
+	r.GET(RecentPath, h.guarded(h.recent))
+	r.GET(ApplicationsPath, h.guarded(h.applications))
+	h.registerPage(r)
+}
+
+// guarded answers with next only requests the Guard lets through.
+func (h *Handlers) guarded(next func(ctx *fasthttp.RequestCtx) (any, error)) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		setSecurityHeaders(ctx)
+		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+		if h.cfg.Guard == nil || !h.cfg.Guard.Allow(ctx) {
+			if h.cfg.Guard == nil {
+				writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusUnauthorized, Detail: "Invalid or missing admin key"})
+			}
+			return
+		}
+		v, err := next(ctx)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			h.writeError(ctx, err)
+			return
+		}
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetContentType("application/json")
+		ctx.SetBody(b)
+	}
+}
+
+func (h *Handlers) writeError(ctx *fasthttp.RequestCtx, err error) {
+	var pe *query.ParamError
+	switch {
+	case errors.As(err, &pe):
+		writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusUnprocessableEntity,
+			Fields: []ingest.FieldError{{Loc: []any{"query", pe.Param}, Msg: pe.Msg, Type: "value_error"}}})
+	case errors.Is(err, context.DeadlineExceeded):
+		writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusServiceUnavailable, Detail: "The query took too long; try a shorter range"})
+	default:
+		h.log.Error("stats query failed", "path", string(ctx.Path()), "err", err)
+		writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusInternalServerError, Detail: "Database error"})
+	}
+}
+
+func writeProblem(ctx *fasthttp.RequestCtx, p *ingest.Problem) {
+	ctx.SetStatusCode(p.Status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(p.Body())
+}
+
+// params reads a request's query parameters, remembering the first bad one.
+type params struct {
+	args *fasthttp.Args
+	err  error
+}
+
+// text returns the parameter name, "" when absent.
+func (p *params) text(name string) string {
+	v := p.args.Peek(name)
+	if p.err == nil {
+		if !utf8.Valid(v) {
+			p.err = &query.ParamError{Param: name, Msg: "must be UTF-8 text"}
+		} else if utf8.RuneCount(v) > MaxParamLength {
+			p.err = &query.ParamError{Param: name, Msg: fmt.Sprintf("ensure this value has at most %d characters", MaxParamLength)}
+		}
+	}
+	return string(v)
+}
+
+// filter reads application, since, until, version, platform and
+// event_type. until defaults to today, since to DefaultRangeDays days
+// ending with until.
+func (h *Handlers) filter(p *params) query.Filter {
+	f := query.Filter{Application: p.text("application"), Version: p.text("version"),
+		Platform: p.text("platform"), EventType: p.text("event_type")}
+	f.Until = h.today()
+	for _, d := range []struct {
+		name string
+		dst  *time.Time
+	}{{"until", &f.Until}, {"since", &f.Since}} {
+		if v := p.text(d.name); v != "" && p.err == nil {
+			t, err := query.ParseDay(d.name, v)
+			if err != nil {
+				p.err = err
+			}
+			*d.dst = t
+		}
+	}
+	if f.Since.IsZero() {
+		f.Since = f.Until.AddDate(0, 0, 1-DefaultRangeDays)
+	}
+	if p.err == nil {
+		p.err = f.Validate()
+	}
+	return f
+}
+
+func (h *Handlers) today() time.Time { return query.Today(h.cfg.Now(), h.cfg.LocalTime) }
+
+func (h *Handlers) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), h.cfg.Timeout)
+}
+
+// timedOut marks err as a timeout when ctx's time ran out: SQLite reports
+// an interrupted query as an ordinary error.
+func timedOut(ctx context.Context, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %v", context.DeadlineExceeded, err)
+	}
+	return err
+}
+
+func (h *Handlers) stats(rc *fasthttp.RequestCtx) (any, error) {
+	p := &params{args: rc.QueryArgs()}
+	f := h.filter(p)
+	if p.err != nil {
+		return nil, p.err
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	v, err := query.ComputeStats(ctx, h.cfg.DB, f, h.today())
+	return v, timedOut(ctx, err)
+}
+
+func (h *Handlers) funnel(rc *fasthttp.RequestCtx) (any, error) {
+	p := &params{args: rc.QueryArgs()}
+	f := h.filter(p)
+	steps := p.text("steps")
+	if p.err != nil {
+		return nil, p.err
+	}
+	list, err := query.ParseSteps(steps)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	v, err := query.ComputeFunnel(ctx, h.cfg.DB, f, list)
+	return v, timedOut(ctx, err)
+}
+
+func (h *Handlers) value(rc *fasthttp.RequestCtx) (any, error) {
+	p := &params{args: rc.QueryArgs()}
+	f := h.filter(p)
+	field := p.text("field")
+	if p.err != nil {
+		return nil, p.err
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	v, err := query.ComputeValue(ctx, h.cfg.DB, f, field)
+	return v, timedOut(ctx, err)
+}
+
+func (h *Handlers) series(rc *fasthttp.RequestCtx) (any, error) {
+	p := &params{args: rc.QueryArgs()}
+	f := h.filter(p)
+	by := p.text("by")
+	if p.err != nil {
+		return nil, p.err
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	v, err := query.ComputeSeries(ctx, h.cfg.DB, f, by)
+	return v, timedOut(ctx, err)
+}
+
+func (h *Handlers) recent(rc *fasthttp.RequestCtx) (any, error) {
+	p := &params{args: rc.QueryArgs()}
+	app, limit := p.text("application"), p.text("limit")
+	if p.err != nil {
+		return nil, p.err
+	}
+	n, err := query.ParseLimit(limit)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.ctx()
+	defer cancel()
+	v, err := query.Recent(ctx, h.cfg.DB, app, n)
+	return v, timedOut(ctx, err)
+}
+
+func (h *Handlers) applications(*fasthttp.RequestCtx) (any, error) {
+	ctx, cancel := h.ctx()
+	defer cancel()
+	v, err := query.Applications(ctx, h.cfg.DB)
+	return v, timedOut(ctx, err)
+}
