@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,7 +200,7 @@ func TestNginxRecipe(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	root := writeCertificate(t, "nginx", certFile, keyFile)
 
-	s := startRun(t, "--rate-limit", "3/minute", "--trusted-proxies", "127.0.0.1")
+	s := startRun(t, recipeArgs(t, "../../deploy/nginx.conf")...)
 	httpPort, httpsPort := freePort(t), freePort(t)
 	startNginx(t, s.Addr, httpPort, httpsPort, certFile, keyFile)
 
@@ -234,6 +235,51 @@ func checkProxy(t *testing.T, s *runningServer, base, tlsBase string, root *x509
 	if n := s.rows(t); n != 3+1+6000 {
 		t.Errorf("rows = %d, want %d", n, 3+1+6000)
 	}
+	// The metrics are on METRICS_ADDR only: no spelling of /metrics
+	// reaches them through the proxy.
+	for _, path := range []string{"/metrics", "/metrics/", "/metrics%2F", "/metrics/.", "/metrics/./", "//metrics", "/healthz"} {
+		code, body := get(t, alice, base+path)
+		if code != 404 || strings.Contains(body, "gocolytics_") {
+			t.Errorf("GET %s through the proxy: got %d %.80q, want 404", path, code, body)
+		}
+	}
+}
+
+// recipeArgs are the settings a recipe's header comment gives gocolytics
+// (NAME="value" lines), as flags, with METRICS_ADDR on a free port and a
+// rate limit of 3/minute.
+func recipeArgs(t *testing.T, recipe string) []string {
+	t.Helper()
+	b, err := os.ReadFile(recipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--rate-limit", "3/minute"}
+	for _, m := range regexp.MustCompile(`(?m)^#\s+([A-Z_]+)="([^"]*)"`).FindAllStringSubmatch(string(b), -1) {
+		switch m[1] {
+		case "HOST", "PORT":
+			continue
+		case "METRICS_ADDR":
+			m[2] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		}
+		args = append(args, "--"+flagName(m[1]), m[2])
+	}
+	if !slices.Contains(args, "--metrics-addr") || !slices.Contains(args, "--trusted-proxies") {
+		t.Fatalf("%s names no METRICS_ADDR or TRUSTED_PROXIES setting: %q", recipe, args)
+	}
+	return args
+}
+
+// get fetches url with c and returns the status and the body.
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // bigBatch is n events of some 350 bytes each.
@@ -264,7 +310,7 @@ func TestCaddyRecipe(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	root := writeCertificate(t, "caddy", certFile, keyFile)
 
-	s := startRun(t, "--rate-limit", "3/minute", "--trusted-proxies", "127.0.0.1")
+	s := startRun(t, recipeArgs(t, "../../deploy/Caddyfile")...)
 	httpPort, httpsPort := freePort(t), freePort(t)
 
 	recipe, err := os.ReadFile("../../deploy/Caddyfile")
