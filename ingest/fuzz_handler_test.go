@@ -17,33 +17,6 @@ import (
 	"github.com/gocolytics/gocolytics/ingest"
 )
 
-// FuzzParseRateLimit: the RATE_LIMIT parser never panics, and what it
-// accepts is a usable rate that reads back the same from its own String.
-func FuzzParseRateLimit(f *testing.F) {
-	for _, s := range []string{"60/minute", "60 per minute", "5 per 2 hours", "10/second; 1000/day", "1/s", "off", "", "0/minute",
-		"1 per 99999999999999 years", "3|4,5/hour", " 7 PER 3 Days "} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		rates, err := ingest.ParseRateLimit(s)
-		if err != nil {
-			if rates != nil {
-				t.Errorf("%q: error %v with rates %v", s, err, rates)
-			}
-			return
-		}
-		for _, r := range rates {
-			if r.Count < 1 || r.Multiplier < 1 || r.Period() <= 0 {
-				t.Errorf("%q: accepted %+v, period %v", s, r, r.Period())
-			}
-			again, err := ingest.ParseRateLimit(r.String())
-			if err != nil || len(again) != 1 || again[0] != r {
-				t.Errorf("%q: %+v reads back from %q as %v, %v", s, r, r.String(), again, err)
-			}
-		}
-	})
-}
-
 // handlerSeeds are bodies that reach every branch of the handler.
 var handlerSeeds = []string{
 	event("seed", `{"k":[1,2,{"x":null}]}`, testKey),

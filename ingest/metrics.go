@@ -9,6 +9,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 func init() {
@@ -117,7 +119,7 @@ func (s *Server) noteLimited(ctx *fasthttp.RequestCtx) {
 	if secs, err := strconv.Atoi(string(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter))); err == nil && secs > 0 {
 		wait = time.Duration(secs) * time.Second
 	}
-	s.metrics.limited.note(ClientKey(requestClient(ctx, p.rateLimit.trusted)), time.Now().Add(wait))
+	s.metrics.limited.note(ratelimit.ClientKey(requestClient(ctx, p.rateLimit.trusted)), time.Now().Add(wait))
 }
 
 // ObserveCommit records one transaction of the writer; it has the shape of

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 // openAPISpec fetches /openapi.json from a real server and decodes it.
@@ -116,7 +117,7 @@ func TestOpenAPI_Statuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// limited answers 429 to its second request.
-	limited := startServer(t, ingest.Config{Rates: []ingest.Rate{{Count: 1, Multiplier: 1, Unit: "hour"}}})
+	limited := startServer(t, ingest.Config{Rates: []ratelimit.Rate{{Count: 1, Multiplier: 1, Unit: "hour"}}})
 
 	one := event("startup", `{"level":3}`, testKey)
 	body := func(path, ev string) []byte {

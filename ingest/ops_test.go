@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 	"github.com/gocolytics/gocolytics/shard"
 )
 
@@ -214,7 +215,7 @@ func TestOps_Placement(t *testing.T) {
 // TestOps_NotRateLimited checks a client over its rate limit still reads
 // /healthz and /metrics, and that the 429s are counted.
 func TestOps_NotRateLimited(t *testing.T) {
-	s, _ := startWired(t, ingest.Config{Rates: []ingest.Rate{{Count: 1, Multiplier: 1, Unit: "hour"}}}, shard.Options{})
+	s, _ := startWired(t, ingest.Config{Rates: []ratelimit.Rate{{Count: 1, Multiplier: 1, Unit: "hour"}}}, shard.Options{})
 	statuses := []int{}
 	for range 3 {
 		status, _ := s.post(t, "/v1.0/event", event("e", "", testKey))

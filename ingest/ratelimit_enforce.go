@@ -1,22 +1,25 @@
 package ingest
 
 import (
+	"bytes"
 	"log/slog"
+	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 // rateLimit is the rate-limit part of a policy.
 type rateLimit struct {
-	budget  Budget // nil: no limit
+	budget  ratelimit.Budget // nil: no limit
 	trusted []netip.Prefix
 	// local is the in-process budget built from the rates, kept by a
 	// reload that does not change them.
-	local *TollboothBudget
+	local *ratelimit.TollboothBudget
 }
 
 // newRateLimit builds the rate limit of cfg. It keeps old's buckets when the
@@ -24,17 +27,18 @@ type rateLimit struct {
 func newRateLimit(cfg Config, old *rateLimit, logger *slog.Logger) *rateLimit {
 	rl := &rateLimit{trusted: cfg.TrustedProxies}
 	if rl.trusted == nil {
-		rl.trusted = defaultTrusted
+		rl.trusted = ratelimit.DefaultTrusted()
 	}
-	opts := TollboothOptions{MaxClients: orDefault(cfg.RateLimitClients, DefaultRateLimitClients), Logger: logger}
-	switch {
-	case cfg.Budget != nil:
+	if cfg.Budget != nil {
 		rl.budget = cfg.Budget
-	case len(cfg.Rates) == 0:
-	case old != nil && old.local != nil && slices.Equal(old.local.rates, cfg.Rates) && old.local.opts.MaxClients == opts.MaxClients:
-		rl.local, rl.budget = old.local, old.local
-	default:
-		rl.local = NewTollboothBudget(cfg.Rates, opts)
+		return rl
+	}
+	var prev *ratelimit.TollboothBudget
+	if old != nil {
+		prev = old.local
+	}
+	rl.local = ratelimit.Rebuild(prev, cfg.Rates, ratelimit.TollboothOptions{MaxClients: cfg.RateLimitClients, Logger: logger})
+	if rl.local != nil {
 		rl.budget = rl.local
 	}
 	return rl
@@ -57,7 +61,7 @@ func (rl *rateLimit) allow(ctx *fasthttp.RequestCtx) bool {
 	if rl == nil || rl.budget == nil {
 		return true
 	}
-	ok, r, wait := rl.budget.Allow(ClientKey(requestClient(ctx, rl.trusted)))
+	ok, r, wait := rl.budget.Allow(ratelimit.ClientKey(requestClient(ctx, rl.trusted)))
 	if ok {
 		return true
 	}
@@ -65,4 +69,33 @@ func (rl *rateLimit) allow(ctx *fasthttp.RequestCtx) bool {
 	ctx.Response.Header.Set("Retry-After", strconv.FormatInt(secs, 10))
 	writeDetail(ctx, fasthttp.StatusTooManyRequests, "Rate limit exceeded: "+r.String())
 	return false
+}
+
+// peerAddr is the TCP peer of a request. A peer on a Unix socket is a local
+// process, like a loopback peer, and counts as 127.0.0.1.
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if tcp, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		return ratelimit.Plain(tcp.AddrPort().Addr())
+	}
+	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+}
+
+// requestClient is ratelimit.ClientAddr for a request. Forwarding headers are read
+// from the header block only, never from trailers, in the order received.
+func requestClient(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) netip.Addr {
+	peer := peerAddr(ctx)
+	if !ratelimit.IsTrusted(peer, trusted) {
+		return peer
+	}
+	var forwardedFor [][]byte
+	var realIP []byte
+	for k, v := range ctx.Request.Header.AllInOrder() {
+		switch {
+		case bytes.EqualFold(k, []byte("X-Forwarded-For")):
+			forwardedFor = append(forwardedFor, v)
+		case bytes.EqualFold(k, []byte("X-Real-IP")):
+			realIP = v
+		}
+	}
+	return ratelimit.ClientAddr(peer, forwardedFor, realIP, trusted)
 }

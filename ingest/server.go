@@ -20,6 +20,8 @@ import (
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
 
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
+
 	"github.com/gocolytics/gocolytics/shard"
 )
 
@@ -45,15 +47,15 @@ type Config struct {
 	Keys    []string
 	Limits  Limits
 	Lenient bool
-	Rates   []Rate
+	Rates   []ratelimit.Rate
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP are
-	// believed; nil means DefaultTrustedProxies, an empty list none.
+	// believed; nil means ratelimit.DefaultTrustedProxies, an empty list none.
 	TrustedProxies []netip.Prefix
 	// RateLimitClients caps the clients the in-process budget tracks.
 	RateLimitClients int
 	// Budget, when set, replaces the in-process budget built from Rates
 	// (a worker process passes one that asks the process holding it).
-	Budget Budget
+	Budget ratelimit.Budget
 
 	ReadTimeout   time.Duration
 	WriteTimeout  time.Duration

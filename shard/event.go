@@ -1,6 +1,3 @@
-// Package shard owns the SQLite database: its schema and pragmas, the single
-// writer connection, and the supervisor that commits queued events in groups.
-// It knows nothing of HTTP.
 package shard
 
 import "time"

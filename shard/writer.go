@@ -53,7 +53,7 @@ type Stats struct {
 	LastError error
 }
 
-// DB is the database and its writer supervisor: one goroutine that owns the
+// DB is the database and its writer: one goroutine that owns the
 // only write connection and commits whatever the queues hold, many events a
 // transaction. See DESIGN.md.
 type DB struct {
@@ -202,7 +202,7 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
-// run is the writer supervisor's loop.
+// run is the writer's loop.
 func (db *DB) run() {
 	defer close(db.exited)
 	w := &writer{db: db, args: make([]driver.NamedValue, 8), spare: make([][]*request, len(db.queues))}

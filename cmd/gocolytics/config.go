@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 	"github.com/gocolytics/gocolytics/shard"
 )
 
@@ -36,7 +37,7 @@ type Config struct {
 	// accepted in their place.
 	DevKeyOnly     bool
 	RateLimit      string
-	Rates          []ingest.Rate
+	Rates          []ratelimit.Rate
 	TrustedProxies []netip.Prefix
 	// RateLimitClients caps the clients the rate limit tracks.
 	RateLimitClients int
@@ -143,22 +144,22 @@ var settings = []setting{
 		return nil
 	}},
 	{"RATE_LIMIT", DefaultRateLimit, `requests per client, as "60/minute" or "5 per 2 hours"; "off" or empty for none`, func(c *Config, v string) error {
-		r, err := ingest.ParseRateLimit(v)
+		r, err := ratelimit.Parse(v)
 		if err != nil {
 			return err
 		}
 		c.RateLimit, c.Rates = v, r
 		return nil
 	}},
-	{"TRUSTED_PROXIES", ingest.DefaultTrustedProxies, "addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty for none", func(c *Config, v string) error {
-		p, err := ingest.ParseTrustedProxies(v)
+	{"TRUSTED_PROXIES", ratelimit.DefaultTrustedProxies, "addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty for none", func(c *Config, v string) error {
+		p, err := ratelimit.ParseTrustedProxies(v)
 		if err != nil {
 			return err
 		}
 		c.TrustedProxies = p
 		return nil
 	}},
-	{"RATE_LIMIT_CLIENTS", strconv.Itoa(ingest.DefaultRateLimitClients), "most clients the rate limit tracks; when full, new clients share one budget", intSetting(func(c *Config) *int { return &c.RateLimitClients }, 1)},
+	{"RATE_LIMIT_CLIENTS", strconv.Itoa(ratelimit.DefaultMaxClients), "most clients the rate limit tracks; when full, new clients share one budget", intSetting(func(c *Config) *int { return &c.RateLimitClients }, 1)},
 	{"HOST", DefaultHost, "address to listen on", func(c *Config, v string) error { c.Host = strings.TrimSpace(v); return nil }},
 	{"PORT", strconv.Itoa(DefaultPort), "port to listen on (0 picks a free one)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 func TestLoadConfig_RateLimitSettings(t *testing.T) {
@@ -16,7 +16,7 @@ func TestLoadConfig_RateLimitSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := prefixes(c); got != "127.0.0.0/8 ::1/128" || c.RateLimitClients != ingest.DefaultRateLimitClients {
+	if got := prefixes(c); got != "127.0.0.0/8 ::1/128" || c.RateLimitClients != ratelimit.DefaultMaxClients {
 		t.Errorf("defaults: TRUSTED_PROXIES %q, RATE_LIMIT_CLIENTS %d", got, c.RateLimitClients)
 	}
 	c, err = load(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::1", "RATE_LIMIT_CLIENTS": "5", "RATE_LIMIT": "off"})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/workers"
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/systemd"
 )
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, set := lookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(DefaultMemoryLimit)
 	}
-	if w, ok := ingest.ThisWorker(); ok {
+	if w, ok := workers.ThisWorker(); ok {
 		return runWorker(ctx, cfg, args, w, stderr)
 	}
 	if cfg.Workers > 1 {

@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
+	"github.com/gocolytics/gocolytics/ingest/workers"
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/link"
 	"github.com/gocolytics/gocolytics/systemd"
 )
 
@@ -46,15 +49,15 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	if addr == "" {
 		inherited, addr = socket, socketAddr(socket)
 	}
-	budget := ingest.NewSharedBudget(ingestConfig(cfg), logger)
-	sup := ingest.NewSupervisor(ingest.SupervisorConfig{
+	budget := ratelimit.NewSharedBudget(cfg.Rates, budgetOptions(cfg, logger))
+	sup := workers.NewSupervisor(workers.SupervisorConfig{
 		Workers:  cfg.Workers,
 		Args:     args,
 		Listener: inherited,
 		Addr:     addr,
 		Stderr:   stderr,
 		ServeLink: func(conn net.Conn, ready func()) error {
-			return db.ServeLink(conn, shard.LinkHandlers{Ready: func(int) { ready() }, Call: budget.Answer})
+			return link.Serve(conn, db, link.Handlers{Ready: func(int) { ready() }, Call: budget.Answer})
 		},
 	}, logger)
 	sctx, cancel := context.WithTimeout(ctx, workerStartTimeout)
@@ -75,7 +78,7 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 		if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
 			logger.Error("reload failed; keeping the old rate limit", "err", err)
 		} else {
-			budget.Reconfigure(ingestConfig(c))
+			budget.Reconfigure(c.Rates, budgetOptions(c, logger))
 			logger.Info("reloaded", "rate_limit", c.RateLimit)
 		}
 		// Each worker reloads the rest itself: keys, limits, certificate.
@@ -112,7 +115,7 @@ func workerSocket(cfg *Config, logger *slog.Logger) (*os.File, string, error) {
 	}()
 	switch len(lns) {
 	case 0:
-		return ingest.ReservePort(cfg.Host, cfg.Port)
+		return workers.ReservePort(cfg.Host, cfg.Port)
 	case 1:
 		fl, ok := lns[0].(interface{ File() (*os.File, error) })
 		if !ok {
@@ -142,7 +145,7 @@ func socketAddr(f *os.File) string {
 // supervisor arranged, commits through the link, and exits when told to
 // (SIGTERM, after draining) or when the link goes down (the supervisor is
 // gone; nothing can be committed any more).
-func runWorker(ctx context.Context, cfg *Config, args []string, w ingest.WorkerProcess, stderr io.Writer) error {
+func runWorker(ctx context.Context, cfg *Config, args []string, w workers.WorkerProcess, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.LogLevel).With("worker", w.Number)
 	// A worker may get SIGTERM twice, from systemd (which signals the
 	// whole control group) and from the supervisor: catching them here for
@@ -162,13 +165,19 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w ingest.WorkerP
 	if err != nil {
 		return fmt.Errorf("worker %d: listen: %w", w.Number, err)
 	}
-	link, err := w.Link()
+	conn, err := w.Conn()
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
-	defer link.Close()
-	srv := ingest.New(workerConfig(cfg, link), link, logger)
+	lc, err := link.Dial(conn, w.Number)
+	if err != nil {
+		conn.Close()
+		ln.Close()
+		return fmt.Errorf("worker %d: link to the supervisor: %w", w.Number, err)
+	}
+	defer lc.Close()
+	srv := ingest.New(workerConfig(cfg, lc), lc, logger)
 	if cert != nil {
 		ln = cert.Listener(ln)
 	}
@@ -197,11 +206,11 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w ingest.WorkerP
 			if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
 				logger.Error("reload failed; keeping the old settings", "err", err)
 			} else {
-				srv.Reconfigure(workerConfig(c, link))
+				srv.Reconfigure(workerConfig(c, lc))
 			}
 			continue
-		case <-link.Done():
-			return fmt.Errorf("worker %d: the supervisor is gone: %w", w.Number, link.Err())
+		case <-lc.Done():
+			return fmt.Errorf("worker %d: the supervisor is gone: %w", w.Number, lc.Err())
 		case err := <-served:
 			if err != nil {
 				return fmt.Errorf("worker %d: serve: %w", w.Number, err)
@@ -220,10 +229,15 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w ingest.WorkerP
 }
 
 // workerConfig is ingestConfig with the rate budget of the supervisor.
-func workerConfig(cfg *Config, link *shard.Link) ingest.Config {
+func workerConfig(cfg *Config, lc *link.Client) ingest.Config {
 	c := ingestConfig(cfg)
 	if len(c.Rates) > 0 {
-		c.Budget = ingest.LinkBudget{Call: link.Call}
+		c.Budget = ratelimit.LinkBudget{Call: lc.Call}
 	}
 	return c
+}
+
+// budgetOptions are the options of the supervisor's rate budget.
+func budgetOptions(cfg *Config, logger *slog.Logger) ratelimit.TollboothOptions {
+	return ratelimit.TollboothOptions{MaxClients: cfg.RateLimitClients, Logger: logger.With("component", "ingest")}
 }

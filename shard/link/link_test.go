@@ -1,4 +1,4 @@
-package shard_test
+package link_test
 
 import (
 	"errors"
@@ -7,15 +7,16 @@ import (
 	"testing"
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/link"
 )
 
 // startLink serves db over a socketpair and dials it as worker 3.
-func startLink(t *testing.T, db *shard.DB, h shard.LinkHandlers) (*shard.Link, chan error) {
+func startLink(t *testing.T, db *shard.DB, h link.Handlers) (*link.Client, chan error) {
 	t.Helper()
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
-	go func() { served <- db.ServeLink(sup, h) }()
-	l, err := shard.DialLink(wrk, 3)
+	go func() { served <- link.Serve(sup, db, h) }()
+	l, err := link.Dial(wrk, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestLink_Write(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := openDB(t, path, shard.Options{})
 	ready := make(chan int, 1)
-	l, served := startLink(t, db, shard.LinkHandlers{
+	l, served := startLink(t, db, link.Handlers{
 		Ready: func(w int) { ready <- w },
 		Call:  func(p []byte) []byte { return append([]byte("re: "), p...) },
 	})
@@ -67,7 +68,7 @@ func TestLink_Write(t *testing.T) {
 	}
 	l.Close()
 	if err := <-served; err != nil {
-		t.Errorf("ServeLink: %v", err)
+		t.Errorf("Serve: %v", err)
 	}
 }
 
@@ -75,7 +76,7 @@ func TestLink_Write(t *testing.T) {
 // sentinel, and a link whose writer is gone fails with ErrClosed.
 func TestLink_WriterErrors(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
-	l, served := startLink(t, db, shard.LinkHandlers{})
+	l, served := startLink(t, db, link.Handlers{})
 	db.Close()
 	err := l.Write(0, []shard.Event{testEvent(1)})
 	if !errors.Is(err, shard.ErrClosed) {
@@ -99,20 +100,20 @@ func TestServeLink_WorkerGone(t *testing.T) {
 	db := openDB(t, path, shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
-	go func() { served <- db.ServeLink(sup, shard.LinkHandlers{}) }()
-	if _, err := shard.DialLink(wrk, 1); err != nil {
+	go func() { served <- link.Serve(sup, db, link.Handlers{}) }()
+	if _, err := link.Dial(wrk, 1); err != nil {
 		t.Fatal(err)
 	}
 	var b []byte
 	for i := range 100 {
-		b = shard.Frame{Type: shard.FrameWrite, ID: uint64(i + 1000), Payload: shard.AppendEvents(nil, i, []shard.Event{testEvent(i)})}.Append(b)
+		b = link.Frame{Type: link.FrameWrite, ID: uint64(i + 1000), Payload: link.AppendEvents(nil, i, []shard.Event{testEvent(i)})}.Append(b)
 	}
 	if _, err := wrk.Write(b); err != nil {
 		t.Fatal(err)
 	}
 	wrk.Close()
 	if err := <-served; err != nil {
-		t.Errorf("ServeLink: %v", err)
+		t.Errorf("Serve: %v", err)
 	}
 	var rows int
 	sqlDB(t, path).QueryRow("SELECT count(*) FROM event").Scan(&rows)

@@ -1,4 +1,4 @@
-package shard
+package link
 
 import (
 	"bufio"
@@ -9,15 +9,29 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
-// LinkWriteTimeout is how long the writer's end of a link waits for a
+// WriteTimeout is how long the writer's end of a link waits for a
 // worker to take its replies before it gives the link up: a worker that
 // stops reading must not hold anything of the writer's.
-const LinkWriteTimeout = 10 * time.Second
+const WriteTimeout = 10 * time.Second
 
-// LinkHandlers are the parts of a link the writer does not own.
-type LinkHandlers struct {
+// Writer is what the link serves: the writer of the database
+// (*shard.DB), or anything that commits events with the same meaning.
+type Writer interface {
+	// Write returns once events are committed, or with an error that
+	// wraps one of shard's sentinels.
+	Write(hint int, events []shard.Event) error
+	// Health is nil when events can be committed now.
+	Health() error
+	// Stats are the writer's counters.
+	Stats() shard.Stats
+}
+
+// Handlers are the parts of a link the writer does not own.
+type Handlers struct {
 	// Ready, when set, is called once the worker's hello has been answered.
 	Ready func(worker int)
 	// Call answers a FrameCall's payload; its result is the FrameReply's.
@@ -25,15 +39,15 @@ type LinkHandlers struct {
 	Call func(payload []byte) []byte
 }
 
-// ServeLink serves one worker process over conn (PROTOCOL.md): it answers
-// the hello, commits the events of every FrameWrite through Write and
+// Serve serves one worker process over conn (PROTOCOL.md): it answers
+// the hello, commits the events of every FrameWrite through w.Write and
 // replies with the outcome, and answers calls and status questions. It
 // returns when the worker closes the link or breaks the protocol, once
 // every write the worker sent has been committed or failed, so a write
 // never outlives its link half-done: events of a dead worker are committed
 // (or not) exactly as if it had lived, they are only never acknowledged.
-// ServeLink closes conn.
-func (db *DB) ServeLink(conn net.Conn, h LinkHandlers) error {
+// Serve closes conn.
+func Serve(conn net.Conn, w Writer, h Handlers) error {
 	defer conn.Close()
 	r := bufio.NewReaderSize(conn, 64<<10)
 	f, buf, err := ReadFrame(r, nil, MaxFrameBytes)
@@ -47,13 +61,13 @@ func (db *DB) ServeLink(conn net.Conn, h LinkHandlers) error {
 	if err != nil {
 		return err
 	}
-	welcome := Frame{Type: FrameWelcome, Payload: []byte{LinkVersion}}.Append(nil)
-	conn.SetWriteDeadline(time.Now().Add(LinkWriteTimeout))
+	welcome := Frame{Type: FrameWelcome, Payload: []byte{Version}}.Append(nil)
+	conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
 	if _, err := conn.Write(welcome); err != nil {
 		return fmt.Errorf("write welcome: %w", err)
 	}
-	if version != LinkVersion {
-		return fmt.Errorf("%w: worker %d speaks version %d, the writer %d", ErrBadVersion, worker, version, LinkVersion)
+	if version != Version {
+		return fmt.Errorf("%w: worker %d speaks version %d, the writer %d", ErrBadVersion, worker, version, Version)
 	}
 	if h.Ready != nil {
 		h.Ready(worker)
@@ -82,7 +96,7 @@ func (db *DB) ServeLink(conn net.Conn, h LinkHandlers) error {
 			writes.Add(1)
 			go func(id uint64) {
 				defer writes.Done()
-				err := db.Write(hint, events)
+				err := w.Write(hint, events)
 				out.send(FrameResult, id, func(b []byte) []byte { return appendOutcome(b, err) })
 			}(f.ID)
 		case FrameCall:
@@ -92,7 +106,7 @@ func (db *DB) ServeLink(conn net.Conn, h LinkHandlers) error {
 			}
 			out.send(FrameReply, f.ID, func(b []byte) []byte { return append(b, reply...) })
 		case FrameStatus:
-			health, st := db.Health(), db.Stats()
+			health, st := w.Health(), w.Stats()
 			out.send(FrameState, f.ID, func(b []byte) []byte { return appendState(b, health, st) })
 		default:
 			return fmt.Errorf("worker %d: %w: unknown type %q", worker, ErrBadFrame, f.Type)

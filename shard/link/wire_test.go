@@ -1,4 +1,4 @@
-package shard_test
+package link_test
 
 import (
 	"bytes"
@@ -15,14 +15,15 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/link"
 )
 
 func TestAppendEvents_RoundTrip(t *testing.T) {
 	events := []shard.Event{testEvent(1), testEvent(2), {Value: "{}", Time: time.Unix(0, -5)}}
 	events[1].Application = "ünïcode \x00 bytes"
 	events[1].Time = time.Unix(1_800_000_000, 123456789)
-	p := shard.AppendEvents(nil, 7, events)
-	hint, got, err := shard.DecodeEvents(p)
+	p := link.AppendEvents(nil, 7, events)
+	hint, got, err := link.DecodeEvents(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,29 +44,29 @@ func TestAppendEvents_RoundTrip(t *testing.T) {
 	}
 	// Every strict prefix is refused.
 	for n := range len(p) {
-		if _, _, err := shard.DecodeEvents(p[:n]); !errors.Is(err, shard.ErrBadFrame) {
+		if _, _, err := link.DecodeEvents(p[:n]); !errors.Is(err, link.ErrBadFrame) {
 			t.Fatalf("prefix of %d bytes: got %v, want ErrBadFrame", n, err)
 		}
 	}
-	if _, _, err := shard.DecodeEvents(append(p, 0)); !errors.Is(err, shard.ErrBadFrame) {
+	if _, _, err := link.DecodeEvents(append(p, 0)); !errors.Is(err, link.ErrBadFrame) {
 		t.Errorf("trailing byte: got %v, want ErrBadFrame", err)
 	}
 }
 
 func TestReadFrame(t *testing.T) {
-	f := shard.Frame{Type: shard.FrameCall, ID: 1<<40 + 3, Payload: []byte("question")}
+	f := link.Frame{Type: link.FrameCall, ID: 1<<40 + 3, Payload: []byte("question")}
 	b := f.Append(nil)
-	b = shard.Frame{Type: shard.FrameStatus, ID: 9}.Append(b)
+	b = link.Frame{Type: link.FrameStatus, ID: 9}.Append(b)
 	r := bytes.NewReader(b)
-	got, buf, err := shard.ReadFrame(r, nil, shard.MaxFrameBytes)
+	got, buf, err := link.ReadFrame(r, nil, link.MaxFrameBytes)
 	if err != nil || got.Type != f.Type || got.ID != f.ID || string(got.Payload) != "question" {
 		t.Fatalf("got %+v, %v; want %+v", got, err, f)
 	}
-	got, _, err = shard.ReadFrame(r, buf, shard.MaxFrameBytes)
-	if err != nil || got.Type != shard.FrameStatus || got.ID != 9 || len(got.Payload) != 0 {
+	got, _, err = link.ReadFrame(r, buf, link.MaxFrameBytes)
+	if err != nil || got.Type != link.FrameStatus || got.ID != 9 || len(got.Payload) != 0 {
 		t.Fatalf("second frame: got %+v, %v", got, err)
 	}
-	if _, _, err := shard.ReadFrame(r, buf, shard.MaxFrameBytes); err != io.EOF {
+	if _, _, err := link.ReadFrame(r, buf, link.MaxFrameBytes); err != io.EOF {
 		t.Errorf("at the end: got %v, want io.EOF", err)
 	}
 
@@ -76,8 +77,8 @@ func TestReadFrame(t *testing.T) {
 		"too long":          binary.BigEndian.AppendUint32(nil, 1<<30),
 	}
 	for name, in := range tests {
-		_, _, err := shard.ReadFrame(bytes.NewReader(in), nil, shard.MaxFrameBytes)
-		if !errors.Is(err, shard.ErrBadFrame) {
+		_, _, err := link.ReadFrame(bytes.NewReader(in), nil, link.MaxFrameBytes)
+		if !errors.Is(err, link.ErrBadFrame) {
 			t.Errorf("%s: got %v, want ErrBadFrame", name, err)
 		}
 	}
@@ -111,19 +112,19 @@ func TestServeLink_BadVersion(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
-	go func() { served <- db.ServeLink(sup, shard.LinkHandlers{}) }()
+	go func() { served <- link.Serve(sup, db, link.Handlers{}) }()
 	hello := append([]byte("gocolytics-link"), 99, 1)
-	if _, err := wrk.Write(shard.Frame{Type: shard.FrameHello, Payload: hello}.Append(nil)); err != nil {
+	if _, err := wrk.Write(link.Frame{Type: link.FrameHello, Payload: hello}.Append(nil)); err != nil {
 		t.Fatal(err)
 	}
-	f, _, err := shard.ReadFrame(wrk, nil, shard.MaxFrameBytes)
-	if err != nil || f.Type != shard.FrameWelcome || !bytes.Equal(f.Payload, []byte{shard.LinkVersion}) {
-		t.Fatalf("got %+v, %v; want a welcome with version %d", f, err, shard.LinkVersion)
+	f, _, err := link.ReadFrame(wrk, nil, link.MaxFrameBytes)
+	if err != nil || f.Type != link.FrameWelcome || !bytes.Equal(f.Payload, []byte{link.Version}) {
+		t.Fatalf("got %+v, %v; want a welcome with version %d", f, err, link.Version)
 	}
-	if err := <-served; !errors.Is(err, shard.ErrBadVersion) {
+	if err := <-served; !errors.Is(err, link.ErrBadVersion) {
 		t.Errorf("ServeLink: got %v, want ErrBadVersion", err)
 	}
-	if _, _, err := shard.ReadFrame(wrk, nil, shard.MaxFrameBytes); err != io.EOF {
+	if _, _, err := link.ReadFrame(wrk, nil, link.MaxFrameBytes); err != io.EOF {
 		t.Errorf("after the refusal: got %v, want the link closed", err)
 	}
 }
@@ -134,9 +135,9 @@ func TestServeLink_NotHello(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
-	go func() { served <- db.ServeLink(sup, shard.LinkHandlers{}) }()
+	go func() { served <- link.Serve(sup, db, link.Handlers{}) }()
 	wrk.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
-	if err := <-served; err == nil || !strings.Contains(err.Error(), "hello") && !errors.Is(err, shard.ErrBadFrame) {
+	if err := <-served; err == nil || !strings.Contains(err.Error(), "hello") && !errors.Is(err, link.ErrBadFrame) {
 		t.Errorf("got %v, want a refusal", err)
 	}
 }
@@ -144,15 +145,15 @@ func TestServeLink_NotHello(t *testing.T) {
 // FuzzReadFrame: the frame reader and the decoders of what a frame carries
 // never panic, and never accept a frame longer than its limit.
 func FuzzReadFrame(f *testing.F) {
-	f.Add(shard.Frame{Type: shard.FrameWrite, ID: 1, Payload: shard.AppendEvents(nil, 3, []shard.Event{testEvent(1)})}.Append(nil))
-	f.Add(shard.Frame{Type: shard.FrameCall, ID: 2, Payload: []byte("x")}.Append(nil))
+	f.Add(link.Frame{Type: link.FrameWrite, ID: 1, Payload: link.AppendEvents(nil, 3, []shard.Event{testEvent(1)})}.Append(nil))
+	f.Add(link.Frame{Type: link.FrameCall, ID: 2, Payload: []byte("x")}.Append(nil))
 	f.Add([]byte{0, 0, 0, 9, 'W', 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r := bytes.NewReader(in)
 		var buf []byte
 		for {
-			fr, b, err := shard.ReadFrame(r, buf, 1<<16)
+			fr, b, err := link.ReadFrame(r, buf, 1<<16)
 			buf = b
 			if err != nil {
 				return
@@ -160,10 +161,10 @@ func FuzzReadFrame(f *testing.F) {
 			if len(fr.Payload)+13 > 1<<16 {
 				t.Fatalf("accepted a frame of %d bytes", len(fr.Payload)+13)
 			}
-			_, events, err := shard.DecodeEvents(fr.Payload)
+			_, events, err := link.DecodeEvents(fr.Payload)
 			if err == nil {
-				again := shard.AppendEvents(nil, 0, events)
-				if _, back, err := shard.DecodeEvents(again); err != nil || len(back) != len(events) {
+				again := link.AppendEvents(nil, 0, events)
+				if _, back, err := link.DecodeEvents(again); err != nil || len(back) != len(events) {
 					t.Fatalf("re-encoded events do not decode: %v", err)
 				}
 			}

@@ -1,22 +1,22 @@
-package ingest_test
+package ratelimit_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 // TestLinkBudget_Allow: a LinkBudget spends the SharedBudget it asks, and
 // carries a refusal's rate and wait back intact.
 func TestLinkBudget_Allow(t *testing.T) {
-	rates, err := ingest.ParseRateLimit("3 per 2 hours; 100/day")
+	rates, err := ratelimit.Parse("3 per 2 hours; 100/day")
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared := ingest.NewSharedBudget(ingest.Config{Rates: rates}, nil)
+	shared := ratelimit.NewSharedBudget(rates, ratelimit.TollboothOptions{})
 	asks := 0
-	b := ingest.LinkBudget{Call: func(q []byte) ([]byte, error) { asks++; return shared.Answer(q), nil }}
+	b := ratelimit.LinkBudget{Call: func(q []byte) ([]byte, error) { asks++; return shared.Answer(q), nil }}
 	for i := range 3 {
 		if ok, _, _ := b.Allow("client-a"); !ok {
 			t.Fatalf("request %d refused", i+1)
@@ -34,11 +34,11 @@ func TestLinkBudget_Allow(t *testing.T) {
 	}
 
 	// A reload with the same rates keeps the buckets; "off" lets all through.
-	shared.Reconfigure(ingest.Config{Rates: rates})
+	shared.Reconfigure(rates, ratelimit.TollboothOptions{})
 	if ok, _, _ := b.Allow("client-a"); ok {
 		t.Errorf("a reload with the same rates refilled the budget")
 	}
-	shared.Reconfigure(ingest.Config{})
+	shared.Reconfigure(nil, ratelimit.TollboothOptions{})
 	if ok, _, _ := b.Allow("client-a"); !ok {
 		t.Errorf("refused with the rate limit off")
 	}

@@ -1,4 +1,4 @@
-package ingest
+package workers
 
 import (
 	"context"
@@ -56,8 +56,8 @@ type SupervisorConfig struct {
 	Addr string
 	// Stderr receives the workers' logs.
 	Stderr io.Writer
-	// ServeLink serves one worker's link until it closes (shard's
-	// DB.ServeLink); it calls ready once the worker has said hello.
+	// ServeLink serves one worker's link until it closes (link.Serve); it
+	// calls ready once the worker has said hello.
 	ServeLink func(conn net.Conn, ready func()) error
 	// MinBackoff and MaxBackoff bound the wait before a dead worker is
 	// restarted; zero means DefaultMinBackoff, DefaultMaxBackoff.
@@ -90,8 +90,12 @@ func NewSupervisor(cfg SupervisorConfig, logger *slog.Logger) *Supervisor {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	cfg.MinBackoff = orDefault(cfg.MinBackoff, DefaultMinBackoff)
-	cfg.MaxBackoff = orDefault(cfg.MaxBackoff, DefaultMaxBackoff)
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr
 	}

@@ -1,15 +1,14 @@
-package ingest
+package ratelimit
 
 import (
 	"encoding/binary"
-	"log/slog"
 	"sync/atomic"
 	"time"
 )
 
 // Worker processes spend one budget: the supervisor's. A worker's Budget is
 // a LinkBudget, which sends each Allow over the link to the supervisor
-// (shard's FrameCall, PROTOCOL.md), where a SharedBudget answers it from
+// (shard/link's FrameCall, PROTOCOL.md), where a SharedBudget answers it from
 // the one TollboothBudget of the whole server. So a client has one budget
 // whichever worker its connections land on, and a worker that dies loses
 // nothing of it.
@@ -21,7 +20,7 @@ import (
 const budgetAsk = 'A'
 
 // LinkBudget is the Budget of a worker process: Call sends a question to
-// the supervisor and returns its answer (shard.Link.Call).
+// the supervisor and returns its answer (link.Client.Call).
 type LinkBudget struct {
 	Call func(question []byte) ([]byte, error)
 }
@@ -68,33 +67,29 @@ func decodeRefusal(p []byte) (Rate, time.Duration, bool) {
 // SharedBudget is the supervisor's end of LinkBudget: the one budget of
 // every worker, kept across reloads that do not change the rates.
 type SharedBudget struct {
-	logger *slog.Logger
-	rl     atomic.Pointer[rateLimit]
+	local atomic.Pointer[TollboothBudget] // nil: no limit
 }
 
-// NewSharedBudget returns the budget of cfg's rates.
-func NewSharedBudget(cfg Config, logger *slog.Logger) *SharedBudget {
-	if logger == nil {
-		logger = slog.Default()
-	}
-	s := &SharedBudget{logger: logger.With("component", "ingest")}
-	s.Reconfigure(cfg)
+// NewSharedBudget returns the budget of rates (none: no limit).
+func NewSharedBudget(rates []Rate, opts TollboothOptions) *SharedBudget {
+	s := &SharedBudget{}
+	s.Reconfigure(rates, opts)
 	return s
 }
 
-// Reconfigure applies cfg's rates to every later question.
-func (s *SharedBudget) Reconfigure(cfg Config) {
-	cfg.Budget = nil
-	s.rl.Store(newRateLimit(cfg, s.rl.Load(), s.logger))
+// Reconfigure applies rates to every later question, keeping the buckets
+// when they are unchanged (Rebuild).
+func (s *SharedBudget) Reconfigure(rates []Rate, opts TollboothOptions) {
+	s.local.Store(Rebuild(s.local.Load(), rates, opts))
 }
 
 // Answer answers a LinkBudget's question.
 func (s *SharedBudget) Answer(q []byte) []byte {
-	rl := s.rl.Load()
-	if len(q) == 0 || q[0] != budgetAsk || rl.budget == nil {
+	b := s.local.Load()
+	if len(q) == 0 || q[0] != budgetAsk || b == nil {
 		return []byte{1}
 	}
-	ok, r, wait := rl.budget.Allow(string(q[1:]))
+	ok, r, wait := b.Allow(string(q[1:]))
 	if ok {
 		return []byte{1}
 	}

@@ -1,4 +1,4 @@
-package ingest
+package workers
 
 import (
 	"context"
@@ -6,13 +6,12 @@ import (
 	"net"
 	"os"
 	"strconv"
-
-	"github.com/gocolytics/gocolytics/shard"
 )
 
 // WorkerProcess is this process, when a Supervisor started it as a worker:
 // it serves HTTP like a single-process server, but commits through its link
-// to the supervisor and spends the supervisor's rate budget.
+// to the supervisor (Conn, spoken by shard/link) and spends the
+// supervisor's rate budget.
 type WorkerProcess struct {
 	// Number is the worker's number, from 1, for its logs.
 	Number int
@@ -52,19 +51,15 @@ func (w WorkerProcess) Listen() (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", w.listen)
 }
 
-// Link says hello to the supervisor over the inherited socketpair: from
-// then on the supervisor counts this worker as serving.
-func (w WorkerProcess) Link() (*shard.Link, error) {
+// Conn is this worker's end of the socketpair to the supervisor, over
+// which it speaks the link protocol (shard/link's Dial says hello; from
+// then on the supervisor counts this worker as serving).
+func (w WorkerProcess) Conn() (net.Conn, error) {
 	f := os.NewFile(linkFD, "link")
 	defer f.Close()
 	conn, err := net.FileConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("link to the supervisor: %w", err)
 	}
-	l, err := shard.DialLink(conn, w.Number)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("link to the supervisor: %w", err)
-	}
-	return l, nil
+	return conn, nil
 }

@@ -1,4 +1,4 @@
-package ingest
+package ratelimit
 
 import (
 	"fmt"
@@ -43,10 +43,10 @@ const maxRatePeriod = 100 * 12 * 30 * 24 * time.Hour
 
 var rateRE = regexp.MustCompile(`^\s*([0-9]+)\s*(?:/|\s[Pp][Ee][Rr]\s)\s*([0-9]+)?\s*([A-Za-z]+?)s?\s*$`)
 
-// ParseRateLimit reads the notation of the Python limits library: "60/minute",
+// Parse reads the notation of the Python limits library: "60/minute",
 // "60 per minute", "5 per 2 hours", several separated by ";", "," or "|".
 // An empty value or "off" means no limit (a nil slice).
-func ParseRateLimit(s string) ([]Rate, error) {
+func Parse(s string) ([]Rate, error) {
 	if t := strings.TrimSpace(s); t == "" || strings.EqualFold(t, "off") {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package shard
+package link
 
 import (
 	"bufio"
@@ -7,15 +7,17 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
-// Link is a worker process's end of the link to the writer (PROTOCOL.md).
-// Its Write has the meaning of DB.Write: it returns once the writer has
-// committed the events, or with the writer's error, which wraps the same
-// sentinel (ErrDiskFull, ErrBusy, ErrClosed, ErrCommit). When the link is
-// down every call fails with an error wrapping ErrClosed. It is safe for
-// concurrent use.
-type Link struct {
+// Client is a worker process's end of the link to the writer (PROTOCOL.md).
+// Its Write has the meaning of shard.DB.Write: it returns once the writer
+// has committed the events, or with the writer's error, which wraps the
+// same sentinel (shard.ErrDiskFull, ErrBusy, ErrClosed, ErrCommit). When
+// the link is down every call fails with an error wrapping
+// shard.ErrClosed. It is safe for concurrent use.
+type Client struct {
 	conn net.Conn
 	out  *sender
 	done chan struct{}
@@ -39,11 +41,11 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan struct{}, 1)} }}
 
-// DialLink says hello to the writer over conn as worker number worker and
-// waits for its welcome. The link owns conn from then on.
-func DialLink(conn net.Conn, worker int) (*Link, error) {
-	conn.SetDeadline(time.Now().Add(LinkWriteTimeout))
-	if _, err := conn.Write(appendHello(nil, LinkVersion, worker)); err != nil {
+// Dial says hello to the writer over conn as worker number worker and
+// waits for its welcome. The Client owns conn from then on.
+func Dial(conn net.Conn, worker int) (*Client, error) {
+	conn.SetDeadline(time.Now().Add(WriteTimeout))
+	if _, err := conn.Write(appendHello(nil, Version, worker)); err != nil {
 		return nil, fmt.Errorf("write hello: %w", err)
 	}
 	r := bufio.NewReaderSize(conn, 64<<10)
@@ -54,18 +56,18 @@ func DialLink(conn net.Conn, worker int) (*Link, error) {
 	if f.Type != FrameWelcome || len(f.Payload) != 1 {
 		return nil, fmt.Errorf("%w: expected a welcome, got %q", ErrBadFrame, f.Type)
 	}
-	if f.Payload[0] != LinkVersion {
-		return nil, fmt.Errorf("%w: the writer speaks version %d, this worker %d", ErrBadVersion, f.Payload[0], LinkVersion)
+	if f.Payload[0] != Version {
+		return nil, fmt.Errorf("%w: the writer speaks version %d, this worker %d", ErrBadVersion, f.Payload[0], Version)
 	}
 	conn.SetDeadline(time.Time{})
-	l := &Link{conn: conn, out: newSender(conn), done: make(chan struct{}), pending: make(map[uint64]*call)}
+	l := &Client{conn: conn, out: newSender(conn), done: make(chan struct{}), pending: make(map[uint64]*call)}
 	go l.read(r, buf)
 	return l, nil
 }
 
 // Write sends events to the writer and waits for the outcome of their
 // commit.
-func (l *Link) Write(hint int, events []Event) error {
+func (l *Client) Write(hint int, events []shard.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -73,7 +75,7 @@ func (l *Link) Write(hint int, events []Event) error {
 	c.scratch = AppendEvents(c.scratch[:0], hint, events)
 	if len(c.scratch)+frameHeader > MaxFrameBytes {
 		callPool.Put(c)
-		return fmt.Errorf("%w: %d events make a frame larger than %d bytes", ErrCommit, len(events), MaxFrameBytes)
+		return fmt.Errorf("%w: %d events make a frame larger than %d bytes", shard.ErrCommit, len(events), MaxFrameBytes)
 	}
 	l.roundTrip(c, FrameWrite, FrameResult)
 	err := c.err
@@ -82,7 +84,7 @@ func (l *Link) Write(hint int, events []Event) error {
 }
 
 // Call sends payload to the writer's call handler and returns its answer.
-func (l *Link) Call(payload []byte) ([]byte, error) {
+func (l *Client) Call(payload []byte) ([]byte, error) {
 	c := callPool.Get().(*call)
 	c.scratch = append(c.scratch[:0], payload...)
 	l.roundTrip(c, FrameCall, FrameReply)
@@ -91,8 +93,8 @@ func (l *Link) Call(payload []byte) ([]byte, error) {
 	return p, err
 }
 
-// Health is the writer's DB.Health, or why the link is down.
-func (l *Link) Health() error {
+// Health is the writer's shard.DB.Health, or why the link is down.
+func (l *Client) Health() error {
 	s, err := l.status()
 	if err != nil {
 		return err
@@ -100,13 +102,13 @@ func (l *Link) Health() error {
 	return s.health
 }
 
-// Stats are the writer's DB.Stats; zero when the link is down.
-func (l *Link) Stats() Stats {
+// Stats are the writer's shard.DB.Stats; zero when the link is down.
+func (l *Client) Stats() shard.Stats {
 	s, _ := l.status()
 	return s.stats
 }
 
-func (l *Link) status() (linkState, error) {
+func (l *Client) status() (linkState, error) {
 	c := callPool.Get().(*call)
 	c.scratch = c.scratch[:0]
 	l.roundTrip(c, FrameStatus, FrameState)
@@ -117,24 +119,24 @@ func (l *Link) status() (linkState, error) {
 
 // Done is closed when the link is down: the writer went away, broke the
 // protocol, or Close was called.
-func (l *Link) Done() <-chan struct{} { return l.done }
+func (l *Client) Done() <-chan struct{} { return l.done }
 
 // Err says why the link is down; nil while it is up.
-func (l *Link) Err() error {
+func (l *Client) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err
 }
 
 // Close takes the link down. Calls waiting for a reply fail.
-func (l *Link) Close() error {
+func (l *Client) Close() error {
 	l.fail(net.ErrClosed)
 	return nil
 }
 
 // roundTrip sends c's scratch as a frame of type typ and waits for the
 // reply, or for the link to go down.
-func (l *Link) roundTrip(c *call, typ, want byte) {
+func (l *Client) roundTrip(c *call, typ, want byte) {
 	c.want = want
 	l.mu.Lock()
 	if l.err != nil {
@@ -151,7 +153,7 @@ func (l *Link) roundTrip(c *call, typ, want byte) {
 	<-c.ch
 }
 
-func (l *Link) release(c *call) {
+func (l *Client) release(c *call) {
 	c.err, c.payload, c.state = nil, nil, linkState{}
 	if cap(c.scratch) > 1<<20 {
 		c.scratch = nil
@@ -160,7 +162,7 @@ func (l *Link) release(c *call) {
 }
 
 // read delivers the writer's replies until the link goes down.
-func (l *Link) read(r *bufio.Reader, buf []byte) {
+func (l *Client) read(r *bufio.Reader, buf []byte) {
 	for {
 		f, b, err := ReadFrame(r, buf, MaxFrameBytes)
 		buf = b
@@ -193,13 +195,13 @@ func (l *Link) read(r *bufio.Reader, buf []byte) {
 }
 
 // fail takes the link down once, failing every call under way.
-func (l *Link) fail(cause error) {
+func (l *Client) fail(cause error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.err != nil {
 		return
 	}
-	l.err = fmt.Errorf("%w: link to the writer: %v", ErrClosed, cause)
+	l.err = fmt.Errorf("%w: link to the writer: %v", shard.ErrClosed, cause)
 	for id, c := range l.pending {
 		c.err = l.err
 		c.ch <- struct{}{}
@@ -212,7 +214,7 @@ func (l *Link) fail(cause error) {
 // sender gathers the frames going one way over a link, so that frames
 // queued together leave in one write: whoever queues onto an idle buffer
 // writes it, and whatever is queued meanwhile, until it is empty. After a
-// failed write (or LinkWriteTimeout without progress) the connection is
+// failed write (or WriteTimeout without progress) the connection is
 // closed and every later frame dropped.
 type sender struct {
 	conn net.Conn
@@ -244,7 +246,7 @@ func (o *sender) send(typ byte, id uint64, payload func([]byte) []byte) {
 		b := o.buf
 		o.buf = o.spare[:0]
 		o.mu.Unlock()
-		o.conn.SetWriteDeadline(time.Now().Add(LinkWriteTimeout))
+		o.conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		_, err := o.conn.Write(b)
 		o.mu.Lock()
 		o.spare = b[:0]

@@ -1,4 +1,4 @@
-package shard
+package link
 
 import (
 	"encoding/binary"
@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
-// LinkVersion is the version of the link protocol between worker processes
+// Version is the version of the link protocol between worker processes
 // and the writer (PROTOCOL.md). Both ends send it first; a mismatch ends
 // the link before any event crosses it.
-const LinkVersion = 1
+const Version = 1
 
 // MaxFrameBytes caps one frame of the link, header included. A frame
 // carries at most one request body's events, which MAX_BODY_BYTES keeps far
@@ -133,7 +135,7 @@ func decodeHello(p []byte) (version byte, worker int, err error) {
 // AppendEvents appends the payload of a FrameWrite: the shard hint, the
 // number of events, then each event's seven strings (length-prefixed) and
 // its time in Unix nanoseconds.
-func AppendEvents(b []byte, hint int, events []Event) []byte {
+func AppendEvents(b []byte, hint int, events []shard.Event) []byte {
 	b = binary.AppendUvarint(b, uint64(uint32(hint)))
 	b = binary.AppendUvarint(b, uint64(len(events)))
 	for i := range events {
@@ -153,8 +155,8 @@ const minEventBytes = 8
 
 // DecodeEvents reads the payload of a FrameWrite. The strings of all events
 // share one copy of p, so that p may be reused afterwards.
-func DecodeEvents(p []byte) (hint int, events []Event, err error) {
-	bad := func(what string) (int, []Event, error) {
+func DecodeEvents(p []byte) (hint int, events []shard.Event, err error) {
+	bad := func(what string) (int, []shard.Event, error) {
 		return 0, nil, fmt.Errorf("%w: %s", ErrBadFrame, what)
 	}
 	h, n := binary.Uvarint(p)
@@ -169,7 +171,7 @@ func DecodeEvents(p []byte) (hint int, events []Event, err error) {
 	p = p[n:]
 	all := string(p)
 	off := 0
-	events = make([]Event, count)
+	events = make([]shard.Event, count)
 	for i := range events {
 		var f [7]string
 		for j := range f {
@@ -186,7 +188,7 @@ func DecodeEvents(p []byte) (hint int, events []Event, err error) {
 			return bad("bad time")
 		}
 		off += n
-		events[i] = Event{EventType: f[0], Application: f[1], Version: f[2], Platform: f[3],
+		events[i] = shard.Event{EventType: f[0], Application: f[1], Version: f[2], Platform: f[3],
 			UserID: f[4], SessionID: f[5], Value: f[6], Time: time.Unix(0, t)}
 	}
 	if off != len(p) {
@@ -211,11 +213,11 @@ func appendOutcome(b []byte, err error) []byte {
 	switch {
 	case err == nil:
 		return append(b, outcomeOK, 0)
-	case errors.Is(err, ErrDiskFull):
+	case errors.Is(err, shard.ErrDiskFull):
 		code = outcomeDiskFull
-	case errors.Is(err, ErrBusy):
+	case errors.Is(err, shard.ErrBusy):
 		code = outcomeBusy
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, shard.ErrClosed):
 		code = outcomeClosed
 	default:
 		code = outcomeCommit
@@ -231,12 +233,12 @@ func appendOutcome(b []byte, err error) []byte {
 // It returns the rest of p first.
 func decodeOutcome(p []byte) (rest []byte, outcome error) {
 	if len(p) < 2 {
-		return nil, fmt.Errorf("%w: %w: no outcome", ErrCommit, ErrBadFrame)
+		return nil, fmt.Errorf("%w: %w: no outcome", shard.ErrCommit, ErrBadFrame)
 	}
 	code := p[0]
 	l, n := binary.Uvarint(p[1:])
 	if n <= 0 || l > uint64(len(p)-1-n) {
-		return nil, fmt.Errorf("%w: %w: bad outcome", ErrCommit, ErrBadFrame)
+		return nil, fmt.Errorf("%w: %w: bad outcome", shard.ErrCommit, ErrBadFrame)
 	}
 	msg, rest := string(p[1+n:1+n+int(l)]), p[1+n+int(l):]
 	var sentinel error
@@ -244,13 +246,13 @@ func decodeOutcome(p []byte) (rest []byte, outcome error) {
 	case outcomeOK:
 		return rest, nil
 	case outcomeDiskFull:
-		sentinel = ErrDiskFull
+		sentinel = shard.ErrDiskFull
 	case outcomeBusy:
-		sentinel = ErrBusy
+		sentinel = shard.ErrBusy
 	case outcomeClosed:
-		sentinel = ErrClosed
+		sentinel = shard.ErrClosed
 	default:
-		sentinel = ErrCommit
+		sentinel = shard.ErrCommit
 	}
 	return rest, &remoteError{sentinel, msg}
 }
@@ -267,7 +269,7 @@ func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // appendState appends the payload of a FrameState: the writer's health as
 // an outcome, then its counters.
-func appendState(b []byte, health error, st Stats) []byte {
+func appendState(b []byte, health error, st shard.Stats) []byte {
 	b = appendOutcome(b, health)
 	b = binary.AppendUvarint(b, st.EventsStored)
 	b = binary.AppendUvarint(b, st.Commits)
@@ -280,7 +282,7 @@ func appendState(b []byte, health error, st Stats) []byte {
 // linkState is a decoded FrameState.
 type linkState struct {
 	health error
-	stats  Stats
+	stats  shard.Stats
 }
 
 // decodeState reads a FrameState payload.
@@ -301,7 +303,7 @@ func decodeState(p []byte) (linkState, error) {
 		}
 		p = p[n:]
 	}
-	st := Stats{EventsStored: v[0], Commits: v[1], FailedCommits: v[2], QueuedEvents: int64(v[3]), Stuck: time.Duration(int64(v[4]))}
+	st := shard.Stats{EventsStored: v[0], Commits: v[1], FailedCommits: v[2], QueuedEvents: int64(v[3]), Stuck: time.Duration(int64(v[4]))}
 	_, st.LastError = decodeOutcome(p)
 	return linkState{health, st}, nil
 }

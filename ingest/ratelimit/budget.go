@@ -1,4 +1,4 @@
-package ingest
+package ratelimit
 
 import (
 	"log/slog"
@@ -15,8 +15,8 @@ import (
 // served; when not, it names the Rate that was exceeded and how long the
 // client should wait before trying again.
 //
-// The Server asks its Budget once per request, before reading the body.
-// TollboothBudget is the in-process implementation. Budget is an interface
+// The ingest server asks its Budget once per request, before reading the
+// body. TollboothBudget is the in-process implementation. Budget is an interface
 // so that several worker processes can spend one budget: a worker's Budget
 // forwards Allow to the process that holds the buckets (a short key out,
 // three small values back), so a client gets the same budget whichever
@@ -27,9 +27,9 @@ type Budget interface {
 
 // Defaults of the in-process budget.
 const (
-	// DefaultRateLimitClients is how many clients a TollboothBudget tracks
-	// at most; see TollboothBudget for what happens when it is full.
-	DefaultRateLimitClients = 100_000
+	// DefaultMaxClients is how many clients a TollboothBudget tracks at
+	// most; see TollboothBudget for what happens when it is full.
+	DefaultMaxClients = 100_000
 	// MinBucketTTL is the shortest time a client's buckets are kept.
 	MinBucketTTL = 10 * time.Minute
 	// maxSweepInterval is how often, at most, expired buckets are swept.
@@ -42,7 +42,7 @@ const overflowKey = "overflow"
 
 // TollboothOptions tune a TollboothBudget; a zero field means its default.
 type TollboothOptions struct {
-	// MaxClients caps the tracked clients (DefaultRateLimitClients).
+	// MaxClients caps the tracked clients (DefaultMaxClients).
 	MaxClients int
 	// TTL is how long a client's buckets live from their creation: by
 	// default ten times the longest period of the rates, at least
@@ -84,7 +84,9 @@ type TollboothBudget struct {
 // NewTollboothBudget returns the in-process budget for rates, which must not
 // be empty.
 func NewTollboothBudget(rates []Rate, opts TollboothOptions) *TollboothBudget {
-	opts.MaxClients = orDefault(opts.MaxClients, DefaultRateLimitClients)
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
 	if opts.TTL <= 0 {
 		var longest time.Duration
 		for _, r := range rates {
@@ -159,6 +161,22 @@ func (b *TollboothBudget) sweep(now time.Time) {
 	for _, lmt := range b.limiters {
 		lmt.DeleteExpiredTokenBuckets()
 	}
+}
+
+// Rebuild is the budget of rates after a reload: old itself, buckets and
+// all, when the rates and MaxClients are unchanged, a new budget when they
+// changed, and nil when rates is empty (no limit).
+func Rebuild(old *TollboothBudget, rates []Rate, opts TollboothOptions) *TollboothBudget {
+	if len(rates) == 0 {
+		return nil
+	}
+	if opts.MaxClients <= 0 {
+		opts.MaxClients = DefaultMaxClients
+	}
+	if old != nil && slices.Equal(old.rates, rates) && old.opts.MaxClients == opts.MaxClients {
+		return old
+	}
+	return NewTollboothBudget(rates, opts)
 }
 
 // Len is the number of clients tracked.

@@ -1,14 +1,11 @@
-package ingest
+package ratelimit
 
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"unicode"
-
-	"github.com/valyala/fasthttp"
 )
 
 // DefaultTrustedProxies is the default of TRUSTED_PROXIES: loopback only,
@@ -16,16 +13,18 @@ import (
 // without a setting.
 const DefaultTrustedProxies = "127.0.0.0/8,::1"
 
-// defaultTrusted is DefaultTrustedProxies, parsed.
-var defaultTrusted = []netip.Prefix{
-	netip.MustParsePrefix("127.0.0.0/8"),
-	netip.MustParsePrefix("::1/128"),
+// DefaultTrusted is DefaultTrustedProxies, parsed.
+func DefaultTrusted() []netip.Prefix {
+	return []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("::1/128"),
+	}
 }
 
 // ParseTrustedProxies reads a TRUSTED_PROXIES value: addresses or CIDR
 // prefixes separated by commas or white space, such as "10.0.0.0/8 ::1". An
 // empty value trusts no proxy and returns an empty, non-nil slice (a nil
-// Config.TrustedProxies means the default).
+// ingest.Config.TrustedProxies means the default).
 func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	out := []netip.Prefix{}
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
@@ -44,19 +43,20 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%q is not an address or a CIDR prefix such as 10.0.0.0/8", f)
 		}
-		a = plain(a)
+		a = Plain(a)
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
 }
 
-// plain drops what does not identify a host: the IPv6 zone and the IPv4-in-
+// Plain drops what does not identify a host: the IPv6 zone and the IPv4-in-
 // IPv6 mapping.
-func plain(a netip.Addr) netip.Addr {
+func Plain(a netip.Addr) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+// IsTrusted says whether a is in one of the trusted prefixes.
+func IsTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	for _, p := range trusted {
 		if p.Contains(a) {
 			return true
@@ -77,8 +77,8 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 // lies left of it was written by someone we do not trust. When every hop is
 // trusted, the leftmost one is the client.
 func ClientAddr(peer netip.Addr, forwardedFor [][]byte, realIP []byte, trusted []netip.Prefix) netip.Addr {
-	peer = plain(peer)
-	if !isTrusted(peer, trusted) {
+	peer = Plain(peer)
+	if !IsTrusted(peer, trusted) {
 		return peer
 	}
 	hop, seen := peer, false
@@ -95,7 +95,7 @@ func ClientAddr(peer netip.Addr, forwardedFor [][]byte, realIP []byte, trusted [
 			if !ok {
 				return hop
 			}
-			if !isTrusted(a, trusted) {
+			if !IsTrusted(a, trusted) {
 				return a
 			}
 			hop, seen = a, true
@@ -118,10 +118,10 @@ func parseHop(b []byte) (netip.Addr, bool) {
 	}
 	s := string(b)
 	if a, err := netip.ParseAddr(s); err == nil {
-		return plain(a), true
+		return Plain(a), true
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return plain(ap.Addr()), true
+		return Plain(ap.Addr()), true
 	}
 	return netip.Addr{}, false
 }
@@ -130,39 +130,10 @@ func parseHop(b []byte) (netip.Addr, bool) {
 // IPv4 ("192.0.2.7"), its /64 prefix for IPv6 ("2001:db8:1:2::/64"), since
 // one host is usually given a whole /64 and may use any address in it.
 func ClientKey(a netip.Addr) string {
-	a = plain(a)
+	a = Plain(a)
 	if a.Is6() {
 		p, _ := a.Prefix(64)
 		return p.String()
 	}
 	return a.String()
-}
-
-// peerAddr is the TCP peer of a request. A peer on a Unix socket is a local
-// process, like a loopback peer, and counts as 127.0.0.1.
-func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
-	if tcp, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
-		return plain(tcp.AddrPort().Addr())
-	}
-	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
-}
-
-// requestClient is ClientAddr for a request. Forwarding headers are read
-// from the header block only, never from trailers, in the order received.
-func requestClient(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) netip.Addr {
-	peer := peerAddr(ctx)
-	if !isTrusted(peer, trusted) {
-		return peer
-	}
-	var forwardedFor [][]byte
-	var realIP []byte
-	for k, v := range ctx.Request.Header.AllInOrder() {
-		switch {
-		case bytes.EqualFold(k, []byte("X-Forwarded-For")):
-			forwardedFor = append(forwardedFor, v)
-		case bytes.EqualFold(k, []byte("X-Real-IP")):
-			realIP = v
-		}
-	}
-	return ClientAddr(peer, forwardedFor, realIP, trusted)
 }
