@@ -68,3 +68,30 @@ func TestServer_MultipartNotPreParsed(t *testing.T) {
 		t.Errorf("malformed form: got %d %q, want 422", code, got)
 	}
 }
+
+// TestServer_ExactPaths: only the ingest paths are cleaned up; every other
+// route matches exactly, so no spelling of /metrics but the one reaches it.
+func TestServer_ExactPaths(t *testing.T) {
+	s := startServer(t, ingest.Config{})
+	get := func(path string) int {
+		code, _, _ := rawExchange(t, s.Addr, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		return code
+	}
+	for path, want := range map[string]int{
+		"/metrics": 200, "/healthz": 200, "/docs": 200, "/docs?x=1": 200, "/metrics?x": 200,
+		"/metrics/": 404, "/metrics%2F": 404, "/metrics%2f": 404, "/metrics/.": 404, "/metrics/./": 404,
+		"//metrics": 404, "/./metrics": 404, "/x/../metrics": 404, "/%6detrics": 404, "/healthz/": 404, "/docs/": 404,
+	} {
+		if got := get(path); got != want {
+			t.Errorf("GET %s: got %d, want %d", path, got, want)
+		}
+	}
+	for _, path := range []string{"/v1.0/event", "/v1.0/event/", "//v1.0/event", "/v1.0//event", "/v1.0/event%2F", "/v1.0/./event"} {
+		if code, body := s.post(t, path, event("exact", "", testKey)); code != 204 {
+			t.Errorf("POST %s: got %d %s, want 204", path, code, body)
+		}
+	}
+	if n := len(s.rows(t)); n != 6 {
+		t.Errorf("rows: got %d, want 6", n)
+	}
+}

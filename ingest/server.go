@@ -182,17 +182,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// handle cleans the path before routing: "//v1.0/events" and "/v1.0/events/"
-// are served as "/v1.0/events", never redirected.
+// handle routes a request. Only the two ingest paths get the clean-up
+// Pycolytics clients rely on: "//v1.0/events" and "/v1.0/events/" are served
+// as "/v1.0/events", never redirected. Every other route matches the path
+// exactly as sent: "/metrics/", "/metrics%2F" and "/metrics/." are 404, so a
+// proxy rule written for "/metrics" cannot be walked around.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	uri := ctx.URI()
 	orig, clean := uri.PathOriginal(), uri.Path()
-	if n := len(clean); !bytes.Equal(orig, clean) || n > 1 && clean[n-1] == '/' {
-		p := append([]byte(nil), clean...)
-		for len(p) > 1 && p[len(p)-1] == '/' {
-			p = p[:len(p)-1]
+	n := len(clean)
+	for n > 1 && clean[n-1] == '/' {
+		n--
+	}
+	switch {
+	case isIngestPath(clean[:n]):
+		// The router matches the path as sent: give it the clean one.
+		if !bytes.Equal(orig, clean[:n]) {
+			uri.SetPathBytes(append([]byte(nil), clean[:n]...))
 		}
-		uri.SetPathBytes(p)
+	case !bytes.Equal(orig, clean):
+		writeDetail(ctx, fasthttp.StatusNotFound, "Not Found")
+		return
 	}
 	s.router.Handler(ctx)
 }
