@@ -40,6 +40,7 @@ type Metrics struct {
 	commitSeconds *metrics.PrometheusHistogram
 	requestEvents *metrics.PrometheusHistogram
 	monitor       atomic.Pointer[Monitor]
+	extra         []*metrics.Set
 	limited       limitedClients
 	// requests caches the counter of each path and status (100 to 599).
 	requests [len(metricPaths)][500]atomic.Pointer[metrics.Counter]
@@ -206,5 +207,12 @@ func (m *Metrics) countRequest(ctx *fasthttp.RequestCtx) {
 func (m *Metrics) serveMetrics(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 	m.set.WritePrometheus(ctx)
+	for _, s := range m.extra {
+		s.WritePrometheus(ctx)
+	}
 	metrics.WriteProcessMetrics(ctx)
 }
+
+// Add makes /metrics show another component's metrics too (the PostgreSQL
+// forwarder's). Call it before serving.
+func (m *Metrics) Add(s *metrics.Set) { m.extra = append(m.extra, s) }

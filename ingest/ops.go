@@ -40,6 +40,7 @@ type extras struct {
 	cors    atomic.Pointer[cors]
 	metrics *Metrics
 	monitor Monitor
+	notes   []HealthNote
 	ops     *fasthttp.Server
 }
 
@@ -51,6 +52,7 @@ func (s *Server) addExtras(cfg Config) {
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}
+	s.notes = cfg.HealthNotes
 	if mon, ok := s.sink.(Monitor); ok {
 		s.monitor = mon
 		s.metrics.monitor.Store(&mon)
@@ -129,18 +131,24 @@ func (s *Server) shutdownOps(ctx context.Context) error {
 }
 
 // healthz answers 200 when events can be committed, 503 with the reason
-// otherwise.
+// otherwise; either way it adds the state of each health note.
 func (s *Server) healthz(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+	ctx.SetContentType("application/json")
+	b := []byte(`{"status":"ok"`)
 	if s.monitor != nil {
 		if err := s.monitor.Health(); err != nil {
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetContentType("application/json")
-			b := append([]byte(`{"status":"unavailable","detail":`), appendJSONString(nil, err.Error())...)
-			ctx.SetBody(append(b, '}'))
-			return
+			b = append([]byte(`{"status":"unavailable","detail":`), appendJSONString(nil, err.Error())...)
 		}
 	}
-	ctx.SetContentType("application/json")
-	ctx.SetBodyString(`{"status":"ok"}`)
+	for _, n := range s.notes {
+		state := "ok"
+		if err := n.Check(); err != nil {
+			state = err.Error()
+		}
+		b = append(appendJSONString(append(b, ','), n.Name), ':')
+		b = appendJSONString(b, state)
+	}
+	ctx.SetBody(append(b, '}'))
 }

@@ -75,6 +75,16 @@ type Config struct {
 	Ops OpsMode
 	// Metrics collects what /metrics shows; nil means new ones.
 	Metrics *Metrics
+	// HealthNotes are parts of the node that do not stop ingest when they
+	// fail (the PostgreSQL forwarder): /healthz stays 200 and shows each
+	// note's state under its name, "ok" or the error.
+	HealthNotes []HealthNote
+}
+
+// HealthNote is one named check /healthz reports without failing on it.
+type HealthNote struct {
+	Name  string
+	Check func() error
 }
 
 // policy is the part of the configuration a reload may change; handlers read

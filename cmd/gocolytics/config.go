@@ -17,6 +17,7 @@ import (
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/forward"
 )
 
 // Defaults that are not another package's.
@@ -70,6 +71,10 @@ type Config struct {
 	// Ops and MetricsAddr say where /healthz and /metrics are served.
 	Ops         ingest.OpsMode
 	MetricsAddr string
+
+	// Forward holds POSTGRES_URL, NODE_ID and the batch settings; forwarding
+	// is on when Forward.PostgresURL is set.
+	Forward forward.Config
 
 	EnvFile string
 	Version bool
@@ -217,6 +222,13 @@ var settings = []setting{
 	}},
 	{"TLS_CERT_FILE", "", "PEM certificate (chain) to speak HTTPS with; re-read on SIGHUP", func(c *Config, v string) error { c.TLSCertFile = strings.TrimSpace(v); return nil }},
 	{"TLS_KEY_FILE", "", "PEM private key of TLS_CERT_FILE", func(c *Config, v string) error { c.TLSKeyFile = strings.TrimSpace(v); return nil }},
+	{"POSTGRES_URL", "", "forward every row to this PostgreSQL database (a postgres:// URL or key=value string); empty for none. Set it in .env or the environment, not on the command line, where ps shows it", func(c *Config, v string) error {
+		c.Forward.PostgresURL = strings.TrimSpace(v)
+		return nil
+	}},
+	{"NODE_ID", "", "this node's name in PostgreSQL, unique per node; empty for the host name", func(c *Config, v string) error { c.Forward.NodeID = strings.TrimSpace(v); return nil }},
+	{"POSTGRES_BATCH_ROWS", strconv.Itoa(forward.DefaultBatchRows), "most rows forwarded in one PostgreSQL transaction", intSetting(func(c *Config) *int { return &c.Forward.BatchRows }, 1)},
+	{"POSTGRES_INTERVAL", forward.DefaultInterval.String(), "how often the forwarder looks for new rows once it has caught up", durationSetting(func(c *Config) *time.Duration { return &c.Forward.Interval })},
 }
 
 // flagName is a setting's command-line flag: PORT is --port, API_KEYS is
@@ -288,6 +300,15 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		problems = append(problems, "TLS_CERT_FILE, TLS_KEY_FILE: set both for HTTPS, or neither")
+	}
+	if c.Forward.PostgresURL != "" {
+		if c.Forward.NodeID == "" {
+			c.Forward.NodeID = forward.DefaultNodeID()
+		}
+		c.Forward.SQLitePath = c.SQLiteFilePath
+		if err := c.Forward.Validate(); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)

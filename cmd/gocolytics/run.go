@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -94,6 +95,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	icfg := ingestConfig(cfg)
 	icfg.Metrics = metrics
+	fwd, err := startForwarder(cfg, logger, &icfg)
+	if err != nil {
+		return err
+	}
+	defer fwd.Close()
 	srv := ingest.New(icfg, db, logger)
 	served := make(chan error, 2)
 	if cfg.Ops == ingest.OpsSeparate {
@@ -113,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", ln.Addr().String(), "database", db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 
-	if err := serveUntilDone(ctx, logger, func() string { return status(ln, db) }, writerProgress(db),
+	if err := serveUntilDone(ctx, logger, func() string { return status(ln, db) + forwardStatus(fwd) }, writerProgress(db),
 		func() { reload(args, srv, cert, logger) }, served, "stopping: draining requests, committing what is queued"); err != nil {
 		return err
 	}
@@ -121,7 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
-	closeErr := db.Close()
+	fwdErr := fwd.Close()
+	closeErr := errors.Join(db.Close(), fwdErr)
 	st := db.Stats()
 	logger.Info("stopped", "events_stored", st.EventsStored)
 	if shutdownErr != nil {

@@ -39,6 +39,13 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 		return err
 	}
 	defer db.Close()
+	// The forwarder runs here, beside the writer; the workers' /healthz and
+	// /metrics do not show it (the systemd status line does).
+	fwd, err := startForwarder(cfg, logger, nil)
+	if err != nil {
+		return err
+	}
+	defer fwd.Close()
 
 	socket, addr, err := workerSocket(cfg, logger)
 	if err != nil {
@@ -72,7 +79,7 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 
 	status := func() string {
 		st := db.Stats()
-		return fmt.Sprintf("%d workers on %s; %d events stored since start; %d queued", cfg.Workers, addr, st.EventsStored, st.QueuedEvents)
+		return fmt.Sprintf("%d workers on %s; %d events stored since start; %d queued", cfg.Workers, addr, st.EventsStored, st.QueuedEvents) + forwardStatus(fwd)
 	}
 	reload := func() {
 		if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
@@ -92,7 +99,8 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	tctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := sup.Shutdown(tctx)
-	closeErr := db.Close()
+	fwdErr := fwd.Close()
+	closeErr := errors.Join(db.Close(), fwdErr)
 	logger.Info("stopped", "events_stored", db.Stats().EventsStored)
 	if shutdownErr != nil {
 		return fmt.Errorf("shutdown: %w", shutdownErr)

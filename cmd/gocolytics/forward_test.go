@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gocolytics/gocolytics/shard/forward/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// startNode starts the binary as one node forwarding to pgURL (given in
+// the environment, as an operator should, not on the command line).
+func startNode(t *testing.T, dbPath, pgURL, nodeID string, args ...string) *proc {
+	t.Helper()
+	bin := buildBinary(t)
+	args = append([]string{"--port", "0", "--sqlite-file-path", dbPath, "--api-keys", `["bin-key"]`, "--rate-limit", "off",
+		"--env-file", envFile(t, ""), "--postgres-interval", "100ms"}, args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "POSTGRES_URL="+pgURL, "NODE_ID="+nodeID)
+	return startCmd(t, cmd, dbPath)
+}
+
+// pgMarkers returns how often each marker (event_type) of a node is in
+// PostgreSQL; a row whose value does not carry its marker fails the test.
+func pgMarkers(t *testing.T, c *pgx.Conn, nodeID string) map[string]int {
+	t.Helper()
+	rows, err := c.Query(context.Background(), "SELECT event_type, value->>'m' FROM event WHERE node_id = $1", nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var m, v string
+		if err := rows.Scan(&m, &v); err != nil {
+			t.Fatal(err)
+		}
+		if m != v {
+			t.Errorf("node %s: row %s has value marker %s", nodeID, m, v)
+		}
+		out[m]++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// waitForwarded waits until PostgreSQL holds as many rows of the node as
+// its SQLite file, then checks they are the same rows, each once, and that
+// every acknowledged event is among them.
+func waitForwarded(t *testing.T, c *pgx.Conn, nodeID, dbPath string, acked map[string]bool, limit time.Duration) {
+	t.Helper()
+	_, stored := dbCheck(t, dbPath)
+	var n int
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE node_id = $1", nodeID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n >= len(stored) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := pgMarkers(t, c, nodeID)
+	if len(got) != len(stored) || n != len(stored) {
+		t.Errorf("node %s: %d rows (%d distinct) in postgresql, %d in sqlite", nodeID, n, len(got), len(stored))
+	}
+	for m := range stored {
+		if got[m] != 1 {
+			t.Errorf("node %s: %s is in postgresql %d times, want 1", nodeID, m, got[m])
+		}
+	}
+	for m := range acked {
+		if got[m] != 1 {
+			t.Errorf("node %s: acknowledged %s is in postgresql %d times, want 1", nodeID, m, got[m])
+		}
+	}
+}
+
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestForward_ThreeNodes runs three nodes, each with its own SQLite file,
+// under load into one PostgreSQL: every acknowledged event arrives once,
+// with its node's NODE_ID; /metrics and /healthz show the forwarder.
+func TestForward_ThreeNodes(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "three_nodes")
+	c := srv.Conn(t, "three_nodes")
+	type node struct {
+		p  *proc
+		id string
+		l  *ledger
+	}
+	var nodes []node
+	for i := range 3 {
+		id := fmt.Sprintf("node-%d", i+1)
+		nodes = append(nodes, node{startNode(t, filepath.Join(t.TempDir(), "events.db"), url, id), id, newLedger()})
+	}
+	stop := make(chan struct{})
+	var loads []*sync.WaitGroup
+	for _, n := range nodes {
+		loads = append(loads, load(n.p.Addr, n.id, 4, n.l, stop, nil))
+	}
+	time.Sleep(3 * time.Second)
+	close(stop)
+	for _, wg := range loads {
+		wg.Wait()
+	}
+	for _, n := range nodes {
+		n.l.mu.Lock()
+		acked := n.l.acked
+		n.l.mu.Unlock()
+		if len(acked) < 100 || len(n.l.bad) > 0 {
+			t.Fatalf("%s: %d acknowledged, unexpected answers %v", n.id, len(acked), n.l.bad)
+		}
+		waitForwarded(t, c, n.id, n.p.DBPath, acked, 60*time.Second)
+	}
+	// A marker carries its node's name, so a row under another node's
+	// NODE_ID would show here.
+	var misplaced int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE NOT starts_with(event_type, node_id || '-')").Scan(&misplaced); err != nil {
+		t.Fatal(err)
+	}
+	if misplaced != 0 {
+		t.Errorf("%d rows under the wrong node_id", misplaced)
+	}
+	p := nodes[0].p
+	if code, body := getBody(t, "http://"+p.Addr+"/healthz"); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
+		t.Errorf("/healthz: %d %s, want 200 with forwarding ok", code, body)
+	}
+	_, metrics := getBody(t, "http://"+p.Addr+"/metrics")
+	for _, want := range []string{"gocolytics_forward_rows_total ", "gocolytics_forward_lag_events 0\n", "gocolytics_forward_connected 1\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, n := range nodes {
+		if strings.Contains(n.p.log(), pgtest.Password) {
+			t.Errorf("%s: the log holds the database password", n.id)
+		}
+	}
+}
+
+// TestForward_Kill9 kills a node with SIGKILL while it forwards a backlog
+// in small batches, then starts it again on the same file: every row
+// arrives in PostgreSQL exactly once.
+func TestForward_Kill9(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "kill9")
+	c := srv.Conn(t, "kill9")
+	dbPath := filepath.Join(t.TempDir(), "events.db")
+	l := newLedger()
+	rounds := 3
+	if faultLong() {
+		rounds = 10
+	}
+	for r := range rounds {
+		p := startNode(t, dbPath, url, "killed", "--postgres-batch-rows", "50")
+		stop := make(chan struct{})
+		wg := load(p.Addr, fmt.Sprintf("k%02d", r), 8, l, stop, nil)
+		// Kill once PostgreSQL is receiving this round's rows.
+		var n, start int
+		c.QueryRow(context.Background(), "SELECT count(*) FROM event").Scan(&start)
+		deadline := time.Now().Add(20 * time.Second)
+		for n < start+300 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			c.QueryRow(context.Background(), "SELECT count(*) FROM event").Scan(&n)
+		}
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.wait(t, 10*time.Second)
+		close(stop)
+		wg.Wait()
+	}
+	p := startNode(t, dbPath, url, "killed")
+	l.mu.Lock()
+	acked := l.acked
+	l.mu.Unlock()
+	waitForwarded(t, c, "killed", dbPath, acked, 60*time.Second)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := p.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM\n%s", code, p.log())
+	}
+}
+
+// TestForward_PostgresDown stops PostgreSQL (immediate mode, as a crash)
+// for 20 s while a node is under load: ingest answers 204 throughout,
+// /healthz stays 200 and says forwarding is behind, the lag grows, and once
+// PostgreSQL is back the lag returns to 0 with every row there once.
+// GOCOLYTICS_FAULT_LONG=1 only (it takes about 40 s).
+func TestForward_PostgresDown(t *testing.T) {
+	if !faultLong() {
+		t.Skip("GOCOLYTICS_FAULT_LONG=1 runs it (about 40 s)")
+	}
+	srv := pgtest.Start(t) // its own server: this test stops it
+	url := srv.CreateDB(t, "down")
+	dbPath := filepath.Join(t.TempDir(), "events.db")
+	p := startNode(t, dbPath, url, "survivor")
+	l := newLedger()
+	stop := make(chan struct{})
+	wg := load(p.Addr, "d", 8, l, stop, nil)
+	time.Sleep(2 * time.Second)
+	srv.Stop(t, "immediate")
+	var maxLag float64
+	behind := false
+	for range 20 {
+		time.Sleep(time.Second)
+		code, body := getBody(t, "http://"+p.Addr+"/healthz")
+		if code != 200 {
+			t.Errorf("/healthz %d while postgresql is down: %s", code, body)
+		}
+		behind = behind || strings.Contains(body, "forwarding to postgresql is behind")
+		_, m := getBody(t, "http://"+p.Addr+"/metrics")
+		var lag float64
+		for _, line := range strings.Split(m, "\n") {
+			if v, ok := strings.CutPrefix(line, "gocolytics_forward_lag_events "); ok {
+				fmt.Sscan(v, &lag)
+			}
+		}
+		maxLag = max(maxLag, lag)
+	}
+	if !behind {
+		t.Errorf("/healthz never said forwarding is behind while postgresql was down")
+	}
+	if maxLag < 100 {
+		t.Errorf("the lag reached only %.0f events while postgresql was down", maxLag)
+	}
+	srv.StartAgain(t)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	if len(l.bad) > 0 || l.failed.Load() > 0 || l.unknown.Load() > 0 {
+		t.Errorf("ingest was not all 204: failed %d, unanswered %d, %v", l.failed.Load(), l.unknown.Load(), l.bad)
+	}
+	c := srv.Conn(t, "down")
+	waitForwarded(t, c, "survivor", dbPath, l.acked, 60*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, m := getBody(t, "http://"+p.Addr+"/metrics"); strings.Contains(m, "gocolytics_forward_lag_events 0\n") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, m := getBody(t, "http://"+p.Addr+"/metrics"); !strings.Contains(m, "gocolytics_forward_lag_events 0\n") {
+		t.Errorf("the lag did not return to 0")
+	}
+	if code, body := getBody(t, "http://"+p.Addr+"/healthz"); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
+		t.Errorf("/healthz after recovery: %d %s", code, body)
+	}
+	t.Logf("acknowledged %d events; lag peaked at %.0f events", len(l.acked), maxLag)
+}
