@@ -272,3 +272,77 @@ func TestForward_PostgresDown(t *testing.T) {
 	}
 	t.Logf("acknowledged %d events; lag peaked at %.0f events", len(l.acked), maxLag)
 }
+
+// TestNginxMultiNodeRecipe runs deploy/nginx-multinode.conf in front of
+// three nodes forwarding to one PostgreSQL, with the settings the recipe
+// names: each client (a loopback address of its own) stays on one node, so
+// its rate limit of 3/minute is exact — the fourth request is a 429 — and
+// every accepted event is in PostgreSQL once, under that node's NODE_ID.
+func TestNginxMultiNodeRecipe(t *testing.T) {
+	needLoopbackClients(t)
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "multinode")
+	c := srv.Conn(t, "multinode")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	root := writeCertificate(t, "nginx", certFile, keyFile)
+
+	var args []string
+	recipe := recipeArgs(t, "../../deploy/nginx-multinode.conf")
+	for i := 0; i < len(recipe); i += 2 {
+		switch recipe[i] {
+		case "--postgres-url", "--node-id", "--trusted-proxies":
+			continue // the test's own database and names; nginx runs on 127.0.0.1 here
+		}
+		args = append(args, recipe[i], recipe[i+1])
+	}
+	args = append(args, "--trusted-proxies", "127.0.0.1")
+	var nodes []*proc
+	var upstreams []string
+	for i := range 3 {
+		metrics := []string{"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		p := startNode(t, filepath.Join(t.TempDir(), "events.db"), url, fmt.Sprintf("node-%d", i+1), append(args, metrics...)...)
+		nodes = append(nodes, p)
+		upstreams = append(upstreams, p.Addr)
+	}
+	httpPort, httpsPort := freePort(t), freePort(t)
+	startNginxRecipe(t, "../../deploy/nginx-multinode.conf", upstreams, httpPort, httpsPort, certFile, keyFile)
+
+	const clients = 8
+	for i := range clients {
+		ip := fmt.Sprintf("127.0.0.%d", i+2)
+		cl := clientFrom(ip, root)
+		for k := range 4 {
+			body := fmt.Sprintf(`{"event_type":"multi","application":"a","version":"1","platform":"p","user_id":%q,"session_id":"s%d","value":{"k":%d},"api_key":"bin-key"}`, ip, k, k)
+			want := 204
+			if k == 3 {
+				want = 429
+			}
+			if got := send(t, cl, fmt.Sprintf("http://127.0.0.1:%d/v1.0/event", httpPort), "203.0.113.9", body); got != want {
+				t.Fatalf("client %s, request %d: status %d, want %d", ip, k+1, got, want)
+			}
+		}
+	}
+	var total, users, perUser, nodesUsed int
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c.QueryRow(context.Background(), "SELECT count(*) FROM event").Scan(&total)
+		if total >= clients*3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	err := c.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT user_id), max(n), count(DISTINCT node_id)
+		FROM (SELECT user_id, node_id, count(*) OVER (PARTITION BY user_id) AS n,
+		             count(*) OVER (PARTITION BY user_id, node_id) AS m FROM event) e WHERE n = m`).Scan(&total, &users, &perUser, &nodesUsed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != clients*3 || users != clients || perUser != 3 {
+		t.Errorf("postgresql has %d rows of %d clients (each client on one node, %d rows at most), want %d of %d with 3 each",
+			total, users, perUser, clients*3, clients)
+	}
+	if nodesUsed < 2 {
+		t.Errorf("%d clients all went to %d node(s); the hash should spread them", clients, nodesUsed)
+	}
+}

@@ -35,6 +35,13 @@ func freePort(t *testing.T) int {
 // is the recipe as shipped. nginx is killed by PID when the test ends.
 func startNginx(t *testing.T, upstream string, httpPort, httpsPort int, certFile, keyFile string) {
 	t.Helper()
+	startNginxRecipe(t, "../../deploy/nginx.conf", []string{upstream}, httpPort, httpsPort, certFile, keyFile)
+}
+
+// startNginxRecipe is startNginx for any nginx recipe of deploy/: its
+// upstream's server lines (127.0.0.1:80NN), in order, become upstreams.
+func startNginxRecipe(t *testing.T, recipePath string, upstreams []string, httpPort, httpsPort int, certFile, keyFile string) {
+	t.Helper()
 	nginx, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, err = os.Stat("/usr/sbin/nginx"); err != nil {
@@ -42,24 +49,28 @@ func startNginx(t *testing.T, upstream string, httpPort, httpsPort int, certFile
 		}
 		nginx = "/usr/sbin/nginx"
 	}
-	recipe, err := os.ReadFile("../../deploy/nginx.conf")
+	recipe, err := os.ReadFile(recipePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	site := string(recipe)
+	servers := regexp.MustCompile(`server 127\.0\.0\.1:80\d\d`)
+	if n := len(servers.FindAllString(string(recipe), -1)); n != len(upstreams) {
+		t.Fatalf("%s has %d upstream servers, want %d", recipePath, n, len(upstreams))
+	}
+	next := 0
+	site := servers.ReplaceAllStringFunc(string(recipe), func(string) string { next++; return "server " + upstreams[next-1] })
 	for _, r := range []struct{ old, new string }{
-		{"server 127.0.0.1:8000;", "server " + upstream + ";"},
 		{"/etc/letsencrypt/live/analytics.example.com/fullchain.pem", certFile},
 		{"/etc/letsencrypt/live/analytics.example.com/privkey.pem", keyFile},
 	} {
 		if !strings.Contains(site, r.old) {
-			t.Fatalf("deploy/nginx.conf has no %q", r.old)
+			t.Fatalf("%s has no %q", recipePath, r.old)
 		}
 		site = strings.ReplaceAll(site, r.old, r.new)
 	}
 	listen := regexp.MustCompile(`(?m)^\s*listen .*;\n`)
 	if n := len(listen.FindAllString(site, -1)); n != 4 {
-		t.Fatalf("deploy/nginx.conf has %d listen lines, want 4 (80 and 443, IPv4 and IPv6)", n)
+		t.Fatalf("%s has %d listen lines, want 4 (80 and 443, IPv4 and IPv6)", recipePath, n)
 	}
 	first := true
 	site = listen.ReplaceAllStringFunc(site, func(string) string {
