@@ -61,6 +61,10 @@ type Options struct {
 	// Shards is the number of queues that feed the writer; 0 means one per
 	// CPU.
 	Shards int
+	// EraseEventType, when set, makes an event of this type delete every
+	// earlier row of its user_id and application (ERASE_EVENT_TYPE) once
+	// it is committed.
+	EraseEventType string
 }
 
 func (o Options) withDefaults() Options {

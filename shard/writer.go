@@ -51,6 +51,9 @@ type Stats struct {
 	Stuck time.Duration
 	// LastError is the error of the last commit, nil when it succeeded.
 	LastError error
+	// RowsErased and RowsPruned count the rows deleted by erasure (Erase,
+	// ERASE_EVENT_TYPE) and by retention (Prune).
+	RowsErased, RowsPruned uint64
 }
 
 // DB is the database and its writer: one goroutine that owns the
@@ -65,6 +68,7 @@ type DB struct {
 	stmt driver.StmtExecContext
 
 	queues []queue
+	jobs   chan *job
 	wake   chan struct{}
 	stop   chan struct{}
 	exited chan struct{}
@@ -78,6 +82,8 @@ type DB struct {
 	queued    atomic.Int64
 	busySince atomic.Int64
 	lastErr   atomic.Pointer[error]
+	erased    atomic.Uint64
+	pruned    atomic.Uint64
 
 	// OnCommit, when set before Open, is called by the writer after every
 	// transaction with its size, duration and outcome (for metrics).
@@ -98,6 +104,7 @@ func New(path string, opts Options, logger *slog.Logger) *DB {
 		opts:   opts,
 		logger: logger.With("component", "shard"),
 		queues: make([]queue, opts.Shards),
+		jobs:   make(chan *job),
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		exited: make(chan struct{}),
@@ -167,6 +174,8 @@ func (db *DB) Stats() Stats {
 		Commits:       db.commits.Load(),
 		FailedCommits: db.failed.Load(),
 		QueuedEvents:  db.queued.Load(),
+		RowsErased:    db.erased.Load(),
+		RowsPruned:    db.pruned.Load(),
 	}
 	if b := db.busySince.Load(); b != 0 {
 		s.Stuck = time.Since(time.Unix(0, b))
@@ -205,14 +214,32 @@ func (db *DB) Close() error {
 // run is the writer's loop.
 func (db *DB) run() {
 	defer close(db.exited)
-	w := &writer{db: db, args: make([]driver.NamedValue, 8), spare: make([][]*request, len(db.queues))}
+	w := &writer{db: db, args: make([]driver.NamedValue, 8), spare: make([][]*request, len(db.queues)), chunkRows: jobChunkStart}
 	for i := range w.args {
 		w.args[i].Ordinal = i + 1
 	}
 	for {
+		if len(w.jobs) > 0 {
+			// A delete is under way: commit what ingest has queued, take
+			// new jobs, then one chunk of the delete, and again.
+			select {
+			case <-db.stop:
+				w.drain()
+				w.failJobs(ErrClosed)
+				return
+			case j := <-db.jobs:
+				w.jobs = append(w.jobs, j)
+			default:
+			}
+			w.drain()
+			w.runJob()
+			continue
+		}
 		select {
 		case <-db.wake:
 			w.drain()
+		case j := <-db.jobs:
+			w.jobs = append(w.jobs, j)
 		case <-db.stop:
 			// Every queue is closed: what is queued now is all there is.
 			w.drain()
@@ -236,6 +263,12 @@ type writer struct {
 	// not logged, lastFailLog when one last was.
 	failures, unlogged int
 	lastFailLog        time.Time
+	// jobs are the deletes under way, run a chunk of chunkRows rows at a
+	// time between group commits (jobs.go); erasures are the erasures
+	// that ERASE_EVENT_TYPE events of the transaction under way ask for.
+	jobs      []*job
+	chunkRows int
+	erasures  []erasure
 }
 
 // drain takes everything queued and commits it, in groups of at most
@@ -300,6 +333,7 @@ func (w *writer) commit(reqs []*request, n int) {
 		r.done <- err
 	}
 	if err == nil {
+		w.queueErasures()
 		w.limitWAL()
 	}
 }
@@ -324,10 +358,17 @@ func (w *writer) tx(reqs []*request) error {
 		return err
 	}
 	ctx := context.Background()
+	w.erasures = w.erasures[:0]
+	eraseType := w.db.opts.EraseEventType
 	for _, r := range reqs {
 		for i := range r.events {
-			if _, err := w.db.stmt.ExecContext(ctx, w.bind(&r.events[i])); err != nil {
+			res, err := w.db.stmt.ExecContext(ctx, w.bind(&r.events[i]))
+			if err != nil {
 				return rollback(c, err)
+			}
+			if e := &r.events[i]; eraseType != "" && e.EventType == eraseType {
+				id, _ := res.LastInsertId()
+				w.erasures = append(w.erasures, erasure{user: e.UserID, app: e.Application, before: id})
 			}
 		}
 	}

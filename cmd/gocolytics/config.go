@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,8 @@ type Config struct {
 	// Ops and MetricsAddr say where /healthz and /metrics are served.
 	Ops         ingest.OpsMode
 	MetricsAddr string
+	// DataOut holds the settings of getting data out (config_dataout.go).
+	DataOut DataOutConfig
 
 	// Forward holds POSTGRES_URL, NODE_ID and the batch settings; forwarding
 	// is on when Forward.PostgresURL is set.
@@ -229,6 +232,18 @@ var settings = []setting{
 	{"NODE_ID", "", "this node's name in PostgreSQL, unique per node; empty for the host name", func(c *Config, v string) error { c.Forward.NodeID = strings.TrimSpace(v); return nil }},
 	{"POSTGRES_BATCH_ROWS", strconv.Itoa(forward.DefaultBatchRows), "most rows forwarded in one PostgreSQL transaction", intSetting(func(c *Config) *int { return &c.Forward.BatchRows }, 1)},
 	{"POSTGRES_INTERVAL", forward.DefaultInterval.String(), "how often the forwarder looks for new rows once it has caught up", durationSetting(func(c *Config) *time.Duration { return &c.Forward.Interval })},
+	{"ADMIN_KEYS", "", `keys that may read and manage data (export, erase, dashboard), a JSON list such as ["key1"], sent as "Authorization: Bearer KEY"; none means one generated into a file beside the database`, func(c *Config, v string) (err error) {
+		c.DataOut.AdminKeys, err = parseAdminKeys(v)
+		return err
+	}},
+	{"RETENTION_DAYS", "0", "delete rows older than this many days, at start and hourly; 0 keeps them forever", intSetting(func(c *Config) *int { return &c.DataOut.RetentionDays }, 0)},
+	{"ERASE_EVENT_TYPE", "", "an ingested event of this type deletes every earlier row of its user_id and application; empty for none", func(c *Config, v string) error {
+		c.DataOut.EraseEventType = strings.TrimSpace(v)
+		return nil
+	}},
+	{"BACKUP_DIR", "", "folder for scheduled backups; empty for none", func(c *Config, v string) error { c.DataOut.BackupDir = strings.TrimSpace(v); return nil }},
+	{"BACKUP_INTERVAL", DefaultBackupInterval.String(), "time between scheduled backups (with BACKUP_DIR)", durationSetting(func(c *Config) *time.Duration { return &c.DataOut.BackupInterval })},
+	{"BACKUP_KEEP", strconv.Itoa(DefaultBackupKeep), "scheduled backups kept; older ones are deleted", intSetting(func(c *Config) *int { return &c.DataOut.BackupKeep }, 1)},
 }
 
 // flagName is a setting's command-line flag: PORT is --port, API_KEYS is
@@ -296,6 +311,11 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 		}
 		if err := s.set(c, values[s.name]); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", s.name, err))
+		}
+	}
+	for i, k := range c.DataOut.AdminKeys {
+		if slices.Contains(c.APIKeys, k) {
+			problems = append(problems, fmt.Sprintf("ADMIN_KEYS: key %d is also an API key; API keys ship inside games and are public", i))
 		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {

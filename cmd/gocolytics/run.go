@@ -101,6 +101,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer fwd.Close()
 	srv := ingest.New(icfg, db, logger)
+	adm, err := openAdmin(cfg, srv, db, logger)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	served := make(chan error, 2)
 	if cfg.Ops == ingest.OpsSeparate {
 		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
@@ -118,9 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", ln.Addr().String(), "database", db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+	logDashboardURL(logger, cfg.SQLiteFilePath, adm.generatedKey, ln.Addr(), cert != nil)
 
 	if err := serveUntilDone(ctx, logger, func() string { return status(ln, db) + forwardStatus(fwd) }, writerProgress(db),
-		func() { reload(args, srv, cert, logger) }, served, "stopping: draining requests, committing what is queued"); err != nil {
+		func() { reload(args, srv, adm, cert, logger) }, served, "stopping: draining requests, committing what is queued"); err != nil {
 		return err
 	}
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
@@ -182,7 +188,7 @@ func serveUntilDone(ctx context.Context, logger *slog.Logger, status func() stri
 // reload reads the settings again and applies the keys, rate limit and
 // request limits, and re-reads the TLS certificate (from the files named at
 // start). A bad new configuration or certificate keeps the old one.
-func reload(args []string, srv *ingest.Server, cert *ingest.Certificate, logger *slog.Logger) {
+func reload(args []string, srv *ingest.Server, adm *adminSide, cert *ingest.Certificate, logger *slog.Logger) {
 	if err := cert.Reload(); err != nil {
 		logger.Error("certificate reload failed; keeping the old certificate", "err", err)
 	} else if cert != nil {
@@ -194,6 +200,7 @@ func reload(args []string, srv *ingest.Server, cert *ingest.Certificate, logger 
 		return
 	}
 	srv.Reconfigure(ingestConfig(cfg))
+	adm.reload(cfg)
 	logger.Info("reloaded", "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 }
 
@@ -203,6 +210,8 @@ func shardOptions(c *Config) shard.Options {
 		Synchronous:  c.Synchronous,
 		CacheSizeKiB: c.CacheSizeKiB,
 		LocalTime:    c.LocalTime,
+		// ERASE_EVENT_TYPE
+		EraseEventType: c.DataOut.EraseEventType,
 	}
 }
 

@@ -47,6 +47,11 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	}
 	defer fwd.Close()
 
+	// The workers read the generated admin key from its file: make it now.
+	_, generatedKey, err := adminKeys(cfg)
+	if err != nil {
+		return err
+	}
 	socket, addr, err := workerSocket(cfg, logger)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -76,6 +81,9 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 
 	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", addr, "database", db.Path(), "workers", cfg.Workers, "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+	if tcp, err := net.ResolveTCPAddr("tcp", addr); err == nil {
+		logDashboardURL(logger, cfg.SQLiteFilePath, generatedKey, tcp, cfg.TLSCertFile != "")
+	}
 
 	status := func() string {
 		st := db.Stats()
@@ -186,6 +194,11 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 	}
 	defer lc.Close()
 	srv := ingest.New(workerConfig(cfg, lc), lc, logger)
+	adm, err := openAdmin(cfg, srv, nil, logger)
+	if err != nil {
+		return fmt.Errorf("worker %d: %w", w.Number, err)
+	}
+	defer adm.Close()
 	if cert != nil {
 		ln = cert.Listener(ln)
 	}
@@ -215,6 +228,7 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 				logger.Error("reload failed; keeping the old settings", "err", err)
 			} else {
 				srv.Reconfigure(workerConfig(c, lc))
+				adm.reload(c)
 			}
 			continue
 		case <-lc.Done():

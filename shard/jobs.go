@@ -1,0 +1,258 @@
+package shard
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Deletes (erasure, retention) run through the writer like inserts, so no
+// second connection ever meets SQLITE_BUSY: a job is a series of chunks,
+// each its own short transaction, and between two chunks the writer commits
+// whatever ingest has queued. A chunk's size adapts to take about
+// jobChunkTarget, so a delete of a million rows holds ingest up for tens of
+// milliseconds at a time, never for the whole delete. See DESIGN.md.
+
+// Bounds of a job's chunk, in rows, and the time one chunk aims at.
+const (
+	jobChunkMin    = 50
+	jobChunkMax    = 20000
+	jobChunkStart  = 500
+	jobChunkTarget = 20 * time.Millisecond
+)
+
+// EventTables are the tables that hold event rows: every delete applies to
+// each that exists. A table that holds rows before they reach event (a
+// staging table) belongs here.
+var EventTables = []string{"event"}
+
+// job is one delete under way. step deletes at most limit rows in the
+// transaction the writer has begun and says whether there may be more.
+type job struct {
+	ctx     context.Context
+	step    func(c *sqlite3.SQLiteConn, limit int) (n int64, more bool, err error)
+	counter *atomic.Uint64
+	deleted int64
+	done    chan error
+}
+
+// submit hands j to the writer and waits until it has run to its end.
+func (db *DB) submit(j *job) (int64, error) {
+	if db.conn == nil {
+		return 0, ErrNotOpen
+	}
+	j.done = make(chan error, 1)
+	select {
+	case db.jobs <- j:
+	case <-db.exited:
+		return 0, ErrClosed
+	case <-j.ctx.Done():
+		return 0, j.ctx.Err()
+	}
+	err := <-j.done
+	return j.deleted, err
+}
+
+// Erase deletes every row of userID (of application, unless it is empty)
+// from the event tables, through the writer in chunks, and returns how many
+// rows it deleted once the last chunk has committed. On an error (or ctx
+// ending) the chunks committed so far stay deleted, and the count says how
+// many rows they held; erasing again deletes the rest.
+func (db *DB) Erase(ctx context.Context, userID, application string) (int64, error) {
+	return db.submit(db.eraseJob(ctx, userID, application, 0))
+}
+
+// eraseJob deletes the rows of userID (and application) whose id is below
+// beforeID, or all of them when beforeID is 0.
+func (db *DB) eraseJob(ctx context.Context, userID, application string, beforeID int64) *job {
+	where := " WHERE user_id = ?"
+	args := []driver.NamedValue{{Ordinal: 1, Value: userID}}
+	if application != "" {
+		where += " AND application = ?"
+		args = append(args, driver.NamedValue{Ordinal: 2, Value: application})
+	}
+	if beforeID > 0 {
+		where += fmt.Sprintf(" AND id < %d", beforeID)
+	}
+	j := &job{ctx: ctx, counter: &db.erased}
+	j.step = func(c *sqlite3.SQLiteConn, limit int) (int64, bool, error) {
+		var total int64
+		more := false
+		for _, table := range db.tables(c) {
+			q := fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s%s LIMIT %d)", table, table, where, limit)
+			n, err := execRows(c, q, args)
+			if err != nil {
+				return total, false, err
+			}
+			total += n
+			more = more || n == int64(limit)
+		}
+		return total, more, nil
+	}
+	return j
+}
+
+// Prune deletes the rows whose time is before cutoff (retention), through
+// the writer in chunks, and returns how many once the last has committed.
+// It walks the table in id order, which is the order rows were written and
+// so their time order, and stops at the first chunk that keeps a row: a
+// database of millions of rows costs a few chunks when there is little to
+// delete, never a scan of the whole table inside the writer.
+func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	t := cutoff.UTC()
+	if db.opts.LocalTime {
+		t = cutoff.Local()
+	}
+	stamp := t.Format(TimeFormat)
+	lo := int64(0)
+	j := &job{ctx: ctx, counter: &db.pruned}
+	j.step = func(c *sqlite3.SQLiteConn, limit int) (int64, bool, error) {
+		var total int64
+		first, ok, err := queryInt64(c, "SELECT min(id) FROM event WHERE id >= ?", lo)
+		if err != nil || !ok {
+			return 0, false, err
+		}
+		hi := first + int64(limit)
+		n, err := execRows(c, "DELETE FROM event WHERE id >= ? AND id < ? AND time < ?",
+			[]driver.NamedValue{{Ordinal: 1, Value: first}, {Ordinal: 2, Value: hi}, {Ordinal: 3, Value: stamp}})
+		if err != nil {
+			return 0, false, err
+		}
+		total += n
+		for _, table := range db.tables(c)[1:] {
+			n, err := execRows(c, "DELETE FROM "+table+" WHERE time < ?", []driver.NamedValue{{Ordinal: 1, Value: stamp}})
+			if err != nil {
+				return total, false, err
+			}
+			total += n
+		}
+		_, kept, err := queryInt64(c, "SELECT id FROM event WHERE id >= ? AND id < ? LIMIT 1", first, hi)
+		if err != nil {
+			return total, false, err
+		}
+		lo = hi
+		return total, !kept, nil
+	}
+	return db.submit(j)
+}
+
+// tables are the EventTables that exist, event first.
+func (db *DB) tables(c *sqlite3.SQLiteConn) []string {
+	out := []string{"event"}
+	for _, t := range EventTables[1:] {
+		if _, ok, err := queryInt64(c, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", t); err == nil && ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func execRows(c *sqlite3.SQLiteConn, q string, args []driver.NamedValue) (int64, error) {
+	res, err := c.ExecContext(context.Background(), q, args)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// queryInt64 runs a query of one integer; ok is false when it had no row
+// or a NULL.
+func queryInt64(c *sqlite3.SQLiteConn, q string, args ...any) (int64, bool, error) {
+	nv := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		nv[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
+	rows, err := c.QueryContext(context.Background(), q, nv)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return 0, false, nil
+	}
+	n, ok := dest[0].(int64)
+	return n, ok, nil
+}
+
+// runJob runs one chunk of the first active job. It is called by the
+// writer between group commits.
+func (w *writer) runJob() {
+	j := w.jobs[0]
+	finish := func(err error) {
+		j.done <- err
+		w.jobs = w.jobs[1:]
+	}
+	if err := j.ctx.Err(); err != nil {
+		finish(err)
+		return
+	}
+	db := w.db
+	start := time.Now()
+	db.busySince.Store(start.UnixNano())
+	n, more, err := w.jobChunk(j)
+	took := time.Since(start)
+	db.busySince.Store(0)
+	if err != nil {
+		finish(classify(err))
+		return
+	}
+	j.deleted += n
+	j.counter.Add(uint64(n))
+	switch {
+	case took < jobChunkTarget/2 && more:
+		w.chunkRows = min(w.chunkRows*2, jobChunkMax)
+	case took > jobChunkTarget*2:
+		w.chunkRows = max(w.chunkRows/2, jobChunkMin)
+	}
+	if !more {
+		finish(nil)
+	}
+}
+
+// jobChunk runs one step of j in its own transaction.
+func (w *writer) jobChunk(j *job) (int64, bool, error) {
+	c := w.db.conn
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return 0, false, err
+	}
+	n, more, err := j.step(c, w.chunkRows)
+	if err != nil {
+		return 0, false, rollback(c, err)
+	}
+	if _, err := c.Exec("COMMIT", nil); err != nil {
+		return 0, false, rollback(c, err)
+	}
+	return n, more, nil
+}
+
+// failJobs ends every job with err (the writer is stopping).
+func (w *writer) failJobs(err error) {
+	for _, j := range w.jobs {
+		j.done <- err
+	}
+	w.jobs = nil
+}
+
+// erasure is what an ERASE_EVENT_TYPE event asks for: the rows of its user
+// and application written before it (ids below its own).
+type erasure struct {
+	user, app string
+	before    int64
+}
+
+// queueErasures turns the committed transaction's erasure events into jobs.
+// Nobody waits for them: the event's request was answered at its commit;
+// the deletion follows in chunks, like any other job.
+func (w *writer) queueErasures() {
+	for _, e := range w.erasures {
+		j := w.db.eraseJob(context.Background(), e.user, e.app, e.before)
+		j.done = make(chan error, 1)
+		w.jobs = append(w.jobs, j)
+	}
+	w.erasures = w.erasures[:0]
+}

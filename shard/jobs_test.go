@@ -1,0 +1,122 @@
+package shard_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+func userEvents(n int, user, app string, at time.Time) []shard.Event {
+	out := make([]shard.Event, n)
+	for i := range out {
+		out[i] = shard.Event{EventType: "t", Application: app, Version: "1", Platform: "p", UserID: user,
+			SessionID: "s", Value: fmt.Sprintf(`{"i":%d}`, i), Time: at}
+	}
+	return out
+}
+
+func count(tb testing.TB, path, where string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := sqlDB(tb, path).QueryRow("SELECT count(*) FROM event WHERE "+where, args...).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func TestDB_Erase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	now := time.Now()
+	for _, ev := range [][]shard.Event{userEvents(3000, "gone", "A", now), userEvents(50, "gone", "B", now), userEvents(70, "kept", "A", now)} {
+		if err := db.Write(0, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := db.Erase(context.Background(), "gone", "A")
+	if err != nil || n != 3000 {
+		t.Fatalf("erase of application A: %d, %v; want 3000", n, err)
+	}
+	if got := count(t, path, "user_id = 'gone' AND application = 'B'"); got != 50 {
+		t.Errorf("application B rows: %d, want 50 untouched", got)
+	}
+	n, err = db.Erase(context.Background(), "gone", "")
+	if err != nil || n != 50 {
+		t.Fatalf("erase of every application: %d, %v; want 50", n, err)
+	}
+	if n, err = db.Erase(context.Background(), "gone", ""); err != nil || n != 0 {
+		t.Errorf("again: %d, %v; want 0", n, err)
+	}
+	if got := count(t, path, "user_id = 'kept'"); got != 70 {
+		t.Errorf("other user: %d rows, want 70", got)
+	}
+	if st := db.Stats(); st.RowsErased != 3050 {
+		t.Errorf("RowsErased: %d, want 3050", st.RowsErased)
+	}
+}
+
+func TestDB_Prune(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	old := time.Date(2020, 3, 1, 0, 0, 0, 0, time.UTC)
+	if err := db.Write(0, userEvents(5000, "u", "A", old)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(0, userEvents(10, "u", "A", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.Prune(context.Background(), time.Now().AddDate(0, 0, -30))
+	if err != nil || n != 5000 {
+		t.Fatalf("prune: %d, %v; want 5000", n, err)
+	}
+	if got := count(t, path, "1"); got != 10 {
+		t.Errorf("rows left: %d, want the 10 recent ones", got)
+	}
+	if n, _ := db.Prune(context.Background(), time.Now().AddDate(0, 0, -30)); n != 0 {
+		t.Errorf("again: %d, want 0", n)
+	}
+	if st := db.Stats(); st.RowsPruned != 5000 {
+		t.Errorf("RowsPruned: %d, want 5000", st.RowsPruned)
+	}
+}
+
+func TestDB_EraseEventType(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{EraseEventType: "delete_my_data"})
+	now := time.Now()
+	db.Write(0, userEvents(100, "u", "A", now))
+	db.Write(0, userEvents(5, "u", "B", now))
+	req := userEvents(1, "u", "A", now)
+	req[0].EventType = "delete_my_data"
+	if err := db.Write(0, req); err != nil {
+		t.Fatal(err)
+	}
+	// The erasure runs after the commit; a later write goes after it.
+	db.Write(0, userEvents(2, "u", "A", now))
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, path, "user_id = 'u' AND application = 'A'") != 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := count(t, path, "user_id = 'u' AND application = 'A' AND event_type = 't'"); got != 2 {
+		t.Errorf("application A: %d ordinary rows left, want the 2 written after the request", got)
+	}
+	if got := count(t, path, "event_type = 'delete_my_data'"); got != 1 {
+		t.Errorf("the request event itself: %d, want 1 (kept)", got)
+	}
+	if got := count(t, path, "application = 'B'"); got != 5 {
+		t.Errorf("application B: %d, want 5 untouched", got)
+	}
+}
+
+func TestDB_Erase_Closed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	db.Close()
+	if _, err := db.Erase(context.Background(), "u", ""); err == nil {
+		t.Error("erase on a closed database: no error")
+	}
+}
