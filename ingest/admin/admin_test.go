@@ -222,4 +222,3 @@ func TestDashboardURL(t *testing.T) {
 		}
 	}
 }
-

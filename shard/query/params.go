@@ -1,8 +1,9 @@
-// Package query owns the read side's statistics: the SQL behind the stats
-// API and the dashboard (users, new users, sessions, retention, breakdowns,
-// funnels, value statistics, recent events). Every function reads through a
-// read-only handle and never writes.
 package query
+
+// The statistics: the SQL behind the stats API and the dashboard (users, new
+// users, sessions, retention, breakdowns, funnels, value statistics, recent
+// events). Every function reads through a read-only handle (a Querier, such
+// as Reader) and never writes.
 
 import (
 	"context"

@@ -1,6 +1,7 @@
 // Package query owns the read side: a pool of read-only connections on the
-// database file, bounded in number and in time per query, and the SQL that
-// reads through it (exports here; statistics beside it). Nothing in it
+// database file, bounded in number and in time per query (Reader), and all
+// the SQL that reads through it: exports (export.go) and the statistics of
+// the stats API and the dashboard (params.go and beside it). Nothing in it
 // writes: every write goes through shard's one writer.
 package query
 
