@@ -1,157 +1,23 @@
 package main
 
 import (
-	"bufio"
-	"database/sql"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// buildBinary builds cmd/gocolytics once per test run, for tests that need a
-// real process (exit codes, signals, kill -9).
-func buildBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "gocolytics-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "gocolytics")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-// proc is the server binary running in its own process.
-type proc struct {
-	cmd    *exec.Cmd
-	Addr   string
-	DBPath string
-	stderr *strings.Builder
-	mu     *sync.Mutex
-	exited chan error
-}
-
-var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
-
-// startBinary runs the binary with a temporary database on 127.0.0.1:0 and
-// waits for its "listening" line. The process is killed when the test ends
-// if it is still running.
-func startBinary(t *testing.T, dbPath string, args ...string) *proc {
-	t.Helper()
-	bin := buildBinary(t)
-	if dbPath == "" {
-		dbPath = filepath.Join(t.TempDir(), "events.db")
-	}
-	args = append([]string{"--port", "0", "--sqlite-file-path", dbPath, "--api-keys", `["bin-key"]`, "--rate-limit", "off",
-		"--env-file", envFile(t, "")}, args...)
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = t.TempDir()
-	return startCmd(t, cmd, dbPath)
-}
-
-// startCmd starts cmd, a run of the binary, and waits for its "listening"
-// line (startBinary for a command it cannot build: extra files, own
-// environment).
-func startCmd(t *testing.T, cmd *exec.Cmd, dbPath string) *proc {
-	t.Helper()
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	p := &proc{cmd: cmd, DBPath: dbPath, stderr: &strings.Builder{}, mu: &sync.Mutex{}, exited: make(chan error, 1)}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stderr.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { err := cmd.Wait(); pw.Close(); p.exited <- err }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	})
-	select {
-	case p.Addr = <-addr:
-	case err := <-p.exited:
-		t.Fatalf("server exited: %v\n%s", err, p.log())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("server did not start\n%s", p.log())
-	}
-	return p
-}
-
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
-}
-
-// wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(t *testing.T, limit time.Duration) int {
-	t.Helper()
-	select {
-	case err := <-p.exited:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	case <-time.After(limit):
-		t.Fatalf("still running after %v\n%s", limit, p.log())
-		return -1
-	}
-}
-
-func binEvent(marker string) string {
-	return fmt.Sprintf(`{"event_type":%q,"application":"a","version":"1","platform":"p","user_id":"u","session_id":"s","value":{},"api_key":"bin-key"}`, marker)
-}
 
 // TestBinary_InvalidConfig: exit code 2, every bad setting named, nothing
 // created or bound.
 func TestBinary_InvalidConfig(t *testing.T) {
-	bin := buildBinary(t)
+	bin := gctest.Binary(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "sub", "events.db")
-	cmd := exec.Command(bin, "--sqlite-file-path", dbPath, "--port", "http", "--env-file", envFile(t, ""))
+	cmd := exec.Command(bin, "--sqlite-file-path", dbPath, "--port", "http", "--env-file", gctest.EnvFile(t, ""))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "RATE_LIMIT=sometimes", "API_KEYS=[1]")
 	out, err := cmd.CombinedOutput()
@@ -170,7 +36,7 @@ func TestBinary_InvalidConfig(t *testing.T) {
 }
 
 func TestBinary_Version(t *testing.T) {
-	out, err := exec.Command(buildBinary(t), "--version").Output()
+	out, err := exec.Command(gctest.Binary(t), "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "gocolytics ") {
 		t.Errorf("got %q, %v", out, err)
 	}
@@ -179,20 +45,12 @@ func TestBinary_Version(t *testing.T) {
 // TestBinary_DevKeyWarning: without keys the dev key works, with a warning,
 // and the log never shows a key.
 func TestBinary_DevKeyWarning(t *testing.T) {
-	p := startBinary(t, "", "--api-keys", `["I-am-an-unsecure-dev-key-REPLACE_ME","secret-key-xyz"]`)
-	resp, err := http.Post("http://"+p.Addr+"/v1.0/event", "", strings.NewReader(strings.Replace(binEvent("x"), "bin-key", "secret-key-xyz", 1)))
-	if err != nil {
-		t.Fatal(err)
+	p := gctest.Start(t, "", "--api-keys", `["I-am-an-unsecure-dev-key-REPLACE_ME","secret-key-xyz"]`)
+	if code, body := gctest.Post(t, nil, p.URL("/v1.0/event"), gctest.NewEvent("x").WithKey("secret-key-xyz").JSON()); code != 204 {
+		t.Errorf("got %d %s", code, body)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 204 {
-		t.Errorf("got %d", resp.StatusCode)
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("exit code %d", code)
-	}
-	log := p.log()
+	p.Stop(t)
+	log := p.Log()
 	if !strings.Contains(log, "DEV KEY IS ACCEPTED") {
 		t.Errorf("no dev key warning:\n%s", log)
 	}
@@ -206,38 +64,13 @@ func TestBinary_DevKeyWarning(t *testing.T) {
 func TestBinary_SIGTERM(t *testing.T) {
 	for _, workers := range []string{"1", "2"} {
 		t.Run("workers="+workers, func(t *testing.T) {
-			p := startBinary(t, "", "--workers", workers)
-			l := startLoad(p.Addr, 16, 0)
-			waitFor(t, func() bool { return l.count(204) >= 200 }, "200 acknowledged")
-			stopBinary(t, p)
-			l.finish()
-			checkStored(t, l, p.DBPath)
-			t.Logf("acknowledged %d; statuses %v", len(l.acked), l.status)
+			p := gctest.Start(t, "", "--workers", workers)
+			l := gctest.Load{Addr: p.Addr, Clients: 16, NewConns: true}.Start()
+			gctest.WaitFor(t, func() bool { return l.Count(204) >= 200 }, "200 acknowledged")
+			p.Stop(t)
+			l.Stop()
+			l.CheckStored(t, p.DBPath)
+			t.Logf("acknowledged %d; statuses %v", l.AckedCount(), l.Statuses())
 		})
 	}
-}
-
-// storedMarkers returns the event_type of every stored row.
-func storedMarkers(t *testing.T, dbPath string) map[string]bool {
-	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query("SELECT event_type FROM event")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]bool{}
-	for rows.Next() {
-		var m string
-		rows.Scan(&m)
-		if out[m] {
-			t.Errorf("%s stored twice", m)
-		}
-		out[m] = true
-	}
-	return out
 }

@@ -5,12 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 func TestLoadConfig_RateLimitSettings(t *testing.T) {
 	load := func(env map[string]string) (*Config, error) {
-		return LoadConfig([]string{"--env-file", envFile(t, "")}, mapEnv(env), io.Discard)
+		return LoadConfig([]string{"--env-file", gctest.EnvFile(t, "")}, mapEnv(env), io.Discard)
 	}
 	c, err := load(nil)
 	if err != nil {

@@ -3,30 +3,20 @@ package main
 import (
 	"errors"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"github.com/gocolytics/gocolytics/ingest"
 )
-
-func envFile(t *testing.T, text string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), ".env")
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func mapEnv(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
 func TestLoadConfig_Defaults(t *testing.T) {
-	c, err := LoadConfig([]string{"--env-file", envFile(t, "")}, mapEnv(nil), io.Discard)
+	c, err := LoadConfig([]string{"--env-file", gctest.EnvFile(t, "")}, mapEnv(nil), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +35,7 @@ func TestLoadConfig_Defaults(t *testing.T) {
 
 // TestLoadConfig_Precedence: .env < environment < flags.
 func TestLoadConfig_Precedence(t *testing.T) {
-	f := envFile(t, "# Pycolytics' .env\nAPI_KEYS='[\"from-file\"]'\nRATE_LIMIT=\"10/second\"\nSQLITE_FILE_PATH=\"file.db\"\nPORT=\"1\"\n")
+	f := gctest.EnvFile(t, "# Pycolytics' .env\nAPI_KEYS='[\"from-file\"]'\nRATE_LIMIT=\"10/second\"\nSQLITE_FILE_PATH=\"file.db\"\nPORT=\"1\"\n")
 	env := mapEnv(map[string]string{"RATE_LIMIT": "20 per minute", "PORT": "2"})
 	c, err := LoadConfig([]string{"--env-file", f, "--port", "3"}, env, io.Discard)
 	if err != nil {
@@ -61,7 +51,7 @@ func TestLoadConfig_Precedence(t *testing.T) {
 
 // TestLoadConfig_Invalid: every bad setting is named in one error.
 func TestLoadConfig_Invalid(t *testing.T) {
-	f := envFile(t, "API_KEYS=\"not json\"\n")
+	f := gctest.EnvFile(t, "API_KEYS=\"not json\"\n")
 	env := mapEnv(map[string]string{"RATE_LIMIT": "lots", "MAX_BODY_BYTES": "-1", "SQLITE_SYNCHRONOUS": "OFF"})
 	_, err := LoadConfig([]string{"--env-file", f, "--port", "99999", "--shutdown-timeout", "soon"}, env, io.Discard)
 	var ce *configError

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
 // TestParseDotenv follows python-dotenv's dotenv_values: ${NAME} is
@@ -56,7 +58,7 @@ func TestParseDotenv_Errors(t *testing.T) {
 // TestLoadConfig_KeyWithDollar: a key holding "$" reaches the key list as
 // written (godotenv turned "k$EY" into "k").
 func TestLoadConfig_KeyWithDollar(t *testing.T) {
-	f := envFile(t, `API_KEYS="[\"k$EY\", \"p$ABC\"]"`+"\n")
+	f := gctest.EnvFile(t, `API_KEYS="[\"k$EY\", \"p$ABC\"]"`+"\n")
 	c, err := LoadConfig([]string{"--env-file", f}, mapEnv(map[string]string{"EY": "other"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -1,19 +1,20 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"github.com/gocolytics/gocolytics/ingest"
 )
 
 func TestLoadConfig_ExtrasSettings(t *testing.T) {
 	load := func(env map[string]string) (*Config, error) {
-		return LoadConfig([]string{"--env-file", envFile(t, "")}, mapEnv(env), io.Discard)
+		return LoadConfig([]string{"--env-file", gctest.EnvFile(t, "")}, mapEnv(env), io.Discard)
 	}
 	c, err := load(nil)
 	if err != nil {
@@ -48,27 +49,15 @@ func TestLoadConfig_ExtrasSettings(t *testing.T) {
 	}
 }
 
-var opsListenRE = regexp.MustCompile(`msg="serving /healthz and /metrics" addr=(\S+)`)
-
 // TestBinary_MetricsAddr runs the program with /healthz and /metrics on a
 // listener of their own, and checks the commit hook feeds the metrics.
 func TestBinary_MetricsAddr(t *testing.T) {
-	p := startBinary(t, "", "--metrics-addr", "127.0.0.1:0", "--cors-origins", "https://game.example")
-	m := opsListenRE.FindStringSubmatch(p.log())
-	if m == nil {
-		t.Fatalf("no ops listener in the log:\n%s", p.log())
+	ops := fmt.Sprintf("127.0.0.1:%d", gctest.FreePort(t))
+	p := gctest.Start(t, "", "--metrics-addr", ops, "--cors-origins", "https://game.example")
+	if !strings.Contains(p.Log(), `msg="serving /healthz and /metrics" addr=`+ops) {
+		t.Fatalf("no ops listener on %s in the log:\n%s", ops, p.Log())
 	}
-	get := func(url string) (int, string) {
-		t.Helper()
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	req, _ := http.NewRequest("POST", "http://"+p.Addr+"/v1.0/event", strings.NewReader(binEvent("m1")))
+	req, _ := http.NewRequest("POST", p.URL("/v1.0/event"), strings.NewReader(gctest.NewEvent("m1").JSON()))
 	req.Header.Set("Origin", "https://game.example")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -78,16 +67,16 @@ func TestBinary_MetricsAddr(t *testing.T) {
 	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "https://game.example" {
 		t.Fatalf("post: %d, allow-origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
-	if status, _ := get("http://" + p.Addr + "/metrics"); status != 404 {
+	if status, _ := gctest.Get(t, p.URL("/metrics")); status != 404 {
 		t.Errorf("/metrics on the main listener: %d, want 404", status)
 	}
-	if status, _ := get("http://" + p.Addr + "/docs"); status != 200 {
+	if status, _ := gctest.Get(t, p.URL("/docs")); status != 200 {
 		t.Errorf("/docs: %d, want 200", status)
 	}
-	if status, body := get("http://" + m[1] + "/healthz"); status != 200 {
+	if status, body := gctest.Get(t, "http://"+ops+"/healthz"); status != 200 {
 		t.Errorf("/healthz: %d %s", status, body)
 	}
-	status, body := get("http://" + m[1] + "/metrics")
+	status, body := gctest.Get(t, "http://"+ops+"/metrics")
 	for _, want := range []string{"\ngocolytics_events_stored_total 1\n", "\ngocolytics_commit_seconds_count 1\n"} {
 		if status != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics: %d, lacks %q", status, want)
@@ -96,15 +85,10 @@ func TestBinary_MetricsAddr(t *testing.T) {
 }
 
 func TestBinary_DocsAndMetricsOff(t *testing.T) {
-	p := startBinary(t, "", "--metrics-addr", "off", "--docs", "false")
+	p := gctest.Start(t, "", "--metrics-addr", "off", "--docs", "false")
 	for _, path := range []string{"/metrics", "/healthz", "/docs", "/openapi.json"} {
-		resp, err := http.Get("http://" + p.Addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 404 {
-			t.Errorf("%s: %d, want 404", path, resp.StatusCode)
+		if status, _ := gctest.Get(t, p.URL(path)); status != 404 {
+			t.Errorf("%s: %d, want 404", path, status)
 		}
 	}
 }

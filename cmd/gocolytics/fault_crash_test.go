@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 // TestFault_Kill9 kills the server with SIGKILL under load, round after
@@ -19,8 +22,9 @@ import (
 // the database, the database passes integrity_check, and the server starts
 // again each time. 20 rounds with GOCOLYTICS_FAULT_LONG=1, 5 otherwise.
 func TestFault_Kill9(t *testing.T) {
+	gctest.NeedFault(t)
 	rounds := 5
-	if faultLong() {
+	if gctest.FaultLong() {
 		rounds = 20
 	}
 	faultKill9(t, rounds)
@@ -30,8 +34,9 @@ func TestFault_Kill9(t *testing.T) {
 // one worker is killed first, then, with the load still on, the supervisor.
 // 20 rounds with GOCOLYTICS_FAULT_LONG=1, 3 otherwise.
 func TestFault_Kill9Workers(t *testing.T) {
+	gctest.NeedFault(t)
 	rounds := 3
-	if faultLong() {
+	if gctest.FaultLong() {
 		rounds = 20
 	}
 	faultKill9(t, rounds, "--workers", "2")
@@ -55,74 +60,67 @@ func children(pid int) []int {
 
 func faultKill9(t *testing.T, rounds int, args ...string) {
 	dbPath := t.TempDir() + "/events.db"
-	l := newLedger()
+	var ledgers []*gctest.Ledger
+	acked := func() int {
+		n := 0
+		for _, l := range ledgers {
+			n += l.AckedCount()
+		}
+		return n
+	}
 	var storedTotal, workerKills int
+	var sent, unknown int64
 	for r := range rounds {
-		p := startBinary(t, dbPath, args...)
-		stop := make(chan struct{})
-		wg := load(p.Addr, fmt.Sprintf("r%02d", r), 16, l, stop, nil)
+		p := gctest.Start(t, dbPath, args...)
+		l := gctest.Load{Addr: p.Addr, Prefix: fmt.Sprintf("r%02d", r), Clients: 16, Batches: true}.Start()
+		ledgers = append(ledgers, l)
 		// Kill once the load is well under way, at a random moment.
-		before := l.ackedCount()
 		deadline := time.Now().Add(10 * time.Second)
-		for l.ackedCount() < before+200 && time.Now().Before(deadline) {
+		for l.AckedCount() < 200 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
-		if kids := children(p.cmd.Process.Pid); len(args) > 0 && len(kids) > 0 {
+		if kids := children(p.PID()); len(args) > 0 && len(kids) > 0 {
 			syscall.Kill(kids[rand.IntN(len(kids))], syscall.SIGKILL)
 			workerKills++
-			before := l.ackedCount()
-			for l.ackedCount() < before+200 && time.Now().Before(deadline) {
+			before := l.AckedCount()
+			for l.AckedCount() < before+200 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}
 			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		}
-		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		p.wait(t, 10*time.Second)
-		close(stop)
-		wg.Wait()
+		p.Kill(t)
+		l.Stop()
+		sent += l.Sent()
+		unknown += l.Unknown()
 
-		integrity, stored := dbCheck(t, dbPath)
+		integrity, stored := gctest.Check(t, dbPath)
 		if integrity != "ok" {
 			t.Fatalf("round %d: integrity_check: %s", r, integrity)
 		}
-		l.mu.Lock()
-		lost := 0
-		for m := range l.acked {
-			if !stored[m] {
-				lost++
-				if lost <= 5 {
-					t.Errorf("round %d: acknowledged %s is not stored", r, m)
-				}
+		// Every round's acknowledged events, this one's and all before.
+		for _, l := range ledgers {
+			if lost := l.Lost(stored); len(lost) > 0 {
+				t.Fatalf("round %d: %d acknowledged events lost, the first: %v", r, len(lost), lost[:min(5, len(lost))])
 			}
-		}
-		bad := l.bad
-		l.mu.Unlock()
-		if lost > 0 {
-			t.Fatalf("round %d: %d acknowledged events lost", r, lost)
-		}
-		if len(bad) > 0 {
-			t.Fatalf("round %d: unexpected answers: %v", r, bad)
+			if bad := l.Bad(); len(bad) > 0 {
+				t.Fatalf("round %d: unexpected answers: %v", r, bad)
+			}
 		}
 		storedTotal = len(stored)
 	}
-	if l.ackedCount() == 0 {
+	if acked() == 0 {
 		t.Fatal("nothing was acknowledged")
 	}
 	// A clean start, a write, and a clean stop on the file that was killed
 	// under load again and again.
-	p := startBinary(t, dbPath, args...)
-	if code, body := post(t, http.DefaultClient, p.Addr, "/v1.0/event", faultEvent("after-the-rounds")); code != 204 {
+	p := gctest.Start(t, dbPath, args...)
+	if code, body := gctest.Post(t, nil, p.URL("/v1.0/event"), gctest.NewEvent("after-the-rounds").JSON()); code != 204 {
 		t.Fatalf("after the rounds: got %d %s, want 204", code, body)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("exit code %d after the rounds\n%s", code, p.log())
-	}
+	p.Stop(t)
 	t.Logf("kill -9 %v: %d rounds (%d workers killed too), %d events sent, %d acknowledged, %d stored (%d committed but unanswered), 0 lost; %d events of requests cut off",
-		args, rounds, workerKills, l.sent.Load(), l.ackedCount(), storedTotal, storedTotal-l.ackedCount(), l.unknown.Load())
+		args, rounds, workerKills, sent, acked(), storedTotal, storedTotal-acked(), unknown)
 }
 
 // TestFault_SIGTERMInFlight: requests that are waiting for their commit
@@ -130,9 +128,9 @@ func faultKill9(t *testing.T, rounds int, args ...string) {
 // exits 0 within the shutdown timeout. Another process holds the write
 // lock, so that the requests are certainly in flight at the signal.
 func TestFault_SIGTERMInFlight(t *testing.T) {
-	sqlite := needSQLite3(t)
-	p := startBinary(t, "", "--sqlite-busy-timeout", "20s", "--shutdown-timeout", "20s")
-	holder := holdLock(t, sqlite, p.DBPath)
+	gctest.NeedFault(t)
+	p := gctest.Start(t, "", "--sqlite-busy-timeout", "20s", "--shutdown-timeout", "20s")
+	holder := shardtest.HoldLock(t, p.DBPath)
 
 	const n = 32
 	var wg sync.WaitGroup
@@ -143,7 +141,7 @@ func TestFault_SIGTERMInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := client.Post("http://"+p.Addr+"/v1.0/event", "", strings.NewReader(faultEvent(fmt.Sprintf("inflight-%d", i))))
+			resp, err := client.Post(p.URL("/v1.0/event"), "", strings.NewReader(gctest.NewEvent(fmt.Sprintf("inflight-%d", i)).JSON()))
 			if err != nil {
 				errs[i] = err
 				return
@@ -152,17 +150,17 @@ func TestFault_SIGTERMInFlight(t *testing.T) {
 			codes[i] = resp.StatusCode
 		}()
 	}
-	waitMetric(t, p.Addr, "gocolytics_queued_events", n)
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	gctest.WaitMetric(t, p.Addr, "gocolytics_queued_events", n)
+	p.Signal(t, syscall.SIGTERM)
 	// The server is draining; let the other process go.
 	time.Sleep(200 * time.Millisecond)
-	holder.release(t)
-	code := p.wait(t, 25*time.Second)
+	holder.Release(t)
+	code := p.Wait(t, 25*time.Second)
 	wg.Wait()
 	if code != 0 {
-		t.Errorf("exit code %d\n%s", code, p.log())
+		t.Errorf("exit code %d\n%s", code, p.Log())
 	}
-	_, stored := dbCheck(t, p.DBPath)
+	_, stored := gctest.Check(t, p.DBPath)
 	for i := range n {
 		if errs[i] != nil || codes[i] != 204 {
 			t.Errorf("request %d: got %d, %v; want 204", i, codes[i], errs[i])

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
 // mountTmpfs mounts a tmpfs of the given size on a new folder and unmounts
@@ -58,8 +60,9 @@ func fillDisk(t *testing.T, path string) {
 // is full, nothing of a refused request is stored, the server stays up, and
 // once space returns it stores again without a restart.
 func TestFault_DiskFull(t *testing.T) {
+	gctest.NeedFault(t)
 	dir := mountTmpfs(t, "4m")
-	p := startBinary(t, filepath.Join(dir, "events.db"))
+	p := gctest.Start(t, filepath.Join(dir, "events.db"))
 	client := &http.Client{Timeout: 30 * time.Second}
 	acked := map[string]bool{}
 	refused := map[string]bool{}
@@ -69,8 +72,8 @@ func TestFault_DiskFull(t *testing.T) {
 		for k := range markers {
 			markers[k] = fmt.Sprintf("%s-%d-%d", prefix, i, k)
 		}
-		body := strings.ReplaceAll(faultBatch(markers), `"value":{`, `"value":{"pad":"`+pad+`",`)
-		code, resp := post(t, client, p.Addr, "/v1.0/events", body)
+		body := strings.ReplaceAll(gctest.MarkedBatch(markers...), `"value":{`, `"value":{"pad":"`+pad+`",`)
+		code, resp := gctest.Post(t, client, p.URL("/v1.0/events"), body)
 		for _, m := range markers {
 			switch code {
 			case 204:
@@ -106,20 +109,17 @@ func TestFault_DiskFull(t *testing.T) {
 	}
 	// Many clients at once on the full disk: group commits fail whole, and
 	// every answer is a 204 or a 503.
-	l := newLedger()
-	stop := make(chan struct{})
-	wg := load(p.Addr, "crowd", 8, l, stop, func(c int) bool { return c == 503 })
+	l := gctest.Load{Addr: p.Addr, Prefix: "crowd", Clients: 8, Batches: true, Allowed: func(c int) bool { return c == 503 }}.Start()
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	if len(l.bad) > 0 || l.unknown.Load() > 0 {
-		t.Fatalf("disk full, 8 clients: %d events unanswered, unexpected answers %v", l.unknown.Load(), l.bad)
+	l.Stop()
+	if len(l.Bad()) > 0 || l.Unknown() > 0 {
+		t.Fatalf("disk full, 8 clients: %d events unanswered, unexpected answers %v", l.Unknown(), l.Bad())
 	}
-	if l.failed.Load() == 0 {
+	if l.Failed() == 0 {
 		t.Errorf("disk full, 8 clients: no request was refused")
 	}
 
-	if code := getStatus(t, p.Addr, "/healthz"); code != 503 {
+	if code, _ := gctest.Get(t, p.URL("/healthz")); code != 503 {
 		t.Errorf("/healthz on a full disk: got %d, want 503", code)
 	}
 
@@ -132,14 +132,11 @@ func TestFault_DiskFull(t *testing.T) {
 			t.Fatalf("space returned, request %d: got %d %s, want 204", i, code, body)
 		}
 	}
-	if code := getStatus(t, p.Addr, "/healthz"); code != 200 {
+	if code, _ := gctest.Get(t, p.URL("/healthz")); code != 200 {
 		t.Errorf("/healthz once space returned: got %d, want 200", code)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 15*time.Second); code != 0 {
-		t.Errorf("exit code %d\n%s", code, p.log())
-	}
-	integrity, stored := dbCheck(t, p.DBPath)
+	p.Stop(t)
+	integrity, stored := gctest.Check(t, p.DBPath)
 	if integrity != "ok" {
 		t.Errorf("integrity_check: %s", integrity)
 	}
@@ -157,31 +154,32 @@ func TestFault_DiskFull(t *testing.T) {
 	for m := range stored {
 		if strings.HasPrefix(m, "crowd-") {
 			crowd++
-			if !l.acked[m] {
+			if !l.Acked(m) {
 				t.Errorf("%s was answered 503 but is stored", m)
 			}
 		}
 	}
-	if crowd != l.ackedCount() {
-		t.Errorf("8 clients: %d events acknowledged, %d stored", l.ackedCount(), crowd)
+	if crowd != l.AckedCount() {
+		t.Errorf("8 clients: %d events acknowledged, %d stored", l.AckedCount(), crowd)
 	}
 	// Thousands of failed commits, but the log says so at most once a
 	// second, and says when commits succeed again.
-	if logged := strings.Count(p.log(), "commit failed"); logged == 0 || logged > 20 {
+	if logged := strings.Count(p.Log(), "commit failed"); logged == 0 || logged > 20 {
 		t.Errorf("%d failed commits logged, want 1 to 20", logged)
 	}
-	if !strings.Contains(p.log(), "commits succeed again") {
-		t.Errorf("the log does not say commits succeed again:\n%s", p.log())
+	if !strings.Contains(p.Log(), "commits succeed again") {
+		t.Errorf("the log does not say commits succeed again:\n%s", p.Log())
 	}
 	t.Logf("disk full: one client: %d events acknowledged, %d refused with 503; 8 clients: %d sent, %d acknowledged, %d refused; %d rows stored in all",
-		len(acked), len(refused), l.sent.Load(), l.ackedCount(), l.failed.Load(), len(stored))
+		len(acked), len(refused), l.Sent(), l.AckedCount(), l.Failed(), len(stored))
 }
 
 // TestFault_StartupRefusals: a database the server cannot or must not use
 // stops it at start with a message that says why and a non-zero exit code,
 // and the file is left byte for byte as it was.
 func TestFault_StartupRefusals(t *testing.T) {
-	bin := buildBinary(t)
+	gctest.NeedFault(t)
+	bin := gctest.Binary(t)
 	base, err := os.MkdirTemp("", "gocolytics-fault")
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +261,7 @@ func TestFault_StartupRefusals(t *testing.T) {
 			}
 			path := tt.setup(t, dir)
 			before := folderBytes(t, dir)
-			cmd := exec.Command(nbin, "--port", "0", "--sqlite-file-path", path, "--api-keys", `["bin-key"]`, "--env-file", env)
+			cmd := exec.Command(nbin, "--port", "0", "--sqlite-file-path", path, "--api-keys", `["`+gctest.Key+`"]`, "--env-file", env)
 			cmd.Dir = base
 			if tt.nobody && os.Geteuid() == 0 {
 				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
@@ -305,6 +303,16 @@ func TestFault_StartupRefusals(t *testing.T) {
 			t.Logf("exit %d: %s", ee.ExitCode(), strings.TrimSpace(msg))
 		})
 	}
+}
+
+// needSQLite3 returns the path of the sqlite3 command-line program, or skips.
+func needSQLite3(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("sqlite3")
+	if err != nil {
+		t.Skip("sqlite3 is not installed (Debian package sqlite3; .ci/run installs it)")
+	}
+	return p
 }
 
 // makeDB creates an event database in the given journal mode with one row
@@ -357,14 +365,4 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	if err := os.WriteFile(to, b, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func getStatus(t *testing.T, addr, path string) int {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }

@@ -12,13 +12,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
 // TestFault_Floods: hostile bodies get a clear 4xx, the server's memory
 // stays bounded, and it serves a normal client afterwards.
 func TestFault_Floods(t *testing.T) {
-	p := startBinary(t, "")
-	pid := p.cmd.Process.Pid
+	gctest.NeedFault(t)
+	p := gctest.Start(t, "")
+	pid := p.PID()
 	client := &http.Client{Timeout: 60 * time.Second}
 	rng := rand.New(rand.NewPCG(1, 2))
 	garbage := make([]byte, 1<<20)
@@ -27,15 +30,17 @@ func TestFault_Floods(t *testing.T) {
 	}
 	mb := strings.Repeat("x", 1<<20)
 	small := strings.Repeat(`{},`, 99_999) + `{}`
-	var full strings.Builder
-	full.WriteString("[")
-	for i := range 100_000 {
-		if i > 0 {
-			full.WriteString(",")
-		}
-		full.WriteString(faultEvent(fmt.Sprintf("flood-%d", i)))
+	flood := make([]string, 100_000)
+	for i := range flood {
+		flood[i] = fmt.Sprintf("flood-%d", i)
 	}
-	full.WriteString("]")
+	full := gctest.MarkedBatch(flood...)
+	// with returns the event marked x with one field changed.
+	with := func(change func(*gctest.Event)) string {
+		e := gctest.NewEvent("x")
+		change(&e)
+		return e.JSON()
+	}
 
 	tests := []struct {
 		name, path, body string
@@ -46,16 +51,16 @@ func TestFault_Floods(t *testing.T) {
 		{"1 MB of garbage", "/v1.0/event", string(garbage), nil, 422, `"loc":["body",0]`},
 		{"1 MB of garbage, batch", "/v1.0/events", string(garbage), nil, 422, `"loc":["body",0]`},
 		{"1 MB of garbage as gzip", "/v1.0/events", string(garbage), []string{"Content-Encoding", "gzip"}, 400, "not valid gzip"},
-		{"10,000-deep nested value", "/v1.0/event", strings.Replace(faultEvent("deep"), `{"m":"deep"}`, strings.Repeat(`{"a":`, 10_000)+"1"+strings.Repeat("}", 10_000), 1), nil, 422, "Nested deeper than 64"},
+		{"10,000-deep nested value", "/v1.0/event", with(func(e *gctest.Event) { e.Value = strings.Repeat(`{"a":`, 10_000) + "1" + strings.Repeat("}", 10_000) }), nil, 422, "Nested deeper than 64"},
 		{"10,000-deep nested arrays", "/v1.0/events", strings.Repeat("[", 10_000) + strings.Repeat("]", 10_000), nil, 422, "Nested deeper than 64"},
 		{"100,000 empty elements", "/v1.0/events", "[" + small + "]", nil, 413, "10000"},
-		{"100,000 events (over the body limit)", "/v1.0/events", full.String(), nil, 413, "too large"},
-		{"megabyte event_type", "/v1.0/event", strings.Replace(faultEvent("x"), `"event_type":"x"`, `"event_type":"`+mb+`"`, 1), nil, 422, "1024"},
-		{"megabyte string in value", "/v1.0/event", strings.Replace(faultEvent("x"), `{"m":"x"}`, `{"m":"`+mb+`"}`, 1), nil, 422, "65536"},
-		{"megabyte key in value", "/v1.0/event", strings.Replace(faultEvent("x"), `{"m":"x"}`, `{"`+mb+`":1}`, 1), nil, 422, "65536"},
-		{"megabyte api_key", "/v1.0/event", strings.Replace(faultEvent("x"), `"api_key":"bin-key"`, `"api_key":"`+mb+`"`, 1), nil, 401, "API Key"},
-		{"megabyte unknown field", "/v1.0/event", strings.Replace(faultEvent("x"), `"api_key"`, `"junk":"`+mb+`","api_key"`, 1), nil, 204, ""},
-		{"megabyte number", "/v1.0/event", strings.Replace(faultEvent("x"), `{"m":"x"}`, `{"n":1`+strings.Repeat("0", 1<<20)+`}`, 1), nil, 422, "65536"},
+		{"100,000 events (over the body limit)", "/v1.0/events", full, nil, 413, "too large"},
+		{"megabyte event_type", "/v1.0/event", with(func(e *gctest.Event) { e.EventType = mb }), nil, 422, "1024"},
+		{"megabyte string in value", "/v1.0/event", with(func(e *gctest.Event) { e.Value = `{"m":"` + mb + `"}` }), nil, 422, "65536"},
+		{"megabyte key in value", "/v1.0/event", with(func(e *gctest.Event) { e.Value = `{"` + mb + `":1}` }), nil, 422, "65536"},
+		{"megabyte api_key", "/v1.0/event", with(func(e *gctest.Event) { e.APIKey = mb }), nil, 401, "API Key"},
+		{"megabyte unknown field", "/v1.0/event", strings.Replace(gctest.NewEvent("x").JSON(), `"api_key"`, `"junk":"`+mb+`","api_key"`, 1), nil, 204, ""},
+		{"megabyte number", "/v1.0/event", with(func(e *gctest.Event) { e.Value = `{"n":1` + strings.Repeat("0", 1<<20) + `}` }), nil, 422, "65536"},
 		{"unterminated megabyte string", "/v1.0/event", `{"event_type":"` + mb, nil, 422, "body"},
 	}
 	for _, tt := range tests {
@@ -75,7 +80,7 @@ func TestFault_Floods(t *testing.T) {
 	for i := range markers {
 		markers[i] = fmt.Sprintf("max-batch-%d", i)
 	}
-	if code, body := post(t, client, p.Addr, "/v1.0/events", faultBatch(markers)); code != 204 {
+	if code, body := gctest.Post(t, client, p.URL("/v1.0/events"), gctest.MarkedBatch(markers...)); code != 204 {
 		t.Errorf("a batch of 10,000 events: got %d %.300s, want 204", code, body)
 	}
 
@@ -101,7 +106,7 @@ func TestFault_Floods(t *testing.T) {
 			t.Errorf("broken header: got %.900q, want a 400 that does not quote the request", b)
 		}
 	}
-	if strings.Contains(p.log(), "secret-abc") {
+	if strings.Contains(p.Log(), "secret-abc") {
 		t.Errorf("the log quotes a request's credentials")
 	}
 
@@ -115,7 +120,7 @@ func TestFault_Floods(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 4 {
-				resp, err := client.Post("http://"+p.Addr+"/v1.0/events", "", strings.NewReader(big))
+				resp, err := client.Post(p.URL("/v1.0/events"), "", strings.NewReader(big))
 				if err != nil {
 					codes <- 0
 					continue
@@ -135,10 +140,10 @@ func TestFault_Floods(t *testing.T) {
 		}
 	}
 
-	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("after-the-floods")); code != 204 {
+	if code, body := gctest.Post(t, client, p.URL("/v1.0/event"), gctest.NewEvent("after-the-floods").JSON()); code != 204 {
 		t.Fatalf("after the floods: got %d %s, want 204", code, body)
 	}
-	_, stored := dbCheck(t, p.DBPath)
+	_, stored := gctest.Check(t, p.DBPath)
 	if !stored["after-the-floods"] || !stored["max-batch-9999"] || len(stored) != 10_002 {
 		t.Errorf("stored %d rows, want the 10,002 accepted events", len(stored))
 	}

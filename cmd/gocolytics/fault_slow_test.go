@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
 // raiseFDLimit raises this process's open-file limit to at least need (the
@@ -79,11 +81,11 @@ func openSlow(t *testing.T, addr string, kind int, stop <-chan struct{}) (*slowC
 	case slowHeader:
 		slow = "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-Slow: " + strings.Repeat("a", 1000)
 	case slowBody:
-		body := faultEvent("never")
+		body := gctest.NewEvent("never").JSON()
 		now = "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
 		slow = body
 	case slowKeepAlive:
-		body := faultEvent(fmt.Sprintf("keepalive-%p", s))
+		body := gctest.NewEvent(fmt.Sprintf("keepalive-%p", s)).JSON()
 		now = "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
 	}
 	if now != "" {
@@ -113,10 +115,11 @@ func openSlow(t *testing.T, addr string, kind int, stop <-chan struct{}) (*slowC
 // keep a normal client from its 204, and the read and idle timeouts close
 // every one of them.
 func TestFault_SlowClients(t *testing.T) {
+	gctest.NeedFault(t)
 	const n = 2000
 	fdLimit := raiseFDLimit(t, 2*n+1000)
-	p := startBinary(t, "", "--read-timeout", "4s", "--idle-timeout", "4s", "--max-conns-per-ip", "4096")
-	pid := p.cmd.Process.Pid
+	p := gctest.Start(t, "", "--read-timeout", "4s", "--idle-timeout", "4s", "--max-conns-per-ip", "4096")
+	pid := p.PID()
 	t.Logf("open-file limit: test %d, server %s", fdLimit, procLimit(pid, "Max open files"))
 
 	stop := make(chan struct{})
@@ -129,7 +132,7 @@ func TestFault_SlowClients(t *testing.T) {
 		}
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("among-slow-clients")); code != 204 {
+	if code, body := gctest.Post(t, client, p.URL("/v1.0/event"), gctest.NewEvent("among-slow-clients").JSON()); code != 204 {
 		t.Fatalf("a normal client among %d slow ones: got %d %s, want 204", n, code, body)
 	}
 	fds := openFDs(pid)
@@ -161,10 +164,10 @@ func TestFault_SlowClients(t *testing.T) {
 	}
 	// A new connection: the server has closed the client's idle one too.
 	client.CloseIdleConnections()
-	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("after-slow-clients")); code != 204 {
+	if code, body := gctest.Post(t, client, p.URL("/v1.0/event"), gctest.NewEvent("after-slow-clients").JSON()); code != 204 {
 		t.Fatalf("after the slow clients: got %d %s, want 204", code, body)
 	}
-	_, stored := dbCheck(t, p.DBPath)
+	_, stored := gctest.Check(t, p.DBPath)
 	if !stored["among-slow-clients"] || !stored["after-slow-clients"] || len(stored) != 2+n/slowKinds {
 		t.Errorf("stored %d events, want the %d acknowledged", len(stored), 2+n/slowKinds)
 	}
@@ -176,9 +179,10 @@ func TestFault_SlowClients(t *testing.T) {
 // connections; those over the cap are refused at once, and a client from
 // another address is served.
 func TestFault_ConnCap(t *testing.T) {
+	gctest.NeedFault(t)
 	const limit, n = 100, 150
 	raiseFDLimit(t, 1000)
-	p := startBinary(t, "", "--max-conns-per-ip", "100", "--read-timeout", "30s")
+	p := gctest.Start(t, "", "--max-conns-per-ip", "100", "--read-timeout", "30s")
 	stop := make(chan struct{})
 	defer close(stop)
 	slow := make([]*slowConn, n)
@@ -223,7 +227,7 @@ func TestFault_ConnCap(t *testing.T) {
 	} else {
 		c.Close()
 	}
-	if code, body := post(t, client, p.Addr, "/v1.0/event", faultEvent("other-address")); code != 204 {
+	if code, body := gctest.Post(t, client, p.URL("/v1.0/event"), gctest.NewEvent("other-address").JSON()); code != 204 {
 		t.Errorf("from 127.0.0.2: got %d %s, want 204", code, body)
 	}
 }

@@ -9,9 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
 // TestFault_Soak runs the server under steady load for GOCOLYTICS_SOAK (a
@@ -31,8 +32,8 @@ func TestFault_Soak(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("GOCOLYTICS_SOAK_RATE")); err == nil && v > 0 {
 		rate = v
 	}
-	p := startBinary(t, "")
-	pid := p.cmd.Process.Pid
+	p := gctest.Start(t, "")
+	pid := p.PID()
 
 	// Requests of soakSize(seq) events, paced by one ticker, sent by 8
 	// clients; each client keeps a bitmap of the requests acknowledged.
@@ -63,7 +64,7 @@ func TestFault_Soak(t *testing.T) {
 					markers[k] = fmt.Sprintf("s-%d-%d-%d", c, seq, k)
 				}
 				tl.sent += n
-				resp, err := client.Post("http://"+p.Addr+"/v1.0/events", "", strings.NewReader(faultBatch(markers)))
+				resp, err := client.Post(p.URL("/v1.0/events"), "", strings.NewReader(gctest.MarkedBatch(markers...)))
 				ok := err == nil && resp.StatusCode == 204
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
@@ -135,36 +136,21 @@ func TestFault_Soak(t *testing.T) {
 	wg.Wait()
 	close(readerStop)
 	<-readerDone
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 30*time.Second); code != 0 {
-		t.Errorf("exit code %d", code)
-	}
+	p.Stop(t)
 
 	// Every acknowledged request's events are stored.
-	db, err := sql.Open("sqlite3", "file:"+p.DBPath+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	found := make([]map[int]int, clients)
 	for c := range found {
 		found[c] = map[int]int{}
 	}
-	rows, err := db.Query("SELECT event_type FROM event")
-	if err != nil {
-		t.Fatal(err)
-	}
 	stored := 0
-	for rows.Next() {
-		var m string
-		rows.Scan(&m)
+	gctest.EachMarker(t, p.DBPath, func(m string) {
 		var c, seq, k int
 		if _, err := fmt.Sscanf(m, "s-%d-%d-%d", &c, &seq, &k); err == nil && c < clients {
 			found[c][seq]++
 			stored++
 		}
-	}
-	rows.Close()
+	})
 	sent, acked, lost, failed := 0, 0, 0, 0
 	for c, tl := range tallies {
 		sent += tl.sent

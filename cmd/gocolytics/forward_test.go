@@ -3,53 +3,54 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"github.com/gocolytics/gocolytics/shard/forward/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
-
 // startNode starts the binary as one node forwarding to pgURL (given in
 // the environment, as an operator should, not on the command line).
-func startNode(t *testing.T, dbPath, pgURL, nodeID string, args ...string) *proc {
+func startNode(t *testing.T, dbPath, pgURL, nodeID string, args ...string) *gctest.Server {
 	t.Helper()
-	bin := buildBinary(t)
-	args = append([]string{"--port", "0", "--sqlite-file-path", dbPath, "--api-keys", `["bin-key"]`, "--rate-limit", "off",
-		"--env-file", envFile(t, ""), "--postgres-interval", "100ms"}, args...)
-	cmd := exec.Command(bin, args...)
+	port := gctest.FreePort(t)
+	args = append([]string{"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--sqlite-file-path", dbPath, "--api-keys", `["` + gctest.Key + `"]`,
+		"--rate-limit", "off", "--env-file", gctest.EnvFile(t, ""), "--postgres-interval", "100ms"}, args...)
+	cmd := exec.Command(gctest.Binary(t), args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "POSTGRES_URL="+pgURL, "NODE_ID="+nodeID)
-	return startCmd(t, cmd, dbPath)
+	return gctest.StartCmd(t, cmd, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dbPath)
 }
 
-// pgMarkers returns how often each marker (event_type) of a node is in
-// PostgreSQL; a row whose value does not carry its marker fails the test.
+// pgMarkers returns how often each marker (value.m) of a node is in
+// PostgreSQL; a row whose columns differ from what gctest.NewEvent(marker)
+// sent fails the test.
 func pgMarkers(t *testing.T, c *pgx.Conn, nodeID string) map[string]int {
 	t.Helper()
-	rows, err := c.Query(context.Background(), "SELECT event_type, value->>'m' FROM event WHERE node_id = $1", nodeID)
+	rows, err := c.Query(context.Background(), "SELECT coalesce(value->>'m', ''), event_type, application, version, platform, user_id, session_id FROM event WHERE node_id = $1", nodeID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]int{}
 	for rows.Next() {
-		var m, v string
-		if err := rows.Scan(&m, &v); err != nil {
+		var m string
+		var got gctest.Event
+		if err := rows.Scan(&m, &got.EventType, &got.Application, &got.Version, &got.Platform, &got.UserID, &got.SessionID); err != nil {
 			t.Fatal(err)
 		}
-		if m != v {
-			t.Errorf("node %s: row %s has value marker %s", nodeID, m, v)
+		want := gctest.NewEvent(m)
+		want.Value, want.APIKey = "", ""
+		if got != want {
+			t.Errorf("node %s: row of marker %q holds %+v, want %+v", nodeID, m, got, want)
 		}
 		out[m]++
 	}
@@ -62,9 +63,9 @@ func pgMarkers(t *testing.T, c *pgx.Conn, nodeID string) map[string]int {
 // waitForwarded waits until PostgreSQL holds as many rows of the node as
 // its SQLite file, then checks they are the same rows, each once, and that
 // every acknowledged event is among them.
-func waitForwarded(t *testing.T, c *pgx.Conn, nodeID, dbPath string, acked map[string]bool, limit time.Duration) {
+func waitForwarded(t *testing.T, c *pgx.Conn, nodeID, dbPath string, l *gctest.Ledger, limit time.Duration) {
 	t.Helper()
-	_, stored := dbCheck(t, dbPath)
+	_, stored := gctest.Check(t, dbPath)
 	var n int
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
@@ -85,22 +86,13 @@ func waitForwarded(t *testing.T, c *pgx.Conn, nodeID, dbPath string, acked map[s
 			t.Errorf("node %s: %s is in postgresql %d times, want 1", nodeID, m, got[m])
 		}
 	}
-	for m := range acked {
-		if got[m] != 1 {
-			t.Errorf("node %s: acknowledged %s is in postgresql %d times, want 1", nodeID, m, got[m])
-		}
+	inPG := map[string]bool{}
+	for m, n := range got {
+		inPG[m] = n == 1
 	}
-}
-
-func getBody(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range l.Lost(inPG) {
+		t.Errorf("node %s: acknowledged %s is in postgresql %d times, want 1", nodeID, m, got[m])
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // TestForward_ThreeNodes runs three nodes, each with its own SQLite file,
@@ -111,55 +103,49 @@ func TestForward_ThreeNodes(t *testing.T) {
 	url := srv.CreateDB(t, "three_nodes")
 	c := srv.Conn(t, "three_nodes")
 	type node struct {
-		p  *proc
+		p  *gctest.Server
 		id string
-		l  *ledger
 	}
 	var nodes []node
 	for i := range 3 {
 		id := fmt.Sprintf("node-%d", i+1)
-		nodes = append(nodes, node{startNode(t, filepath.Join(t.TempDir(), "events.db"), url, id), id, newLedger()})
+		nodes = append(nodes, node{startNode(t, filepath.Join(t.TempDir(), "events.db"), url, id), id})
 	}
-	stop := make(chan struct{})
-	var loads []*sync.WaitGroup
+	var loads []*gctest.Ledger
 	for _, n := range nodes {
-		loads = append(loads, load(n.p.Addr, n.id, 4, n.l, stop, nil))
+		loads = append(loads, gctest.Load{Addr: n.p.Addr, Prefix: n.id, Clients: 4, Batches: true}.Start())
 	}
 	time.Sleep(3 * time.Second)
-	close(stop)
-	for _, wg := range loads {
-		wg.Wait()
+	for _, l := range loads {
+		l.Stop()
 	}
-	for _, n := range nodes {
-		n.l.mu.Lock()
-		acked := n.l.acked
-		n.l.mu.Unlock()
-		if len(acked) < 100 || len(n.l.bad) > 0 {
-			t.Fatalf("%s: %d acknowledged, unexpected answers %v", n.id, len(acked), n.l.bad)
+	for i, n := range nodes {
+		if acked, bad := loads[i].AckedCount(), loads[i].Bad(); acked < 100 || len(bad) > 0 {
+			t.Fatalf("%s: %d acknowledged, unexpected answers %v", n.id, acked, bad)
 		}
-		waitForwarded(t, c, n.id, n.p.DBPath, acked, 60*time.Second)
+		waitForwarded(t, c, n.id, n.p.DBPath, loads[i], 60*time.Second)
 	}
 	// A marker carries its node's name, so a row under another node's
 	// NODE_ID would show here.
 	var misplaced int
-	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE NOT starts_with(event_type, node_id || '-')").Scan(&misplaced); err != nil {
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE NOT starts_with(value->>'m', node_id || '-')").Scan(&misplaced); err != nil {
 		t.Fatal(err)
 	}
 	if misplaced != 0 {
 		t.Errorf("%d rows under the wrong node_id", misplaced)
 	}
 	p := nodes[0].p
-	if code, body := getBody(t, "http://"+p.Addr+"/healthz"); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
+	if code, body := gctest.Get(t, p.URL("/healthz")); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
 		t.Errorf("/healthz: %d %s, want 200 with forwarding ok", code, body)
 	}
-	_, metrics := getBody(t, "http://"+p.Addr+"/metrics")
+	_, metrics := gctest.Get(t, p.URL("/metrics"))
 	for _, want := range []string{"gocolytics_forward_rows_total ", "gocolytics_forward_lag_events 0\n", "gocolytics_forward_connected 1\n"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 	for _, n := range nodes {
-		if strings.Contains(n.p.log(), pgtest.Password) {
+		if strings.Contains(n.p.Log(), pgtest.Password) {
 			t.Errorf("%s: the log holds the database password", n.id)
 		}
 	}
@@ -169,19 +155,20 @@ func TestForward_ThreeNodes(t *testing.T) {
 // in small batches, then starts it again on the same file: every row
 // arrives in PostgreSQL exactly once.
 func TestForward_Kill9(t *testing.T) {
+	gctest.NeedFault(t)
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "kill9")
 	c := srv.Conn(t, "kill9")
 	dbPath := filepath.Join(t.TempDir(), "events.db")
-	l := newLedger()
+	var loads []*gctest.Ledger
 	rounds := 3
-	if faultLong() {
+	if gctest.FaultLong() {
 		rounds = 10
 	}
 	for r := range rounds {
 		p := startNode(t, dbPath, url, "killed", "--postgres-batch-rows", "50")
-		stop := make(chan struct{})
-		wg := load(p.Addr, fmt.Sprintf("k%02d", r), 8, l, stop, nil)
+		l := gctest.Load{Addr: p.Addr, Prefix: fmt.Sprintf("k%02d", r), Clients: 8, Batches: true}.Start()
+		loads = append(loads, l)
 		// Kill once PostgreSQL is receiving this round's rows.
 		var n, start int
 		c.QueryRow(context.Background(), "SELECT count(*) FROM event").Scan(&start)
@@ -190,20 +177,14 @@ func TestForward_Kill9(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 			c.QueryRow(context.Background(), "SELECT count(*) FROM event").Scan(&n)
 		}
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		p.wait(t, 10*time.Second)
-		close(stop)
-		wg.Wait()
+		p.Kill(t)
+		l.Stop()
 	}
 	p := startNode(t, dbPath, url, "killed")
-	l.mu.Lock()
-	acked := l.acked
-	l.mu.Unlock()
-	waitForwarded(t, c, "killed", dbPath, acked, 60*time.Second)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if code := p.wait(t, 20*time.Second); code != 0 {
-		t.Errorf("exit code %d after SIGTERM\n%s", code, p.log())
+	for _, l := range loads {
+		waitForwarded(t, c, "killed", dbPath, l, 60*time.Second)
 	}
+	p.Stop(t)
 }
 
 // TestForward_PostgresDown stops PostgreSQL (immediate mode, as a crash)
@@ -212,28 +193,26 @@ func TestForward_Kill9(t *testing.T) {
 // PostgreSQL is back the lag returns to 0 with every row there once.
 // GOCOLYTICS_FAULT_LONG=1 only (it takes about 40 s).
 func TestForward_PostgresDown(t *testing.T) {
-	if !faultLong() {
+	if !gctest.FaultLong() {
 		t.Skip("GOCOLYTICS_FAULT_LONG=1 runs it (about 40 s)")
 	}
 	srv := pgtest.Start(t) // its own server: this test stops it
 	url := srv.CreateDB(t, "down")
 	dbPath := filepath.Join(t.TempDir(), "events.db")
 	p := startNode(t, dbPath, url, "survivor")
-	l := newLedger()
-	stop := make(chan struct{})
-	wg := load(p.Addr, "d", 8, l, stop, nil)
+	l := gctest.Load{Addr: p.Addr, Prefix: "d", Clients: 8, Batches: true}.Start()
 	time.Sleep(2 * time.Second)
 	srv.Stop(t, "immediate")
 	var maxLag float64
 	behind := false
 	for range 20 {
 		time.Sleep(time.Second)
-		code, body := getBody(t, "http://"+p.Addr+"/healthz")
+		code, body := gctest.Get(t, p.URL("/healthz"))
 		if code != 200 {
 			t.Errorf("/healthz %d while postgresql is down: %s", code, body)
 		}
 		behind = behind || strings.Contains(body, "forwarding to postgresql is behind")
-		_, m := getBody(t, "http://"+p.Addr+"/metrics")
+		_, m := gctest.Get(t, p.URL("/metrics"))
 		var lag float64
 		for _, line := range strings.Split(m, "\n") {
 			if v, ok := strings.CutPrefix(line, "gocolytics_forward_lag_events "); ok {
@@ -250,27 +229,26 @@ func TestForward_PostgresDown(t *testing.T) {
 	}
 	srv.StartAgain(t)
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
-	if len(l.bad) > 0 || l.failed.Load() > 0 || l.unknown.Load() > 0 {
-		t.Errorf("ingest was not all 204: failed %d, unanswered %d, %v", l.failed.Load(), l.unknown.Load(), l.bad)
+	l.Stop()
+	if len(l.Bad()) > 0 || l.Failed() > 0 || l.Unknown() > 0 {
+		t.Errorf("ingest was not all 204: failed %d, unanswered %d, %v", l.Failed(), l.Unknown(), l.Bad())
 	}
 	c := srv.Conn(t, "down")
-	waitForwarded(t, c, "survivor", dbPath, l.acked, 60*time.Second)
+	waitForwarded(t, c, "survivor", dbPath, l, 60*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, m := getBody(t, "http://"+p.Addr+"/metrics"); strings.Contains(m, "gocolytics_forward_lag_events 0\n") {
+		if _, m := gctest.Get(t, p.URL("/metrics")); strings.Contains(m, "gocolytics_forward_lag_events 0\n") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, m := getBody(t, "http://"+p.Addr+"/metrics"); !strings.Contains(m, "gocolytics_forward_lag_events 0\n") {
+	if _, m := gctest.Get(t, p.URL("/metrics")); !strings.Contains(m, "gocolytics_forward_lag_events 0\n") {
 		t.Errorf("the lag did not return to 0")
 	}
-	if code, body := getBody(t, "http://"+p.Addr+"/healthz"); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
+	if code, body := gctest.Get(t, p.URL("/healthz")); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
 		t.Errorf("/healthz after recovery: %d %s", code, body)
 	}
-	t.Logf("acknowledged %d events; lag peaked at %.0f events", len(l.acked), maxLag)
+	t.Logf("acknowledged %d events; lag peaked at %.0f events", l.AckedCount(), maxLag)
 }
 
 // TestNginxMultiNodeRecipe runs deploy/nginx-multinode.conf in front of
@@ -297,15 +275,15 @@ func TestNginxMultiNodeRecipe(t *testing.T) {
 		args = append(args, recipe[i], recipe[i+1])
 	}
 	args = append(args, "--trusted-proxies", "127.0.0.1")
-	var nodes []*proc
+	var nodes []*gctest.Server
 	var upstreams []string
 	for i := range 3 {
-		metrics := []string{"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		metrics := []string{"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", gctest.FreePort(t))}
 		p := startNode(t, filepath.Join(t.TempDir(), "events.db"), url, fmt.Sprintf("node-%d", i+1), append(args, metrics...)...)
 		nodes = append(nodes, p)
 		upstreams = append(upstreams, p.Addr)
 	}
-	httpPort, httpsPort := freePort(t), freePort(t)
+	httpPort, httpsPort := gctest.FreePort(t), gctest.FreePort(t)
 	startNginxRecipe(t, "../../deploy/nginx-multinode.conf", upstreams, httpPort, httpsPort, certFile, keyFile)
 
 	const clients = 8
@@ -313,7 +291,9 @@ func TestNginxMultiNodeRecipe(t *testing.T) {
 		ip := fmt.Sprintf("127.0.0.%d", i+2)
 		cl := clientFrom(ip, root)
 		for k := range 4 {
-			body := fmt.Sprintf(`{"event_type":"multi","application":"a","version":"1","platform":"p","user_id":%q,"session_id":"s%d","value":{"k":%d},"api_key":"bin-key"}`, ip, k, k)
+			e := gctest.NewEvent(fmt.Sprintf("multi-%s-%d", ip, k))
+			e.UserID = ip // the client, for the query below
+			body := e.JSON()
 			want := 204
 			if k == 3 {
 				want = 429

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -13,21 +12,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// freePort returns a port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
+)
 
 // startNginx runs Debian's nginx with deploy/nginx.conf in front of the
 // gocolytics at upstream, on 127.0.0.1 only: the recipe's listen lines become
@@ -175,29 +167,23 @@ func clientFrom(ip string, root *x509.Certificate) *http.Client {
 	}
 }
 
-func proxyEvent(userID string) string {
-	return `{"event_type":"proxied","application":"a","version":"1","platform":"p","user_id":"` + userID +
-		`","session_id":"s","value":{},"api_key":"` + runTestKey + `"}`
+// proxyEvent is an event of the player userID (a marker of its own).
+func proxyEvent(userID string) gctest.Event {
+	return gctest.NewEvent(userID + "-" + strconv.Itoa(int(proxyEvents.Add(1)))).WithKey(runTestKey)
 }
+
+var proxyEvents atomic.Int64
 
 // send posts body to url with an X-Forwarded-For of the client's own
 // making (empty: none) and returns the status.
 func send(t *testing.T, c *http.Client, url, forwardedFor, body string) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var header []string
 	if forwardedFor != "" {
-		req.Header.Set("X-Forwarded-For", forwardedFor)
+		header = []string{"X-Forwarded-For", forwardedFor}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	code, _ := gctest.Post(t, c, url, body, header...)
+	return code
 }
 
 // TestNginxRecipe runs deploy/nginx.conf in front of the server, with the
@@ -212,7 +198,7 @@ func TestNginxRecipe(t *testing.T) {
 	root := writeCertificate(t, "nginx", certFile, keyFile)
 
 	s := startRun(t, recipeArgs(t, "../../deploy/nginx.conf")...)
-	httpPort, httpsPort := freePort(t), freePort(t)
+	httpPort, httpsPort := gctest.FreePort(t), gctest.FreePort(t)
 	startNginx(t, s.Addr, httpPort, httpsPort, certFile, keyFile)
 
 	checkProxy(t, s, fmt.Sprintf("http://127.0.0.1:%d", httpPort), fmt.Sprintf("https://127.0.0.1:%d", httpsPort), root)
@@ -232,18 +218,18 @@ func checkProxy(t *testing.T, s *runningServer, base, tlsBase string, root *x509
 		want           int
 		what           string
 	}{
-		{alice, base + "/v1.0/event", "203.0.113.1", proxyEvent("alice"), 204, "alice's first request"},
-		{alice, base + "/v1.0/events/", "203.0.113.2", "[" + proxyEvent("alice") + "]", 204, "a trailing slash (no redirect)"},
-		{alice, base + "//v1.0/events", "", "[" + proxyEvent("alice") + "]", 204, "a double slash (no redirect)"},
-		{alice, base + "/v1.0/event", "203.0.113.4", proxyEvent("alice"), 429, "alice's fourth request, over 3/minute whatever X-Forwarded-For says"},
-		{bob, base + "/v1.0/event", "203.0.113.1", proxyEvent("bob"), 204, "bob, with his own budget"},
+		{alice, base + "/v1.0/event", "203.0.113.1", proxyEvent("alice").JSON(), 204, "alice's first request"},
+		{alice, base + "/v1.0/events/", "203.0.113.2", gctest.Batch(proxyEvent("alice")), 204, "a trailing slash (no redirect)"},
+		{alice, base + "//v1.0/events", "", gctest.Batch(proxyEvent("alice")), 204, "a double slash (no redirect)"},
+		{alice, base + "/v1.0/event", "203.0.113.4", proxyEvent("alice").JSON(), 429, "alice's fourth request, over 3/minute whatever X-Forwarded-For says"},
+		{bob, base + "/v1.0/event", "203.0.113.1", proxyEvent("bob").JSON(), 204, "bob, with his own budget"},
 		{bob, tlsBase + "/v1.0/events", "", bigBatch(6000, "bob"), 204, "6000 events (2 MB) over HTTPS"},
 	} {
 		if got := send(t, c.client, c.url, c.xff, c.body); got != c.want {
 			t.Fatalf("request %d, %s: status %d, want %d", i, c.what, got, c.want)
 		}
 	}
-	if n := s.rows(t); n != 3+1+6000 {
+	if n := gctest.CountRows(t, s.DBPath); n != 3+1+6000 {
 		t.Errorf("rows = %d, want %d", n, 3+1+6000)
 	}
 	// The metrics are on METRICS_ADDR only: no spelling of /metrics
@@ -271,7 +257,7 @@ func recipeArgs(t *testing.T, recipe string) []string {
 		case "HOST", "PORT":
 			continue
 		case "METRICS_ADDR":
-			m[2] = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			m[2] = fmt.Sprintf("127.0.0.1:%d", gctest.FreePort(t))
 		}
 		args = append(args, "--"+flagName(m[1]), m[2])
 	}
@@ -295,17 +281,12 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 
 // bigBatch is n events of some 350 bytes each.
 func bigBatch(n int, userID string) string {
-	ev := strings.Replace(proxyEvent(userID), `"value":{}`, `"value":{"pad":"`+strings.Repeat("x", 200)+`"}`, 1)
-	var b strings.Builder
-	b.WriteByte('[')
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(ev)
+	events := make([]gctest.Event, n)
+	for i := range events {
+		events[i] = proxyEvent(userID)
+		events[i].Value = `{"pad":"` + strings.Repeat("x", 200) + `"}`
 	}
-	b.WriteByte(']')
-	return b.String()
+	return gctest.Batch(events...)
 }
 
 // TestCaddyRecipe runs deploy/Caddyfile in front of the server, on
@@ -322,7 +303,7 @@ func TestCaddyRecipe(t *testing.T) {
 	root := writeCertificate(t, "caddy", certFile, keyFile)
 
 	s := startRun(t, recipeArgs(t, "../../deploy/Caddyfile")...)
-	httpPort, httpsPort := freePort(t), freePort(t)
+	httpPort, httpsPort := gctest.FreePort(t), gctest.FreePort(t)
 
 	recipe, err := os.ReadFile("../../deploy/Caddyfile")
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"database/sql"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -18,12 +17,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	_ "github.com/mattn/go-sqlite3"
 )
 
@@ -36,21 +37,26 @@ type runningServer struct {
 	log    *logWatch
 }
 
-// startRun starts run() with args plus a temporary database, 127.0.0.1:0,
-// one API key and no rate limit, waits until it listens, and stops it when
-// the test ends, checking that it returned nil.
+// startRun starts run() with args plus a temporary database, 127.0.0.1 at
+// a free port, one API key and no rate limit, waits for its READY=1 (on a
+// NOTIFY_SOCKET of the test's, as systemd would), and stops it when the
+// test ends, checking that it returned nil.
 func startRun(t *testing.T, args ...string) *runningServer {
 	t.Helper()
 	dbPath := filepath.Join(t.TempDir(), "events.db")
+	port := gctest.FreePort(t)
 	args = append([]string{
-		"--host", "127.0.0.1", "--port", "0", "--sqlite-file-path", dbPath,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--sqlite-file-path", dbPath,
 		"--api-keys", `["` + runTestKey + `"]`, "--rate-limit", "off",
-		"--env-file", envFile(t, ""),
+		"--env-file", gctest.EnvFile(t, ""),
 	}, args...)
+	sock := gctest.NewNotifySocket(t)
+	t.Setenv("NOTIFY_SOCKET", sock.Path)
 	lw := newLogWatch()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, io.Discard, lw) }()
+	returned := make(chan struct{})
+	go func() { done <- run(ctx, args, io.Discard, lw); close(returned) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -62,28 +68,10 @@ func startRun(t *testing.T, args ...string) *runningServer {
 			t.Errorf("run did not return within 15s of its context's end")
 		}
 	})
-	line := lw.wait(t, "msg=listening", done)
-	_, addr, ok := strings.Cut(line, " addr=")
-	if !ok {
-		t.Fatalf("no addr in %q", line)
+	if _, err := sock.WaitReady(returned, 20*time.Second); err != nil {
+		t.Fatalf("run: %v; its log:\n%s", err, lw)
 	}
-	addr, _, _ = strings.Cut(addr, " ")
-	return &runningServer{Addr: addr, DBPath: dbPath, log: lw}
-}
-
-// rows is the number of rows in the event table.
-func (s *runningServer) rows(t *testing.T) int {
-	t.Helper()
-	db, err := sql.Open("sqlite3", s.DBPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int
-	if err := db.QueryRow("SELECT count(*) FROM event").Scan(&n); err != nil {
-		t.Fatalf("count rows: %v", err)
-	}
-	return n
+	return &runningServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), DBPath: dbPath, log: lw}
 }
 
 // logWatch is an io.Writer for run's log that hands complete lines to
@@ -92,7 +80,15 @@ type logWatch struct {
 	mu    sync.Mutex
 	buf   []byte
 	lines []string
+	all   strings.Builder
 	more  chan struct{}
+}
+
+// String is the whole log so far.
+func (w *logWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }
 
 func newLogWatch() *logWatch { return &logWatch{more: make(chan struct{})} }
@@ -100,6 +96,7 @@ func newLogWatch() *logWatch { return &logWatch{more: make(chan struct{})} }
 func (w *logWatch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.all.Write(p)
 	w.buf = append(w.buf, p...)
 	for {
 		i := strings.IndexByte(string(w.buf), '\n')
@@ -200,8 +197,9 @@ func postTLS(t *testing.T, addr string, trusted *x509.Certificate) (int, *x509.C
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	body := `{"event_type":"tls","application":"a","version":"1","platform":"p","user_id":"u","session_id":"s","api_key":"` + runTestKey + `"}`
-	resp, err := client.Post("https://"+addr+"/v1.0/event", "", strings.NewReader(body))
+	e := gctest.NewEvent("tls").WithKey(runTestKey)
+	e.Value = ""
+	resp, err := client.Post("https://"+addr+"/v1.0/event", "", strings.NewReader(e.JSON()))
 	if err != nil {
 		t.Fatalf("POST over HTTPS: %v", err)
 	}
@@ -266,7 +264,7 @@ func TestRun_HTTPS(t *testing.T) {
 		t.Fatalf("after a failed reload: status %d, certificate %v; want 204 with the second certificate", status, got.Subject)
 	}
 
-	if n := s.rows(t); n != 3 {
+	if n := gctest.CountRows(t, s.DBPath); n != 3 {
 		t.Errorf("rows = %d, want 3", n)
 	}
 }
@@ -288,7 +286,7 @@ func TestRun_TLSSettings(t *testing.T) {
 		{"key as certificate", []string{"--tls-cert-file", keyFile, "--tls-key-file", keyFile}, "load TLS certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"--port", "0", "--sqlite-file-path", db, "--env-file", envFile(t, "")}, tc.args...)
+			args := append([]string{"--port", "0", "--sqlite-file-path", db, "--env-file", gctest.EnvFile(t, "")}, tc.args...)
 			err := run(context.Background(), args, io.Discard, io.Discard)
 			var ce *configError
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {

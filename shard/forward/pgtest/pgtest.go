@@ -72,11 +72,17 @@ func Shared(t testing.TB) *Server {
 // TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the shared server, if a test started it, and removes
+// its files: Main's cleanup, for a TestMain that has others too.
+func StopShared() {
 	if s := shared.srv; s != nil {
 		s.command("pg_ctl", "-D", s.dataDir, "-m", "fast", "-w", "stop").Run()
 		os.RemoveAll(s.root)
 	}
-	os.Exit(code)
 }
 
 func start(t testing.TB) *Server {
