@@ -1,36 +1,21 @@
 package systemd_test
 
 import (
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
-func post(url, body string) (int, error) {
-	resp, err := http.Post(url+"/v1.0/event", "", strings.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
-}
-
+// mustPost posts body to url's /v1.0/event and returns the status.
 func mustPost(tb testing.TB, url, body string) int {
 	tb.Helper()
-	code, err := post(url, body)
-	if err != nil {
-		tb.Fatalf("POST %s: %v", url, err)
-	}
+	code, _ := gctest.Post(tb, nil, url+"/v1.0/event", body)
 	return code
 }
 
@@ -52,7 +37,7 @@ func onlyPingsAndStatus(tb testing.TB, when string, ms []string) {
 // at the end, STOPPING, in that order.
 func TestSocketActivation_Notify(t *testing.T) {
 	ln := tcpListener(t)
-	sock := newNotifySocket(t)
+	sock := gctest.NewNotifySocket(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "db", "events.db")
 	p := startActivated(t, ln, dir, []string{
@@ -66,8 +51,8 @@ func TestSocketActivation_Notify(t *testing.T) {
 	addr := ln.Addr().String()
 	url := "http://" + addr
 
-	if ready := sock.next(t); !strings.HasPrefix(ready, "READY=1\nSTATUS=listening on "+addr+";") {
-		t.Fatalf("first notification %q, want READY=1 with the status; log:\n%s", ready, p.Log)
+	if ready := sock.Next(t); !strings.HasPrefix(ready, "READY=1\nSTATUS=listening on "+addr+";") {
+		t.Fatalf("first notification %q, want READY=1 with the status; log:\n%s", ready, p.Log())
 	}
 	if code := mustPost(t, url, event("activated", "k1")); code != 204 {
 		t.Fatalf("POST with the key: status %d, want 204", code)
@@ -75,30 +60,29 @@ func TestSocketActivation_Notify(t *testing.T) {
 	if code := mustPost(t, url, event("activated", "wrong")); code != 401 {
 		t.Errorf("POST with a wrong key: status %d, want 401", code)
 	}
-	if got := countRows(t, dbPath, "activated"); got != 1 {
+	if got := stored(t, dbPath, "activated"); got != 1 {
 		t.Errorf("rows after one 204: %d, want 1", got)
 	}
 	// The status line follows the writer's counters; pings go on meanwhile.
-	_, before := sock.until(t, "STATUS=listening on "+addr+"; 1 events stored since start; 0 queued")
+	_, before := sock.Until(t, "STATUS=listening on "+addr+"; 1 events stored since start; 0 queued")
 	onlyPingsAndStatus(t, "while running", before)
-	_, before = sock.until(t, "WATCHDOG=1")
+	_, before = sock.Until(t, "WATCHDOG=1")
 	onlyPingsAndStatus(t, "while running", before)
 
-	p.signal(t, syscall.SIGTERM)
-	stopping, before := sock.until(t, "STOPPING=1")
+	p.Signal(t, syscall.SIGTERM)
+	stopping, before := sock.Until(t, "STOPPING=1")
 	onlyPingsAndStatus(t, "before STOPPING=1", before)
 	if !strings.Contains(stopping, "\nSTATUS=stopping") {
 		t.Errorf("STOPPING=1 came without a status: %q", stopping)
 	}
-	if err := p.wait(t); err != nil {
-		t.Fatalf("exit after SIGTERM: %v; log:\n%s", err, p.Log)
+	if code := p.Wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, p.Log())
 	}
 	// Nothing after STOPPING=1: no ping may keep a stopping service alive.
-	sock.conn.SetReadDeadline(time.Now())
-	if n, err := sock.conn.Read(make([]byte, 4096)); err == nil {
-		t.Errorf("a notification after STOPPING=1 (%d bytes)", n)
+	if m, ok := sock.Receive(100 * time.Millisecond); ok {
+		t.Errorf("a notification after STOPPING=1: %q", m)
 	}
-	if log := p.Log.String(); !strings.Contains(log, "using the socket systemd passed") {
+	if log := p.Log(); !strings.Contains(log, "using the socket systemd passed") {
 		t.Errorf("the log does not say the passed socket is used:\n%s", log)
 	}
 }
@@ -106,10 +90,10 @@ func TestSocketActivation_Notify(t *testing.T) {
 // TestSocketActivation_Absent checks that without LISTEN_FDS the server binds
 // HOST:PORT itself, and that a LISTEN_PID of another process is ignored.
 func TestSocketActivation_Absent(t *testing.T) {
-	sock := newNotifySocket(t)
+	sock := gctest.NewNotifySocket(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "events.db")
-	cmd := exec.Command(binary(t))
+	cmd := exec.Command(gctest.Binary(t))
 	cmd.Dir = dir
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -119,20 +103,20 @@ func TestSocketActivation_Absent(t *testing.T) {
 		`API_KEYS=["k1"]`,
 		"HOST=127.0.0.1", "PORT=0",
 	}
-	p := start(t, cmd)
-	ready := sock.next(t)
+	p := gctest.Launch(t, cmd)
+	ready := sock.Next(t)
 	addr, _, ok := strings.Cut(strings.TrimPrefix(ready, "READY=1\nSTATUS=listening on "), ";")
 	if !ok || !strings.HasPrefix(addr, "127.0.0.1:") {
-		t.Fatalf("first notification %q, want READY=1 and a status naming 127.0.0.1:PORT; log:\n%s", ready, p.Log)
+		t.Fatalf("first notification %q, want READY=1 and a status naming 127.0.0.1:PORT; log:\n%s", ready, p.Log())
 	}
 	if code := mustPost(t, "http://"+addr, event("bound", "k1")); code != 204 {
 		t.Fatalf("POST: status %d, want 204", code)
 	}
-	p.signal(t, syscall.SIGTERM)
-	if err := p.wait(t); err != nil {
-		t.Fatalf("exit after SIGTERM: %v; log:\n%s", err, p.Log)
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, p.Log())
 	}
-	if got := countRows(t, dbPath, "bound"); got != 1 {
+	if got := stored(t, dbPath, "bound"); got != 1 {
 		t.Errorf("rows: %d, want 1", got)
 	}
 }
@@ -144,7 +128,7 @@ func TestSocketActivation_Absent(t *testing.T) {
 // keeps the keys in force.
 func TestReload_UnderLoad(t *testing.T) {
 	ln := tcpListener(t)
-	sock := newNotifySocket(t)
+	sock := gctest.NewNotifySocket(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "events.db")
 	envFile := filepath.Join(dir, "gocolytics.env")
@@ -164,45 +148,26 @@ func TestReload_UnderLoad(t *testing.T) {
 		"RATE_LIMIT=off",
 	}, "--env-file="+envFile)
 	url := "http://" + ln.Addr().String()
-	if ready := sock.next(t); !strings.HasPrefix(ready, "READY=1") {
-		t.Fatalf("first notification %q, want READY=1; log:\n%s", ready, p.Log)
+	if ready := sock.Next(t); !strings.HasPrefix(ready, "READY=1") {
+		t.Fatalf("first notification %q, want READY=1; log:\n%s", ready, p.Log())
 	}
 	if code := mustPost(t, url, event("before", "old")); code != 204 {
 		t.Fatalf("old key before the reload: status %d, want 204", code)
 	}
 
-	var (
-		stop     atomic.Bool
-		accepted atomic.Int64
-		wg       sync.WaitGroup
-		failMu   sync.Mutex
-		failures []string
-	)
-	for range 4 {
-		wg.Go(func() {
-			for !stop.Load() {
-				code, err := post(url, event("load", "steady"))
-				if err == nil && code == 204 {
-					accepted.Add(1)
-					continue
-				}
-				failMu.Lock()
-				failures = append(failures, fmt.Sprintf("status %d, err %v", code, err))
-				failMu.Unlock()
-			}
-		})
-	}
-	waitFor(t, func() bool { return accepted.Load() >= 20 })
+	l := gctest.Load{Addr: ln.Addr().String(), Prefix: "load", Clients: 4, APIKey: "steady"}.Start()
+	defer l.Stop()
+	gctest.WaitFor(t, func() bool { return l.Count(204) >= 20 }, "20 requests accepted")
 
 	writeEnv(`API_KEYS='["new","steady"]'` + "\n")
-	p.signal(t, syscall.SIGHUP)
-	reloading, _ := sock.until(t, "RELOADING=1")
+	p.Signal(t, syscall.SIGHUP)
+	reloading, _ := sock.Until(t, "RELOADING=1")
 	if !strings.Contains(reloading, "\nMONOTONIC_USEC=") {
 		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %q", reloading)
 	}
-	sock.until(t, "READY=1")
-	mid := accepted.Load()
-	waitFor(t, func() bool { return accepted.Load() >= mid+20 })
+	sock.Until(t, "READY=1")
+	mid := l.Count(204)
+	gctest.WaitFor(t, func() bool { return l.Count(204) >= mid+20 }, "20 more requests accepted")
 
 	if code := mustPost(t, url, event("after", "old")); code != 401 {
 		t.Errorf("old key after the reload: status %d, want 401", code)
@@ -212,9 +177,9 @@ func TestReload_UnderLoad(t *testing.T) {
 	}
 
 	writeEnv("API_KEYS=not a list\n")
-	p.signal(t, syscall.SIGHUP)
-	sock.until(t, "RELOADING=1")
-	sock.until(t, "READY=1")
+	p.Signal(t, syscall.SIGHUP)
+	sock.Until(t, "RELOADING=1")
+	sock.Until(t, "READY=1")
 	if code := mustPost(t, url, event("kept", "new")); code != 204 {
 		t.Errorf("new key after an invalid reload: status %d, want 204 (old settings kept)", code)
 	}
@@ -222,22 +187,22 @@ func TestReload_UnderLoad(t *testing.T) {
 		t.Errorf("old key after an invalid reload: status %d, want 401", code)
 	}
 
-	stop.Store(true)
-	wg.Wait()
-	if len(failures) > 0 {
-		t.Errorf("%d requests failed during the reloads, first: %s", len(failures), failures[0])
+	l.Stop()
+	if n := l.Failed() + l.Unknown(); n > 0 {
+		t.Errorf("%d requests failed during the reloads (statuses %v, first error %v)", n, l.Statuses(), l.Err())
 	}
-	p.signal(t, syscall.SIGTERM)
-	if err := p.wait(t); err != nil {
-		t.Fatalf("exit after SIGTERM: %v; log:\n%s", err, p.Log)
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; log:\n%s", code, p.Log())
 	}
-	if got, want := countRows(t, dbPath, "load"), int(accepted.Load()); got != want {
+	if got, want := stored(t, dbPath, "load-"), l.Count(204); got != want {
 		t.Errorf("load rows: %d, want %d (one per 204)", got, want)
 	}
-	if got := countRows(t, dbPath, "after"); got != 1 {
+	l.CheckStored(t, dbPath)
+	if got := stored(t, dbPath, "after"); got != 1 {
 		t.Errorf("rows after the reload: %d, want 1 (the new key's)", got)
 	}
-	log := p.Log.String()
+	log := p.Log()
 	if !strings.Contains(log, "reload failed; keeping the old settings") || !strings.Contains(log, "API_KEYS") {
 		t.Errorf("the log does not say why the invalid reload was refused:\n%s", log)
 	}
@@ -245,17 +210,5 @@ func TestReload_UnderLoad(t *testing.T) {
 		if strings.Contains(log, keys) {
 			t.Errorf("the log shows the keys %s:\n%s", keys, log)
 		}
-	}
-}
-
-// waitFor polls cond for up to 20 s.
-func waitFor(tb testing.TB, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatal("condition not met within 20 s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"github.com/gocolytics/gocolytics/systemd"
 )
 
@@ -31,7 +32,7 @@ func TestNotifier_OutsideSystemd(t *testing.T) {
 }
 
 func TestNotifier_Messages(t *testing.T) {
-	sock := newNotifySocket(t)
+	sock := gctest.NewNotifySocket(t)
 	t.Setenv("NOTIFY_SOCKET", sock.Path)
 	t.Setenv("WATCHDOG_USEC", "")
 	n := systemd.New(nil)
@@ -40,12 +41,12 @@ func TestNotifier_Messages(t *testing.T) {
 	}
 
 	n.Ready("listening on\n127.0.0.1:1")
-	if got, want := sock.next(t), "READY=1\nSTATUS=listening on 127.0.0.1:1"; got != want {
+	if got, want := sock.Next(t), "READY=1\nSTATUS=listening on 127.0.0.1:1"; got != want {
 		t.Errorf("Ready sent %q, want %q", got, want)
 	}
 
 	n.Reloading()
-	got := sock.next(t)
+	got := sock.Next(t)
 	lines := strings.Split(got, "\n")
 	if len(lines) != 2 || lines[0] != "RELOADING=1" || !strings.HasPrefix(lines[1], "MONOTONIC_USEC=") {
 		t.Fatalf("Reloading sent %q, want RELOADING=1 and MONOTONIC_USEC=", got)
@@ -55,11 +56,11 @@ func TestNotifier_Messages(t *testing.T) {
 	}
 
 	n.Status("3 events")
-	if got, want := sock.next(t), "STATUS=3 events"; got != want {
+	if got, want := sock.Next(t), "STATUS=3 events"; got != want {
 		t.Errorf("Status sent %q, want %q", got, want)
 	}
 	n.Stopping("stopping")
-	if got, want := sock.next(t), "STOPPING=1\nSTATUS=stopping"; got != want {
+	if got, want := sock.Next(t), "STOPPING=1\nSTATUS=stopping"; got != want {
 		t.Errorf("Stopping sent %q, want %q", got, want)
 	}
 }
@@ -68,7 +69,7 @@ func TestNotifier_Messages(t *testing.T) {
 // text counts the ticks, so that every tick shows up on the socket as a
 // STATUS= line: pings can then be checked tick by tick, without timing.
 type watchdogHarness struct {
-	sock  *notifySocket
+	sock  *gctest.NotifySocket
 	stuck atomic.Bool
 	ticks atomic.Int64
 	stop  func()
@@ -76,7 +77,7 @@ type watchdogHarness struct {
 
 func startWatchdog(t *testing.T, pauseFile string) *watchdogHarness {
 	t.Helper()
-	h := &watchdogHarness{sock: newNotifySocket(t)}
+	h := &watchdogHarness{sock: gctest.NewNotifySocket(t)}
 	t.Setenv("NOTIFY_SOCKET", h.sock.Path)
 	t.Setenv("WATCHDOG_USEC", "100000")
 	t.Setenv("WATCHDOG_PID", "")
@@ -102,7 +103,7 @@ func (h *watchdogHarness) pings(t *testing.T, k int) int {
 	t.Helper()
 	n := 0
 	for range k {
-		m, before := h.sock.until(t, "STATUS=tick ")
+		m, before := h.sock.Until(t, "STATUS=tick ")
 		_ = m
 		for _, b := range before {
 			if b != "WATCHDOG=1" {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
 
 // systemdAnalyze returns the path of systemd-analyze, or skips the test.
@@ -91,7 +93,7 @@ func TestUnits_Verify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := strings.ReplaceAll(string(b), "/usr/local/bin/gocolytics", binary(t))
+		s := strings.ReplaceAll(string(b), "/usr/local/bin/gocolytics", gctest.Binary(t))
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
 			t.Fatal(err)
 		}
