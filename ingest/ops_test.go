@@ -1,8 +1,6 @@
 package ingest_test
 
 import (
-	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 // health returns the status and decoded body of GET /healthz.
@@ -59,19 +58,7 @@ func TestHealthz(t *testing.T) {
 
 	// Another process holds the write lock past the busy timeout: the
 	// commit fails, and /healthz says so until a commit succeeds.
-	other, err := sql.Open("sqlite3", s.DBPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	conn, err := other.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	lock := shardtest.HoldLock(t, s.DBPath)
 	if status, body := s.post(t, "/v1.0/event", event("locked", "", testKey)); status != 503 {
 		t.Fatalf("post while locked: %d %s, want 503", status, body)
 	}
@@ -79,9 +66,7 @@ func TestHealthz(t *testing.T) {
 	if status != 503 || body["status"] != "unavailable" || !strings.Contains(body["detail"], "last commit failed") || !strings.Contains(body["detail"], "locked") {
 		t.Errorf("after a failed commit: %d %v, want 503 naming the failed commit", status, body)
 	}
-	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	lock.Release(t)
 	if status, body := s.post(t, "/v1.0/event", event("unlocked", "", testKey)); status != 204 {
 		t.Fatalf("post after unlock: %d %s", status, body)
 	}

@@ -1,7 +1,6 @@
 package shard_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 func TestDB_Health(t *testing.T) {
@@ -28,24 +28,14 @@ func TestDB_Health(t *testing.T) {
 
 	// A commit that fails on another process's lock makes it unhealthy
 	// until one succeeds.
-	other := sqlDB(t, path)
-	conn, err := other.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-		t.Fatal(err)
-	}
+	lock := shardtest.HoldLock(t, path)
 	if err := db.Write(0, []shard.Event{testEvent(1)}); !errors.Is(err, shard.ErrBusy) {
 		t.Fatalf("write while locked: %v, want ErrBusy", err)
 	}
 	if err := db.Health(); !errors.Is(err, shard.ErrLastCommit) || !errors.Is(err, shard.ErrBusy) {
 		t.Errorf("after a failed commit: %v, want ErrLastCommit wrapping ErrBusy", err)
 	}
-	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
-		t.Fatal(err)
-	}
+	lock.Release(t)
 	if err := db.Write(0, []shard.Event{testEvent(2)}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -352,22 +353,15 @@ func TestDB_Write_Busy(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	w := openDB(t, path, shard.Options{BusyTimeout: 300 * time.Millisecond})
 	other := sqlDB(t, path)
-	conn, err := other.Conn(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(t.Context(), "BEGIN EXCLUSIVE"); err != nil {
-		t.Fatal(err)
-	}
-	err = w.Write(0, []shard.Event{testEvent(1)})
+	lock := shardtest.HoldLock(t, path)
+	err := w.Write(0, []shard.Event{testEvent(1)})
 	if !errors.Is(err, shard.ErrBusy) {
 		t.Errorf("got %v, want ErrBusy", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Write(0, []shard.Event{testEvent(2)}) }()
 	time.Sleep(100 * time.Millisecond)
-	conn.ExecContext(t.Context(), "ROLLBACK")
-	conn.Close()
+	lock.Release(t)
 	if err := <-done; err != nil {
 		t.Errorf("write within the busy timeout: %v", err)
 	}
