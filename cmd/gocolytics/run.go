@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"runtime/debug"
 	"slices"
-	"syscall"
-	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/workers"
@@ -68,79 +63,78 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		debug.SetMemoryLimit(DefaultMemoryLimit)
 	}
 	if w, ok := workers.ThisWorker(); ok {
-		return runWorker(ctx, cfg, args, w, stderr)
+		return runWorker(ctx, cfg, args, w, stderr) // workers.go
 	}
 	if cfg.Workers > 1 {
 		return runSupervisor(ctx, cfg, args, stderr, logger) // workers.go
 	}
+	return runSingle(ctx, cfg, args, logger)
+}
 
-	var cert *ingest.Certificate
-	if cfg.TLSCertFile != "" {
-		if cert, err = ingest.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
-			return &configError{[]string{err.Error()}}
-		}
-	}
+// single is the mode of one process that serves HTTP and owns the
+// database.
+type single struct {
+	args   []string
+	logger *slog.Logger
+	b      *backend
+	srv    *ingest.Server
+	adm    *adminSide
+	cert   *Certificate
+	ln     net.Listener
+	served <-chan error
+}
 
-	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
-	metrics := ingest.NewMetrics()
-	db.OnCommit = metrics.ObserveCommit
-	if err := db.Open(); err != nil {
+// runSingle serves HTTP and commits in this one process (WORKERS=1).
+func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Logger) error {
+	cert, err := loadCertificate(cfg)
+	if err != nil {
 		return err
 	}
-	defer db.Close()
+	icfg := ingestConfig(cfg)
+	icfg.Metrics = ingest.NewMetrics()
+	b, err := openBackend(cfg, logger, icfg.Metrics, &icfg)
+	if err != nil {
+		return err
+	}
+	defer b.close()
 
 	ln, err := listen(cfg, logger)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	icfg := ingestConfig(cfg)
-	icfg.Metrics = metrics
-	fwd, err := startForwarder(cfg, logger, &icfg)
-	if err != nil {
+	m := &single{args: args, logger: logger, b: b, srv: ingest.New(icfg, b.db, logger), cert: cert}
+	if m.adm, err = openAdmin(cfg, m.srv, b.db, logger); err != nil {
 		return err
 	}
-	defer fwd.Close()
-	srv := ingest.New(icfg, db, logger)
-	adm, err := openAdmin(cfg, srv, db, logger)
-	if err != nil {
+	defer m.adm.Close()
+	if m.ln, m.served, err = serveHTTP(cfg, m.srv, ln, cert, true, logger); err != nil {
+		ln.Close()
 		return err
-	}
-	defer adm.Close()
-	served := make(chan error, 2)
-	if cfg.Ops == ingest.OpsSeparate {
-		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("listen for /metrics: %w", err)
-		}
-		go func() { served <- srv.ServeOps(opsLn) }()
-		logger.Info("serving /healthz and /metrics", "addr", opsLn.Addr().String())
 	}
 	if cert != nil {
-		ln = cert.Listener(ln)
 		logCertificate(logger, "https", cert)
 	}
-	go func() { served <- srv.Serve(ln) }()
-
 	warnDevKey(logger, cfg)
-	logger.Info("listening", "addr", ln.Addr().String(), "database", db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
-	logDashboardURL(logger, cfg.SQLiteFilePath, adm.generatedKey, ln.Addr(), cert != nil)
+	logger.Info("listening", "addr", m.ln.Addr().String(), "database", b.db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+	logDashboardURL(logger, cfg.SQLiteFilePath, m.adm.generatedKey, m.ln.Addr(), cert != nil)
+	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining requests, committing what is queued")
+}
 
-	if err := serveUntilDone(ctx, logger, func() string { return status(ln, db) + forwardStatus(fwd) }, writerProgress(db),
-		func() { reload(args, srv, adm, cert, logger) }, served, "stopping: draining requests, committing what is queued"); err != nil {
-		return err
+func (m *single) status() string                  { return m.b.status("listening on " + m.ln.Addr().String()) }
+func (m *single) progress() systemd.Progress      { return m.b.progress() }
+func (m *single) stopped() <-chan error           { return m.served }
+func (m *single) drain(ctx context.Context) error { return m.srv.Shutdown(ctx) }
+
+// reload applies the keys, rate limit and request limits read again, and
+// re-reads the TLS certificate (from the files named at start). A bad new
+// configuration or certificate keeps the old one.
+func (m *single) reload() {
+	reloadCertificate(m.cert, m.logger)
+	if cfg, ok := reloadSettings(m.args, m.logger); ok {
+		m.srv.Reconfigure(ingestConfig(cfg))
+		m.adm.reload(cfg)
+		m.logger.Info("reloaded", "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 	}
-	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	shutdownErr := srv.Shutdown(sctx)
-	fwdErr := fwd.Close()
-	closeErr := errors.Join(db.Close(), fwdErr)
-	st := db.Stats()
-	logger.Info("stopped", "events_stored", st.EventsStored)
-	if shutdownErr != nil {
-		return fmt.Errorf("shutdown: %w", shutdownErr)
-	}
-	return closeErr
 }
 
 // warnDevKey says loudly that the public dev key is accepted, if it is.
@@ -150,68 +144,12 @@ func warnDevKey(logger *slog.Logger, cfg *Config) {
 	}
 }
 
-// serveUntilDone tells systemd the server is ready (READY=1 only now: the
-// database is open, the socket serves, and a SIGHUP — systemctl reload — is
-// caught rather than fatal), keeps its status and watchdog going, reloads on
-// SIGHUP, and returns after STOPPING=1 when ctx is done or a server stopped
-// serving (with its error, if any).
-func serveUntilDone(ctx context.Context, logger *slog.Logger, status func() string, progress func() systemd.Progress,
-	reload func(), served <-chan error, stopping string) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	sd := systemd.New(logger)
-	sd.Ready(status())
-	stopNotify := sd.Start(status, progress)
-	defer stopNotify()
-	for {
-		select {
-		case <-hup:
-			sd.Reloading()
-			reload()
-			sd.Ready(status())
-		case err := <-served:
-			if err != nil {
-				return fmt.Errorf("serve: %w", err)
-			}
-			stopNotify()
-			sd.Stopping(stopping)
-			return nil
-		case <-ctx.Done():
-			stopNotify()
-			sd.Stopping(stopping)
-			return nil
-		}
-	}
-}
-
-// reload reads the settings again and applies the keys, rate limit and
-// request limits, and re-reads the TLS certificate (from the files named at
-// start). A bad new configuration or certificate keeps the old one.
-func reload(args []string, srv *ingest.Server, adm *adminSide, cert *ingest.Certificate, logger *slog.Logger) {
-	if err := cert.Reload(); err != nil {
-		logger.Error("certificate reload failed; keeping the old certificate", "err", err)
-	} else if cert != nil {
-		logCertificate(logger, "certificate reloaded", cert)
-	}
-	cfg, err := LoadConfig(args, lookupEnv, io.Discard)
-	if err != nil {
-		logger.Error("reload failed; keeping the old settings", "err", err)
-		return
-	}
-	srv.Reconfigure(ingestConfig(cfg))
-	adm.reload(cfg)
-	logger.Info("reloaded", "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
-}
-
 func shardOptions(c *Config) shard.Options {
 	return shard.Options{
 		BusyTimeout:  c.BusyTimeout,
 		Synchronous:  c.Synchronous,
 		CacheSizeKiB: c.CacheSizeKiB,
 		LocalTime:    c.LocalTime,
-		// ERASE_EVENT_TYPE
-		EraseEventType: c.DataOut.EraseEventType,
 	}
 }
 
@@ -240,9 +178,4 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-func logCertificate(logger *slog.Logger, msg string, cert *ingest.Certificate) {
-	leaf := cert.Leaf()
-	logger.Info(msg, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 	"github.com/gocolytics/gocolytics/ingest/workers"
-	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/link"
 	"github.com/gocolytics/gocolytics/systemd"
 )
@@ -24,28 +23,33 @@ import (
 // bind its socket and say hello.
 const workerStartTimeout = 30 * time.Second
 
+// supervisor is the mode of the process that owns the database and the
+// rate budget while worker processes serve HTTP (WORKERS >= 2).
+type supervisor struct {
+	args    []string
+	logger  *slog.Logger
+	workers int
+	addr    string
+	b       *backend
+	budget  *ratelimit.SharedBudget
+	sup     *workers.Supervisor
+}
+
 // runSupervisor is run for WORKERS of 2 or more: this process owns the
 // database and the rate budget, and worker processes serve HTTP.
 func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Writer, logger *slog.Logger) error {
-	if cfg.TLSCertFile != "" {
-		// The workers load it; a bad one is refused here, before anything
-		// starts.
-		if _, err := ingest.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
-			return &configError{[]string{err.Error()}}
-		}
-	}
-	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
-	if err := db.Open(); err != nil {
+	// The workers load the certificate; a bad one is refused here, before
+	// anything starts.
+	if _, err := loadCertificate(cfg); err != nil {
 		return err
 	}
-	defer db.Close()
 	// The forwarder runs here, beside the writer; the workers' /healthz and
 	// /metrics do not show it (the systemd status line does).
-	fwd, err := startForwarder(cfg, logger, nil)
+	b, err := openBackend(cfg, logger, nil, nil)
 	if err != nil {
 		return err
 	}
-	defer fwd.Close()
+	defer b.close()
 
 	// The workers read the generated admin key from its file: make it now.
 	_, generatedKey, err := adminKeys(cfg)
@@ -61,90 +65,75 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	if addr == "" {
 		inherited, addr = socket, socketAddr(socket)
 	}
-	budget := ratelimit.NewSharedBudget(cfg.Rates, budgetOptions(cfg, logger))
-	sup := workers.NewSupervisor(workers.SupervisorConfig{
+	m := &supervisor{args: args, logger: logger, workers: cfg.Workers, addr: addr, b: b,
+		budget: ratelimit.NewSharedBudget(cfg.Rates, budgetOptions(cfg, logger))}
+	m.sup = workers.NewSupervisor(workers.SupervisorConfig{
 		Workers:  cfg.Workers,
 		Args:     args,
 		Listener: inherited,
 		Addr:     addr,
 		Stderr:   stderr,
 		ServeLink: func(conn net.Conn, ready func()) error {
-			return link.Serve(conn, db, link.Handlers{Ready: func(int) { ready() }, Call: budget.Answer})
+			return link.Serve(conn, b.db, link.Handlers{Ready: func(int) { ready() }, Call: m.budget.Answer})
 		},
 	}, logger)
 	sctx, cancel := context.WithTimeout(ctx, workerStartTimeout)
-	err = sup.Start(sctx)
+	err = m.sup.Start(sctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("start workers: %w", err)
 	}
 
 	warnDevKey(logger, cfg)
-	logger.Info("listening", "addr", addr, "database", db.Path(), "workers", cfg.Workers, "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
+	logger.Info("listening", "addr", addr, "database", b.db.Path(), "workers", cfg.Workers, "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 	if tcp, err := net.ResolveTCPAddr("tcp", addr); err == nil {
 		logDashboardURL(logger, cfg.SQLiteFilePath, generatedKey, tcp, cfg.TLSCertFile != "")
 	}
+	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining workers, committing what is queued")
+}
 
-	status := func() string {
-		st := db.Stats()
-		return fmt.Sprintf("%d workers on %s; %d events stored since start; %d queued", cfg.Workers, addr, st.EventsStored, st.QueuedEvents) + forwardStatus(fwd)
-	}
-	reload := func() {
-		if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
-			logger.Error("reload failed; keeping the old rate limit", "err", err)
-		} else {
-			budget.Reconfigure(c.Rates, budgetOptions(c, logger))
-			logger.Info("reloaded", "rate_limit", c.RateLimit)
-		}
-		// Each worker reloads the rest itself: keys, limits, certificate.
-		sup.Signal(syscall.SIGHUP)
-	}
-	if err := serveUntilDone(ctx, logger, status, writerProgress(db), reload, nil, "stopping: draining workers, committing what is queued"); err != nil {
-		return err
-	}
+func (m *supervisor) status() string {
+	return m.b.status(fmt.Sprintf("%d workers on %s", m.workers, m.addr))
+}
+func (m *supervisor) progress() systemd.Progress { return m.b.progress() }
 
-	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	tctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	shutdownErr := sup.Shutdown(tctx)
-	fwdErr := fwd.Close()
-	closeErr := errors.Join(db.Close(), fwdErr)
-	logger.Info("stopped", "events_stored", db.Stats().EventsStored)
-	if shutdownErr != nil {
-		return fmt.Errorf("shutdown: %w", shutdownErr)
+// stopped never delivers: the supervisor restarts workers that die.
+func (m *supervisor) stopped() <-chan error { return nil }
+
+// drain stops every worker, each after draining its requests.
+func (m *supervisor) drain(ctx context.Context) error { return m.sup.Shutdown(ctx) }
+
+// reload applies the rate limit read again, here, and passes SIGHUP on:
+// each worker reloads the rest itself (keys, limits, certificate).
+func (m *supervisor) reload() {
+	if cfg, ok := reloadSettings(m.args, m.logger); ok {
+		m.budget.Reconfigure(cfg.Rates, budgetOptions(cfg, m.logger))
+		m.logger.Info("reloaded", "rate_limit", cfg.RateLimit)
 	}
-	return closeErr
+	m.sup.Signal(syscall.SIGHUP)
 }
 
 // workerSocket returns the socket systemd passed (and an empty address:
 // workers serve it), or else HOST:PORT reserved for the workers to bind
 // with SO_REUSEPORT, and the address they bind.
 func workerSocket(cfg *Config, logger *slog.Logger) (*os.File, string, error) {
-	lns, err := systemd.Listeners()
+	ln, err := systemdSocket(logger)
 	if err != nil {
 		return nil, "", err
 	}
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	switch len(lns) {
-	case 0:
+	if ln == nil {
 		return workers.ReservePort(cfg.Host, cfg.Port)
-	case 1:
-		fl, ok := lns[0].(interface{ File() (*os.File, error) })
-		if !ok {
-			return nil, "", fmt.Errorf("systemd passed a %T, which cannot be handed to workers", lns[0])
-		}
-		f, err := fl.File()
-		if err != nil {
-			return nil, "", err
-		}
-		logger.Info("using the socket systemd passed; HOST and PORT are not used", "addr", lns[0].Addr().String())
-		return f, "", nil
 	}
-	return nil, "", fmt.Errorf("systemd passed %d sockets; give the .socket unit one ListenStream=", len(lns))
+	defer ln.Close()
+	fl, ok := ln.(interface{ File() (*os.File, error) })
+	if !ok {
+		return nil, "", fmt.Errorf("systemd passed a %T, which cannot be handed to workers", ln)
+	}
+	f, err := fl.File()
+	if err != nil {
+		return nil, "", err
+	}
+	return f, "", nil
 }
 
 // socketAddr is the local address of a listening socket's file.
@@ -157,10 +146,24 @@ func socketAddr(f *os.File) string {
 	return ln.Addr().String()
 }
 
-// runWorker is run in a worker process: it serves HTTP on the socket the
-// supervisor arranged, commits through the link, and exits when told to
-// (SIGTERM, after draining) or when the link goes down (the supervisor is
-// gone; nothing can be committed any more).
+// worker is the mode of a worker process: it serves HTTP on the socket the
+// supervisor arranged and commits through the link.
+type worker struct {
+	args   []string
+	logger *slog.Logger
+	number int
+	lc     *link.Client
+	srv    *ingest.Server
+	adm    *adminSide
+	cert   *Certificate
+	ln     net.Listener
+	served <-chan error
+	done   chan error
+}
+
+// runWorker is run in a worker process. It exits when told to (SIGTERM,
+// after draining) or when the link goes down (the supervisor is gone;
+// nothing can be committed any more).
 func runWorker(ctx context.Context, cfg *Config, args []string, w workers.WorkerProcess, stderr io.Writer) error {
 	logger := newLogger(stderr, cfg.LogLevel).With("worker", w.Number)
 	// A worker may get SIGTERM twice, from systemd (which signals the
@@ -170,12 +173,9 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 	term := make(chan os.Signal, 4)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(term)
-	var cert *ingest.Certificate
-	if cfg.TLSCertFile != "" {
-		var err error
-		if cert, err = ingest.LoadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
-			return &configError{[]string{err.Error()}}
-		}
+	cert, err := loadCertificate(cfg)
+	if err != nil {
+		return err
 	}
 	ln, err := w.Listen()
 	if err != nil {
@@ -193,61 +193,58 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 		return fmt.Errorf("worker %d: link to the supervisor: %w", w.Number, err)
 	}
 	defer lc.Close()
-	srv := ingest.New(workerConfig(cfg, lc), lc, logger)
-	adm, err := openAdmin(cfg, srv, nil, logger)
-	if err != nil {
+	m := &worker{args: args, logger: logger, number: w.Number, lc: lc, cert: cert, done: make(chan error, 1)}
+	m.srv = ingest.New(workerConfig(cfg, lc), lc, logger)
+	if m.adm, err = openAdmin(cfg, m.srv, nil, logger); err != nil {
+		ln.Close()
 		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
-	defer adm.Close()
-	if cert != nil {
-		ln = cert.Listener(ln)
+	defer m.adm.Close()
+	// METRICS_ADDR is one port: worker 1 serves it.
+	if m.ln, m.served, err = serveHTTP(cfg, m.srv, ln, cert, w.Number == 1, logger); err != nil {
+		ln.Close()
+		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
-	served := make(chan error, 2)
-	if cfg.Ops == ingest.OpsSeparate && w.Number == 1 {
-		// METRICS_ADDR is one port: worker 1 serves it, with its own
-		// request counters and the writer's state.
-		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("worker %d: listen for /metrics: %w", w.Number, err)
-		}
-		go func() { served <- srv.ServeOps(opsLn) }()
-	}
-	go func() { served <- srv.Serve(ln) }()
-	logger.Debug("worker serving", "addr", ln.Addr().String(), "pid", os.Getpid())
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-hup:
-			if err := cert.Reload(); err != nil {
-				logger.Error("certificate reload failed; keeping the old certificate", "err", err)
-			}
-			if c, err := LoadConfig(args, lookupEnv, io.Discard); err != nil {
-				logger.Error("reload failed; keeping the old settings", "err", err)
-			} else {
-				srv.Reconfigure(workerConfig(c, lc))
-				adm.reload(c)
-			}
-			continue
-		case <-lc.Done():
-			return fmt.Errorf("worker %d: the supervisor is gone: %w", w.Number, lc.Err())
-		case err := <-served:
-			if err != nil {
-				return fmt.Errorf("worker %d: serve: %w", w.Number, err)
-			}
-			return errors.New("serve returned")
-		case <-ctx.Done():
-		}
-		break
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("worker %d: shutdown: %w", w.Number, err)
+	go m.watch()
+	logger.Debug("worker serving", "addr", m.ln.Addr().String(), "pid", os.Getpid())
+	if err := serve(ctx, logger, m, nil, cfg.ShutdownTimeout, "stopping"); err != nil {
+		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
 	return nil
+}
+
+// watch delivers why the worker stops on its own: its link went down, or
+// a listener stopped serving.
+func (m *worker) watch() {
+	select {
+	case <-m.lc.Done():
+		m.done <- fmt.Errorf("the supervisor is gone: %w", m.lc.Err())
+	case err := <-m.served:
+		if err == nil {
+			err = errors.New("returned")
+		}
+		m.done <- fmt.Errorf("serve: %w", err)
+	}
+}
+
+func (m *worker) status() string {
+	return fmt.Sprintf("worker %d on %s", m.number, m.ln.Addr())
+}
+
+// progress is empty: the writer is the supervisor's, and systemd watches
+// the supervisor alone.
+func (m *worker) progress() systemd.Progress      { return systemd.Progress{} }
+func (m *worker) stopped() <-chan error           { return m.done }
+func (m *worker) drain(ctx context.Context) error { return m.srv.Shutdown(ctx) }
+
+// reload applies the keys and limits read again and re-reads the
+// certificate; the rate budget is the supervisor's.
+func (m *worker) reload() {
+	reloadCertificate(m.cert, m.logger)
+	if cfg, ok := reloadSettings(m.args, m.logger); ok {
+		m.srv.Reconfigure(workerConfig(cfg, m.lc))
+		m.adm.reload(cfg)
+	}
 }
 
 // workerConfig is ingestConfig with the rate budget of the supervisor.
