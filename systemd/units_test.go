@@ -17,11 +17,7 @@ import (
 // systemdAnalyze returns the path of systemd-analyze, or skips the test.
 func systemdAnalyze(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze is not installed (Debian package systemd); .ci/run installs it")
-	}
-	return p
+	return gctest.NeedProgram(t, "systemd-analyze", "systemd")
 }
 
 // directives reads a unit file into "Section.Key" -> values.

@@ -305,22 +305,12 @@ func TestFault_StartupRefusals(t *testing.T) {
 	}
 }
 
-// needSQLite3 returns the path of the sqlite3 command-line program, or skips.
-func needSQLite3(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sqlite3")
-	if err != nil {
-		t.Skip("sqlite3 is not installed (Debian package sqlite3; .ci/run installs it)")
-	}
-	return p
-}
-
 // makeDB creates an event database in the given journal mode with one row
 // and the given user_version, and closes it (a WAL database leaves no -wal
 // file behind).
 func makeDB(t *testing.T, path, journal string, userVersion int) {
 	t.Helper()
-	sqlite := needSQLite3(t)
+	sqlite := gctest.NeedProgram(t, "sqlite3", "sqlite3")
 	script := fmt.Sprintf(`PRAGMA journal_mode=%s;
 CREATE TABLE event (event_type VARCHAR NOT NULL, application VARCHAR NOT NULL, version VARCHAR NOT NULL, platform VARCHAR NOT NULL, user_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL, value JSON NOT NULL, id INTEGER NOT NULL, time DATETIME NOT NULL, PRIMARY KEY (id));
 INSERT INTO event VALUES ('e','a','v','p','u','s','{}',1,'2024-01-01 00:00:00.000000');

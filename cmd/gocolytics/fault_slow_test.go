@@ -193,14 +193,17 @@ func TestFault_ConnCap(t *testing.T) {
 		}
 	}
 	refused := 0
+	refuse := func(b []byte) {
+		if !bytes.HasPrefix(b, []byte("HTTP/1.1 429")) {
+			t.Errorf("a refused connection got %q, want a 429", b)
+		}
+		refused++
+	}
 	wait := time.After(2 * time.Second)
 	for _, s := range slow {
 		select {
 		case b := <-s.closed:
-			if !bytes.HasPrefix(b, []byte("HTTP/1.1 429")) {
-				t.Errorf("a refused connection got %q, want a 429", b)
-			}
-			refused++
+			refuse(b)
 			continue
 		case <-wait:
 		}
@@ -209,10 +212,7 @@ func TestFault_ConnCap(t *testing.T) {
 	for _, s := range slow {
 		select {
 		case b := <-s.closed:
-			if !bytes.HasPrefix(b, []byte("HTTP/1.1 429")) {
-				t.Errorf("a refused connection got %q, want a 429", b)
-			}
-			refused++
+			refuse(b)
 		default:
 		}
 	}

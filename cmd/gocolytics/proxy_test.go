@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -34,13 +33,7 @@ func startNginx(t *testing.T, upstream string, httpPort, httpsPort int, certFile
 // upstream's server lines (127.0.0.1:80NN), in order, become upstreams.
 func startNginxRecipe(t *testing.T, recipePath string, upstreams []string, httpPort, httpsPort int, certFile, keyFile string) {
 	t.Helper()
-	nginx, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, err = os.Stat("/usr/sbin/nginx"); err != nil {
-			t.Skip("nginx is not installed (apt-get install nginx)")
-		}
-		nginx = "/usr/sbin/nginx"
-	}
+	nginx := gctest.NeedProgram(t, "nginx", "nginx")
 	recipe, err := os.ReadFile(recipePath)
 	if err != nil {
 		t.Fatal(err)
@@ -270,13 +263,11 @@ func recipeArgs(t *testing.T, recipe string) []string {
 // get fetches url with c and returns the status and the body.
 func get(t *testing.T, c *http.Client, url string) (int, string) {
 	t.Helper()
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return gctest.Do(t, c, req)
 }
 
 // bigBatch is n events of some 350 bytes each.
@@ -293,10 +284,7 @@ func bigBatch(n int, userID string) string {
 // 127.0.0.1 ports instead of 80 and 443 and with the test's certificate
 // instead of Let's Encrypt's; otherwise as shipped.
 func TestCaddyRecipe(t *testing.T) {
-	caddy, err := exec.LookPath("caddy")
-	if err != nil {
-		t.Skip("caddy is not installed (apt-get install caddy)")
-	}
+	caddy := gctest.NeedProgram(t, "caddy", "caddy")
 	needLoopbackClients(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")

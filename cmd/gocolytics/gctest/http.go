@@ -22,9 +22,6 @@ var client = &http.Client{Timeout: 60 * time.Second}
 // fails the test. A nil c is a client with a 60 s timeout.
 func Post(tb testing.TB, c *http.Client, url, body string, header ...string) (int, string) {
 	tb.Helper()
-	if c == nil {
-		c = client
-	}
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		tb.Fatal(err)
@@ -32,22 +29,30 @@ func Post(tb testing.TB, c *http.Client, url, body string, header ...string) (in
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		tb.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return Do(tb, c, req)
 }
 
 // Get fetches url and returns the status and the body; no answer fails the
 // test.
 func Get(tb testing.TB, url string) (int, string) {
 	tb.Helper()
-	resp, err := client.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		tb.Fatalf("GET %s: %v", url, err)
+		tb.Fatal(err)
+	}
+	return Do(tb, nil, req)
+}
+
+// Do sends req with c (nil: a client with a 60 s timeout) and returns the
+// status and the response body; no answer fails the test.
+func Do(tb testing.TB, c *http.Client, req *http.Request) (int, string) {
+	tb.Helper()
+	if c == nil {
+		c = client
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

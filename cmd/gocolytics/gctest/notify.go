@@ -62,6 +62,13 @@ func (s *NotifySocket) read() {
 // Receive returns the next notification, waiting up to limit; false if none
 // came.
 func (s *NotifySocket) Receive(limit time.Duration) (string, bool) {
+	m, err := s.next(nil, limit)
+	return m, err == nil
+}
+
+// next takes the next notification off the queue, waiting up to limit; an
+// error when the time is up or gone is closed first.
+func (s *NotifySocket) next(gone <-chan struct{}, limit time.Duration) (string, error) {
 	timeout := time.After(limit)
 	for {
 		s.mu.Lock()
@@ -69,14 +76,16 @@ func (s *NotifySocket) Receive(limit time.Duration) (string, bool) {
 			m := s.queue[0]
 			s.queue = s.queue[1:]
 			s.mu.Unlock()
-			return m, true
+			return m, nil
 		}
 		more := s.more
 		s.mu.Unlock()
 		select {
 		case <-more:
+		case <-gone:
+			return "", errors.New("exited")
 		case <-timeout:
-			return "", false
+			return "", fmt.Errorf("no notification within %v", limit)
 		}
 	}
 }
@@ -84,9 +93,9 @@ func (s *NotifySocket) Receive(limit time.Duration) (string, bool) {
 // Next returns the next notification, failing the test after 20 s.
 func (s *NotifySocket) Next(tb testing.TB) string {
 	tb.Helper()
-	m, ok := s.Receive(20 * time.Second)
-	if !ok {
-		tb.Fatal("no notification within 20s")
+	m, err := s.next(nil, 20*time.Second)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return m
 }
@@ -109,25 +118,14 @@ func (s *NotifySocket) Until(tb testing.TB, prefix string) (string, []string) {
 // returns that notification; an error if exited is closed first (the
 // process is gone) or the time is up.
 func (s *NotifySocket) WaitReady(exited <-chan struct{}, limit time.Duration) (string, error) {
-	timeout := time.After(limit)
+	deadline := time.Now().Add(limit)
 	for {
-		s.mu.Lock()
-		for len(s.queue) > 0 {
-			m := s.queue[0]
-			s.queue = s.queue[1:]
-			if strings.HasPrefix(m, "READY=1") {
-				s.mu.Unlock()
-				return m, nil
-			}
+		m, err := s.next(exited, time.Until(deadline))
+		if err != nil {
+			return "", fmt.Errorf("waiting for READY=1: %w", err)
 		}
-		more := s.more
-		s.mu.Unlock()
-		select {
-		case <-more:
-		case <-exited:
-			return "", errors.New("exited before READY=1")
-		case <-timeout:
-			return "", fmt.Errorf("no READY=1 within %v", limit)
+		if strings.HasPrefix(m, "READY=1") {
+			return m, nil
 		}
 	}
 }

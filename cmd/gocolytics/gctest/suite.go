@@ -2,6 +2,8 @@ package gctest
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -26,4 +28,23 @@ func NeedFault(tb testing.TB) {
 	if os.Getenv(FaultEnv) != "1" && !FaultLong() {
 		tb.Skipf("part of the fault suite: set %s=1 (or %s=1, as .ci/run does) to run it", FaultEnv, FaultLongEnv)
 	}
+}
+
+// NeedProgram returns the path of a program the test drives (looked up in
+// PATH, then in /usr/sbin and /sbin, where Debian puts daemons such as
+// nginx), or skips the test saying which Debian package has it; .ci/run
+// installs every package in .ci/packages.
+func NeedProgram(tb testing.TB, name, debianPackage string) string {
+	tb.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	tb.Skipf("%s is not installed (Debian package %s; .ci/run installs it)", name, debianPackage)
+	return ""
 }
