@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type Metrics struct {
 	monitor       atomic.Pointer[Monitor]
 	extra         []*metrics.Set
 	limited       limitedClients
+	// remote, when set, sends what this process observes of its requests
+	// to the supervisor's Metrics instead (NewRemoteMetrics).
+	remote *remote
 	// requests caches the counter of each path and status (100 to 599).
 	requests [len(metricPaths)][500]atomic.Pointer[metrics.Counter]
 }
@@ -120,7 +124,32 @@ func (s *Server) noteLimited(ctx *fasthttp.RequestCtx) {
 	if secs, err := strconv.Atoi(string(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter))); err == nil && secs > 0 {
 		wait = time.Duration(secs) * time.Second
 	}
-	s.metrics.limited.note(ratelimit.ClientKey(requestClient(ctx, p.rateLimit.trusted)), time.Now().Add(wait))
+	s.metrics.observeLimited(ratelimit.ClientKey(requestClient(ctx, p.rateLimit.trusted)), wait)
+}
+
+// observeLimited records a client answered 429 that is to wait wait.
+func (m *Metrics) observeLimited(client string, wait time.Duration) {
+	if m.remote != nil {
+		m.remote.limited(client, wait)
+		return
+	}
+	m.limited.note(client, time.Now().Add(wait))
+}
+
+// observeRequestEvents records the events of one stored request.
+func (m *Metrics) observeRequestEvents(n int) {
+	if m.remote != nil {
+		m.remote.events(n)
+		return
+	}
+	m.requestEvents.Update(float64(n))
+}
+
+// Watch makes the gauges of the writer's state (queued events, healthy)
+// read mon. ingest.New does it for a Committer that is a Monitor; the
+// supervisor of worker processes does it for its database.
+func (m *Metrics) Watch(mon Monitor) {
+	m.monitor.Store(&mon)
 }
 
 // ObserveCommit records one transaction of the writer; it has the shape of
@@ -188,6 +217,20 @@ func rejectReason(ctx *fasthttp.RequestCtx, status int) string {
 func (m *Metrics) countRequest(ctx *fasthttp.RequestCtx) {
 	status := ctx.Response.StatusCode()
 	path := metricPath(ctx.Path())
+	reason := ""
+	if path <= 1 && status >= 400 {
+		reason = rejectReason(ctx, status)
+	}
+	if m.remote != nil {
+		m.remote.request(path, status, reason)
+		return
+	}
+	m.observeRequest(path, status, reason)
+}
+
+// observeRequest counts one answered request of path (an index of
+// metricPaths) and, when reason is set, one rejection for it.
+func (m *Metrics) observeRequest(path, status int, reason string) {
 	if status >= 100 && status < 600 {
 		slot := &m.requests[path][status-100]
 		c := slot.Load()
@@ -197,20 +240,30 @@ func (m *Metrics) countRequest(ctx *fasthttp.RequestCtx) {
 		}
 		c.Inc()
 	}
-	if path <= 1 && status >= 400 {
-		m.set.GetOrCreateCounter(`gocolytics_rejections_total{reason="` + rejectReason(ctx, status) + `"}`).Inc()
+	if reason != "" {
+		m.set.GetOrCreateCounter(`gocolytics_rejections_total{reason="` + reason + `"}`).Inc()
 	}
 }
 
-// serveMetrics writes every metric in Prometheus text format, with the
-// process's own (CPU, memory, file descriptors, Go runtime).
+// serveMetrics answers /metrics: every metric in Prometheus text format.
+// A worker's remote Metrics answers with the supervisor's.
 func (m *Metrics) serveMetrics(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-	m.set.WritePrometheus(ctx)
-	for _, s := range m.extra {
-		s.WritePrometheus(ctx)
+	if m.remote != nil {
+		m.remote.serve(ctx)
+		return
 	}
-	metrics.WriteProcessMetrics(ctx)
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	m.WriteText(ctx)
+}
+
+// WriteText writes every metric in Prometheus text format, with the
+// process's own (CPU, memory, file descriptors, Go runtime).
+func (m *Metrics) WriteText(w io.Writer) {
+	m.set.WritePrometheus(w)
+	for _, s := range m.extra {
+		s.WritePrometheus(w)
+	}
+	metrics.WriteProcessMetrics(w)
 }
 
 // Add makes /metrics show another component's metrics too (the PostgreSQL

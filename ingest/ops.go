@@ -55,7 +55,7 @@ func (s *Server) addExtras(cfg Config) {
 	s.notes = cfg.HealthNotes
 	if mon, ok := s.sink.(Monitor); ok {
 		s.monitor = mon
-		s.metrics.monitor.Store(&mon)
+		s.metrics.Watch(mon)
 	}
 
 	r := s.router

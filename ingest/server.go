@@ -256,7 +256,7 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 		writeDetail(ctx, fasthttp.StatusServiceUnavailable, unavailable(err))
 		return
 	}
-	s.metrics.requestEvents.Update(float64(len(d.Events)))
+	s.metrics.observeRequestEvents(len(d.Events))
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 

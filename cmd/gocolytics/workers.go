@@ -32,6 +32,7 @@ type supervisor struct {
 	addr    string
 	b       *backend
 	budget  *ratelimit.SharedBudget
+	metrics *ingest.Metrics
 	sup     *workers.Supervisor
 }
 
@@ -43,13 +44,17 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	if _, err := loadCertificate(cfg); err != nil {
 		return err
 	}
-	// The forwarder runs here, beside the writer; the workers' /healthz and
-	// /metrics do not show it (the systemd status line does).
-	b, err := openBackend(cfg, logger, nil, nil)
+	// The forwarder runs here, beside the writer; the workers' /metrics
+	// show it, their /healthz does not (the systemd status line does).
+	// The one Metrics of the server: the writer feeds it here, the workers
+	// send it their request records, and their /metrics show it.
+	metrics := ingest.NewMetrics()
+	b, err := openBackend(cfg, logger, metrics, &ingest.Config{Metrics: metrics})
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	metrics.Watch(b.db)
 
 	// The workers read the generated admin key from its file: make it now.
 	_, generatedKey, err := adminKeys(cfg)
@@ -65,7 +70,7 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	if addr == "" {
 		inherited, addr = socket, socketAddr(socket)
 	}
-	m := &supervisor{args: args, logger: logger, workers: cfg.Workers, addr: addr, b: b,
+	m := &supervisor{args: args, logger: logger, workers: cfg.Workers, addr: addr, b: b, metrics: metrics,
 		budget: ratelimit.NewSharedBudget(cfg.Rates, budgetOptions(cfg, logger))}
 	m.sup = workers.NewSupervisor(workers.SupervisorConfig{
 		Workers:  cfg.Workers,
@@ -74,7 +79,7 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 		Addr:     addr,
 		Stderr:   stderr,
 		ServeLink: func(conn net.Conn, ready func()) error {
-			return link.Serve(conn, b.db, link.Handlers{Ready: func(int) { ready() }, Call: m.budget.Answer})
+			return link.Serve(conn, b.db, link.Handlers{Ready: func(int) { ready() }, Call: m.answer})
 		},
 	}, logger)
 	sctx, cancel := context.WithTimeout(ctx, workerStartTimeout)
@@ -113,6 +118,15 @@ func (m *supervisor) reload() {
 	m.sup.Signal(syscall.SIGHUP)
 }
 
+// answer answers a worker's call on its link: a question for the rate
+// budget, or the worker's metrics records and scrapes.
+func (m *supervisor) answer(q []byte) []byte {
+	if len(q) > 0 && q[0] == ratelimit.BudgetAsk {
+		return m.budget.Answer(q)
+	}
+	return m.metrics.Answer(q)
+}
+
 // workerSocket returns the socket systemd passed (and an empty address:
 // workers serve it), or else HOST:PORT reserved for the workers to bind
 // with SO_REUSEPORT, and the address they bind.
@@ -149,16 +163,17 @@ func socketAddr(f *os.File) string {
 // worker is the mode of a worker process: it serves HTTP on the socket the
 // supervisor arranged and commits through the link.
 type worker struct {
-	args   []string
-	logger *slog.Logger
-	number int
-	lc     *link.Client
-	srv    *ingest.Server
-	adm    *adminSide
-	cert   *Certificate
-	ln     net.Listener
-	served <-chan error
-	done   chan error
+	args    []string
+	logger  *slog.Logger
+	number  int
+	lc      *link.Client
+	srv     *ingest.Server
+	metrics *ingest.Metrics
+	adm     *adminSide
+	cert    *Certificate
+	ln      net.Listener
+	served  <-chan error
+	done    chan error
 }
 
 // runWorker is run in a worker process. It exits when told to (SIGTERM,
@@ -194,7 +209,11 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 	}
 	defer lc.Close()
 	m := &worker{args: args, logger: logger, number: w.Number, lc: lc, cert: cert, done: make(chan error, 1)}
-	m.srv = ingest.New(workerConfig(cfg, lc), lc, logger)
+	m.metrics = ingest.NewRemoteMetrics(lc.Call)
+	defer m.metrics.Close()
+	icfg := workerConfig(cfg, lc)
+	icfg.Metrics = m.metrics
+	m.srv = ingest.New(icfg, lc, logger)
 	if m.adm, err = openAdmin(cfg, m.srv, nil, logger); err != nil {
 		ln.Close()
 		return fmt.Errorf("worker %d: %w", w.Number, err)
@@ -233,9 +252,16 @@ func (m *worker) status() string {
 
 // progress is empty: the writer is the supervisor's, and systemd watches
 // the supervisor alone.
-func (m *worker) progress() systemd.Progress      { return systemd.Progress{} }
-func (m *worker) stopped() <-chan error           { return m.done }
-func (m *worker) drain(ctx context.Context) error { return m.srv.Shutdown(ctx) }
+func (m *worker) progress() systemd.Progress { return systemd.Progress{} }
+func (m *worker) stopped() <-chan error      { return m.done }
+
+// drain stops accepting and drains the requests, then sends the last
+// metrics records.
+func (m *worker) drain(ctx context.Context) error {
+	err := m.srv.Shutdown(ctx)
+	m.metrics.Close()
+	return err
+}
 
 // reload applies the keys and limits read again and re-reads the
 // certificate; the rate budget is the supervisor's.

@@ -13,11 +13,11 @@ import (
 // whichever worker its connections land on, and a worker that dies loses
 // nothing of it.
 //
-// The question is budgetAsk followed by the client key. The answer is one
+// The question is BudgetAsk followed by the client key. The answer is one
 // byte (1 allowed, 0 refused), then, when refused, the exceeded rate's
 // count, multiplier and unit and the wait in milliseconds, each a uvarint
 // (the unit length-prefixed).
-const budgetAsk = 'A'
+const BudgetAsk byte = 'A'
 
 // LinkBudget is the Budget of a worker process: Call sends a question to
 // the supervisor and returns its answer (link.Client.Call).
@@ -30,7 +30,7 @@ type LinkBudget struct {
 // is answered 503 anyway.
 func (b LinkBudget) Allow(client string) (bool, Rate, time.Duration) {
 	q := make([]byte, 0, 1+len(client))
-	q = append(append(q, budgetAsk), client...)
+	q = append(append(q, BudgetAsk), client...)
 	a, err := b.Call(q)
 	if err != nil || len(a) == 0 || a[0] == 1 {
 		return true, Rate{}, 0
@@ -86,7 +86,7 @@ func (s *SharedBudget) Reconfigure(rates []Rate, opts TollboothOptions) {
 // Answer answers a LinkBudget's question.
 func (s *SharedBudget) Answer(q []byte) []byte {
 	b := s.local.Load()
-	if len(q) == 0 || q[0] != budgetAsk || b == nil {
+	if len(q) == 0 || q[0] != BudgetAsk || b == nil {
 		return []byte{1}
 	}
 	ok, r, wait := b.Allow(string(q[1:]))
