@@ -1,0 +1,78 @@
+package query_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard/query"
+	"github.com/gocolytics/gocolytics/shard/query/querytest"
+)
+
+// benchGame is the benchmark database: 5 million events over 90
+// days from 12,000 players, 10 event types, 7 versions, 6 platforms.
+var benchGame = querytest.Realistic{Events: 5_000_000, Players: 12_000, Days: 90,
+	Last: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC), Seed: 1}
+
+// last30 is the last 30 days of benchGame.
+func last30() query.Filter {
+	return query.Filter{Application: "Bench Game", Since: benchGame.Last.AddDate(0, 0, -29), Until: benchGame.Last}
+}
+
+// Run with: flock /tmp/gocolytics-bench.lock go test -run '^$' -bench . -benchtime 5x ./shard/query/
+// (the first run writes the database into the temporary folder, about a
+// minute).
+func BenchmarkComputeStats_30Days(b *testing.B) {
+	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := query.ComputeStats(context.Background(), db, last30(), benchGame.Last)
+		if err != nil || st.Summary.Users == 0 {
+			b.Fatal(err, st.Summary)
+		}
+	}
+}
+
+func BenchmarkComputeFunnel_30Days(b *testing.B) {
+	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
+	b.ResetTimer()
+	for b.Loop() {
+		f, err := query.ComputeFunnel(context.Background(), db, last30(), []string{"start", "level_start", "level_end", "purchase"})
+		if err != nil || f[0].Users == 0 {
+			b.Fatal(err, f)
+		}
+	}
+}
+
+func BenchmarkComputeValue_30Days(b *testing.B) {
+	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
+	f := last30()
+	f.EventType = "level_end"
+	b.ResetTimer()
+	for b.Loop() {
+		v, err := query.ComputeValue(context.Background(), db, f, "stats.time")
+		if err != nil || v[0].Count == 0 {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkComputeSeries_30Days(b *testing.B) {
+	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := query.ComputeSeries(context.Background(), db, last30(), "version"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkApplications(b *testing.B) {
+	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := query.Applications(context.Background(), db); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
