@@ -74,6 +74,10 @@ type Config struct {
 	MetricsAddr string
 	// DataOut holds the settings of getting data out (config_dataout.go).
 	DataOut DataOutConfig
+	// Admin and AdminAddr say where the dashboard, the stats API and the
+	// admin endpoints are served (ADMIN_ADDR).
+	Admin     ingest.OpsMode
+	AdminAddr string
 
 	// Forward holds POSTGRES_URL, NODE_ID and the batch settings; forwarding
 	// is on when Forward.PostgresURL is set.
@@ -234,6 +238,10 @@ var settings = []setting{
 	{"POSTGRES_INTERVAL", forward.DefaultInterval.String(), "how often the forwarder looks for new rows once it has caught up", durationSetting(func(c *Config) *time.Duration { return &c.Forward.Interval })},
 	{"ADMIN_KEYS", "", `keys that may read and manage data (export, erase, dashboard), a JSON list such as ["key1"], sent as "Authorization: Bearer KEY"; none means one generated into a file beside the database`, func(c *Config, v string) (err error) {
 		c.DataOut.AdminKeys, err = parseAdminKeys(v)
+		return err
+	}},
+	{"ADMIN_ADDR", "", "where the dashboard, the stats API and the admin endpoints (export, erase) are served: empty for the main listener, off, or host:port for a listener of their own (such as 127.0.0.1:8001 or a VPN address)", func(c *Config, v string) (err error) {
+		c.Admin, c.AdminAddr, err = parseMetricsAddr(v)
 		return err
 	}},
 	{"RETENTION_DAYS", "0", "delete rows older than this many days, at start and hourly; 0 keeps them forever", intSetting(func(c *Config) *int { return &c.DataOut.RetentionDays }, 0)},

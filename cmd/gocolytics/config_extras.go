@@ -37,8 +37,9 @@ func parseCORSOrigins(v string) ([]string, error) {
 	return out, nil
 }
 
-// parseMetricsAddr reads METRICS_ADDR: empty serves /healthz and /metrics
-// on the main listener, "off" nowhere, host:port on a listener of their own.
+// parseMetricsAddr reads METRICS_ADDR (and ADMIN_ADDR, which reads alike):
+// empty serves /healthz and /metrics on the main listener, "off" nowhere,
+// host:port on a listener of their own.
 func parseMetricsAddr(v string) (ingest.OpsMode, string, error) {
 	v = strings.TrimSpace(v)
 	switch {

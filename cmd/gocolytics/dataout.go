@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 
+	"github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/admin"
+	"github.com/gocolytics/gocolytics/ingest/dashboard"
 	"github.com/gocolytics/gocolytics/shard/query"
 )
 
@@ -17,6 +22,12 @@ type adminSide struct {
 	Guard   *admin.Guard
 	Limiter *ingest.RequestLimiter
 	Reader  *query.Reader
+	// mode and addr are ADMIN_ADDR; server serves the routes on addr
+	// when mode is OpsSeparate.
+	mode   ingest.OpsMode
+	addr   string
+	server *fasthttp.Server
+	ln     net.Listener
 	// generatedKey is the key from the file beside the database, when
 	// ADMIN_KEYS is unset.
 	generatedKey string
@@ -36,8 +47,10 @@ func adminKeys(cfg *Config) (keys []string, generated string, err error) {
 }
 
 // openAdmin opens the read-only handle and the key check, and registers the
-// admin endpoints on srv's router, erasing through eraser. The database
-// must exist (the writer has opened it).
+// admin endpoints (erasing through eraser) and the dashboard with its stats
+// API where ADMIN_ADDR says: on srv's router, on a router of their own
+// (served by serve), or nowhere. The database must exist (the writer has
+// opened it).
 func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slog.Logger) (*adminSide, error) {
 	keys, generated, err := adminKeys(cfg)
 	if err != nil {
@@ -47,16 +60,68 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 	if err != nil {
 		return nil, fmt.Errorf("open the database for reading: %w", err)
 	}
-	a := &adminSide{Limiter: ingest.NewRequestLimiter(ingestConfig(cfg), logger), Reader: reader, generatedKey: generated}
+	a := &adminSide{Limiter: ingest.NewRequestLimiter(ingestConfig(cfg), logger), Reader: reader, generatedKey: generated,
+		mode: cfg.Admin, addr: cfg.AdminAddr}
 	a.Guard = admin.NewGuard(keys, a.Limiter)
+	r := srv.Router()
+	switch cfg.Admin {
+	case ingest.OpsOff:
+		return a, nil
+	case ingest.OpsSeparate:
+		r = router.New()
+		a.server = admin.NewServer(r.Handler, admin.ServerConfig{ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+			IdleTimeout: cfg.IdleTimeout, Logger: logger})
+	}
+	dashboard.New(dashboard.Config{DB: reader, Guard: a.Guard, LocalTime: cfg.LocalTime, Logger: logger}).Register(r)
 	admin.New(admin.Config{
 		Reader:       reader,
 		Eraser:       eraser,
 		WriteTimeout: cfg.WriteTimeout,
 		MaxIDLength:  cfg.Limits.MaxStringLength,
 		Logger:       logger,
-	}, a.Guard).Register(srv.Router())
+	}, a.Guard).Register(r)
 	return a, nil
+}
+
+// serve listens on ADMIN_ADDR, when it names a listener of its own, and
+// serves the admin routes there (with TLS when cert is set) until drain;
+// a serve error arrives on served.
+func (a *adminSide) serve(cert *Certificate, served chan<- error, logger *slog.Logger) error {
+	if a.server == nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.addr)
+	if err != nil {
+		return fmt.Errorf("listen for the dashboard and admin endpoints (ADMIN_ADDR): %w", err)
+	}
+	a.ln = ln
+	if cert != nil {
+		ln = cert.Listener(ln)
+	}
+	go func() { served <- a.server.Serve(ln) }()
+	logger.Info("serving the dashboard, the stats API and the admin endpoints", "addr", a.ln.Addr().String())
+	return nil
+}
+
+// dashboardAddr is where the dashboard is served: main, the main listener's
+// address, unless ADMIN_ADDR moved it (nil when it is off).
+func (a *adminSide) dashboardAddr(main net.Addr) net.Addr {
+	switch {
+	case a.mode == ingest.OpsOff:
+		return nil
+	case a.ln != nil:
+		return a.ln.Addr()
+	}
+	return main
+}
+
+// drain stops the admin listener, if any, and waits for its requests
+// until ctx is done; nil-safe.
+func (a *adminSide) drain(ctx context.Context) error {
+	if a == nil || a.server == nil || a.ln == nil {
+		return nil
+	}
+	return a.server.ShutdownWithContext(ctx)
 }
 
 // reload applies reloaded settings: admin keys and the admin rate limit.

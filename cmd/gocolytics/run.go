@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -107,7 +108,7 @@ func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Log
 		return err
 	}
 	defer m.adm.Close()
-	if m.ln, m.served, err = serveHTTP(cfg, m.srv, ln, cert, true, logger); err != nil {
+	if m.ln, m.served, err = serveHTTP(cfg, m.srv, m.adm, ln, cert, true, logger); err != nil {
 		ln.Close()
 		return err
 	}
@@ -116,14 +117,16 @@ func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Log
 	}
 	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", m.ln.Addr().String(), "database", b.db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
-	logDashboardURL(logger, cfg.SQLiteFilePath, m.adm.generatedKey, m.ln.Addr(), cert != nil)
+	logDashboardURL(logger, cfg.SQLiteFilePath, m.adm.generatedKey, m.adm.dashboardAddr(m.ln.Addr()), cert != nil)
 	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining requests, committing what is queued")
 }
 
-func (m *single) status() string                  { return m.b.status("listening on " + m.ln.Addr().String()) }
-func (m *single) progress() systemd.Progress      { return m.b.progress() }
-func (m *single) stopped() <-chan error           { return m.served }
-func (m *single) drain(ctx context.Context) error { return m.srv.Shutdown(ctx) }
+func (m *single) status() string             { return m.b.status("listening on " + m.ln.Addr().String()) }
+func (m *single) progress() systemd.Progress { return m.b.progress() }
+func (m *single) stopped() <-chan error      { return m.served }
+func (m *single) drain(ctx context.Context) error {
+	return errors.Join(m.srv.Shutdown(ctx), m.adm.drain(ctx))
+}
 
 // reload applies the keys, rate limit and request limits read again, and
 // re-reads the TLS certificate (from the files named at start). A bad new

@@ -180,11 +180,16 @@ func loadCertificate(cfg *Config) (*Certificate, error) {
 	return cert, nil
 }
 
-// serveHTTP serves srv on ln (with TLS when cert is set) and, for
-// METRICS_ADDR when ops is true, /healthz and /metrics on a listener of
-// their own. Serve errors arrive on the returned channel.
-func serveHTTP(cfg *Config, srv *ingest.Server, ln net.Listener, cert *Certificate, ops bool, logger *slog.Logger) (net.Listener, <-chan error, error) {
-	served := make(chan error, 2)
+// serveHTTP serves srv on ln (with TLS when cert is set) and, when ops is
+// true, the listeners of their own that METRICS_ADDR (/healthz and
+// /metrics) and ADMIN_ADDR (adm's routes) name. Serve errors arrive on the returned channel.
+func serveHTTP(cfg *Config, srv *ingest.Server, adm *adminSide, ln net.Listener, cert *Certificate, ops bool, logger *slog.Logger) (net.Listener, <-chan error, error) {
+	served := make(chan error, 3)
+	if ops {
+		if err := adm.serve(cert, served, logger); err != nil {
+			return nil, nil, err
+		}
+	}
 	if ops && cfg.Ops == ingest.OpsSeparate {
 		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {

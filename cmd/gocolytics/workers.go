@@ -91,7 +91,11 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 
 	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", addr, "database", b.db.Path(), "workers", cfg.Workers, "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
-	if tcp, err := net.ResolveTCPAddr("tcp", addr); err == nil {
+	dashAddr := addr
+	if cfg.Admin == ingest.OpsSeparate {
+		dashAddr = cfg.AdminAddr
+	}
+	if tcp, err := net.ResolveTCPAddr("tcp", dashAddr); err == nil && cfg.Admin != ingest.OpsOff {
 		logDashboardURL(logger, cfg.SQLiteFilePath, generatedKey, tcp, cfg.TLSCertFile != "")
 	}
 	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining workers, committing what is queued")
@@ -219,8 +223,8 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
 	defer m.adm.Close()
-	// METRICS_ADDR is one port: worker 1 serves it.
-	if m.ln, m.served, err = serveHTTP(cfg, m.srv, ln, cert, w.Number == 1, logger); err != nil {
+	// METRICS_ADDR and ADMIN_ADDR are one port each: worker 1 serves them.
+	if m.ln, m.served, err = serveHTTP(cfg, m.srv, m.adm, ln, cert, w.Number == 1, logger); err != nil {
 		ln.Close()
 		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
@@ -258,7 +262,7 @@ func (m *worker) stopped() <-chan error      { return m.done }
 // drain stops accepting and drains the requests, then sends the last
 // metrics records.
 func (m *worker) drain(ctx context.Context) error {
-	err := m.srv.Shutdown(ctx)
+	err := errors.Join(m.srv.Shutdown(ctx), m.adm.drain(ctx))
 	m.metrics.Close()
 	return err
 }
