@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/shardtest"
@@ -374,5 +374,25 @@ func TestDB_Write_Busy(t *testing.T) {
 	}
 	if fmt.Sprint(sessions) != "[session-2]" {
 		t.Errorf("got rows %v, want [session-2]", sessions)
+	}
+}
+
+// TestDB_Write_WrapsSQLiteError: a failed commit's error wraps the sentinel
+// and SQLite's own error, which errors.As finds with its code.
+func TestDB_Write_WrapsSQLiteError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	w := openDB(t, path, shard.Options{BusyTimeout: 100 * time.Millisecond})
+	lock := shardtest.HoldLock(t, path)
+	defer lock.Release(t)
+	err := w.Write(0, []shard.Event{testEvent(1)})
+	if !errors.Is(err, shard.ErrBusy) {
+		t.Errorf("got %v, want ErrBusy", err)
+	}
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("errors.As(%v, &sqlite3.Error{}) = false, want true", err)
+	}
+	if se.Code != sqlite3.ErrBusy {
+		t.Errorf("got SQLite code %v, want %v (SQLITE_BUSY)", se.Code, sqlite3.ErrBusy)
 	}
 }

@@ -410,18 +410,20 @@ func rollback(c *sqlite3.SQLiteConn, cause error) error {
 	return cause
 }
 
-// classify maps SQLite's error codes onto the sentinel errors callers act on.
+// classify maps SQLite's error codes onto the sentinel errors callers act
+// on. The result wraps both the sentinel and err, so that errors.As still
+// finds SQLite's sqlite3.Error (its extended code included).
 func classify(err error) error {
 	var se sqlite3.Error
 	if errors.As(err, &se) {
 		switch se.Code {
 		case sqlite3.ErrFull:
-			return fmt.Errorf("%w: %v", ErrDiskFull, err)
+			return fmt.Errorf("%w: %w", ErrDiskFull, err)
 		case sqlite3.ErrBusy, sqlite3.ErrLocked:
-			return fmt.Errorf("%w: %v", ErrBusy, err)
+			return fmt.Errorf("%w: %w", ErrBusy, err)
 		}
 	}
-	return fmt.Errorf("%w: %v", ErrCommit, err)
+	return fmt.Errorf("%w: %w", ErrCommit, err)
 }
 
 // walCheckEvery is how many commits pass between two looks at the WAL size.
