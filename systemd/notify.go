@@ -14,21 +14,14 @@ import (
 // not changed.
 const DefaultStatusEvery = 5 * time.Second
 
-// PauseWatchdogEnv names an environment variable for tests only: when it
-// holds a path and a file exists at that path, watchdog pings are withheld,
-// so that a test can watch systemd restart the service. Unset (as in every
-// real deployment) it does nothing.
-const PauseWatchdogEnv = "GOCOLYTICS_TEST_PAUSE_WATCHDOG"
-
 // Notifier sends sd_notify messages (READY=1, STATUS=, RELOADING=1,
 // STOPPING=1, WATCHDOG=1) to the socket systemd names in NOTIFY_SOCKET.
 // Without NOTIFY_SOCKET every method is a no-op. Its methods are safe for
 // concurrent use; messages go out in the order the calls were made.
 type Notifier struct {
-	logger    *slog.Logger
-	enabled   bool
-	watchdog  time.Duration
-	pauseFile string
+	logger   *slog.Logger
+	enabled  bool
+	watchdog time.Duration
 
 	// StatusEvery is how often Start's loop sends STATUS= when the text has
 	// not changed; a changed text is sent at the next tick. Set before Start.
@@ -48,7 +41,6 @@ func New(logger *slog.Logger) *Notifier {
 	n := &Notifier{
 		logger:      logger.With("component", "systemd"),
 		enabled:     os.Getenv("NOTIFY_SOCKET") != "",
-		pauseFile:   os.Getenv(PauseWatchdogEnv),
 		StatusEvery: DefaultStatusEvery,
 	}
 	if n.enabled {
@@ -124,18 +116,13 @@ func (n *Notifier) Start(status func() string, progress func() Progress) (stop f
 				return
 			case now := <-t.C:
 				if n.watchdog > 0 {
-					why := ""
-					if stall.stalled(progress(), now) {
-						why = "the database writer is making no progress"
-					} else if n.paused() {
-						why = PauseWatchdogEnv + " names an existing file"
-					}
 					switch {
-					case why == "":
+					case !stall.stalled(progress(), now):
 						n.ping()
 						withheld = false
 					case !withheld:
-						n.logger.Error("withholding watchdog pings: systemd will restart the service if this lasts", "why", why, "watchdog", n.watchdog.String())
+						n.logger.Error("withholding watchdog pings: systemd will restart the service if this lasts",
+							"why", "the database writer is making no progress", "watchdog", n.watchdog.String())
 						withheld = true
 					}
 				}
@@ -160,14 +147,6 @@ func (n *Notifier) ping() {
 	if !stopping {
 		n.send(daemon.SdNotifyWatchdog)
 	}
-}
-
-func (n *Notifier) paused() bool {
-	if n.pauseFile == "" {
-		return false
-	}
-	_, err := os.Stat(n.pauseFile)
-	return err == nil
 }
 
 // send sends one datagram. Failures are logged, each distinct one once:

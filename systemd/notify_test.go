@@ -1,8 +1,6 @@
 package systemd_test
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -68,20 +66,27 @@ func TestNotifier_Messages(t *testing.T) {
 // watchdogHarness runs a Notifier's loop with a watchdog of 100 ms. Its status
 // text counts the ticks, so that every tick shows up on the socket as a
 // STATUS= line: pings can then be checked tick by tick, without timing.
+// The test drives the writer's progress the loop sees.
 type watchdogHarness struct {
 	sock  *gctest.NotifySocket
-	stuck atomic.Bool
+	state atomic.Int32 // writerMoving, writerStuck or writerWaiting
 	ticks atomic.Int64
 	stop  func()
 }
 
-func startWatchdog(t *testing.T, pauseFile string) *watchdogHarness {
+// States of the writer a watchdogHarness reports.
+const (
+	writerMoving  = iota // idle: nothing queued
+	writerStuck          // one transaction under way for a minute
+	writerWaiting        // events queued, and no transaction finishing
+)
+
+func startWatchdog(t *testing.T) *watchdogHarness {
 	t.Helper()
 	h := &watchdogHarness{sock: gctest.NewNotifySocket(t)}
 	t.Setenv("NOTIFY_SOCKET", h.sock.Path)
 	t.Setenv("WATCHDOG_USEC", "100000")
 	t.Setenv("WATCHDOG_PID", "")
-	t.Setenv(systemd.PauseWatchdogEnv, pauseFile)
 	n := systemd.New(nil)
 	if got, want := n.WatchdogInterval(), 100*time.Millisecond; got != want {
 		t.Fatalf("WatchdogInterval() = %v, want %v", got, want)
@@ -89,8 +94,11 @@ func startWatchdog(t *testing.T, pauseFile string) *watchdogHarness {
 	h.stop = n.Start(
 		func() string { return "tick " + strconv.FormatInt(h.ticks.Add(1), 10) },
 		func() systemd.Progress {
-			if h.stuck.Load() {
+			switch h.state.Load() {
+			case writerStuck:
 				return systemd.Progress{Busy: time.Minute, Queued: 5, Done: 7}
+			case writerWaiting:
+				return systemd.Progress{Queued: 5, Done: 7}
 			}
 			return systemd.Progress{Queued: 0, Done: 7}
 		})
@@ -116,44 +124,44 @@ func (h *watchdogHarness) pings(t *testing.T, k int) int {
 }
 
 func TestNotifier_WatchdogPingsOnlyWhileTheWriterMoves(t *testing.T) {
-	h := startWatchdog(t, "")
+	h := startWatchdog(t)
 	// Every tick pings and then sends its status: after the first status,
 	// each status has exactly one ping before it.
 	h.pings(t, 1)
 	if got := h.pings(t, 3); got != 3 {
 		t.Errorf("healthy writer: %d pings in 3 ticks, want 3", got)
 	}
-	h.stuck.Store(true)
+	h.state.Store(writerStuck)
 	h.pings(t, 1) // the tick under way may have pinged already
 	if got := h.pings(t, 4); got != 0 {
 		t.Errorf("stuck writer: %d pings in 4 ticks, want 0", got)
 	}
-	h.stuck.Store(false)
+	h.state.Store(writerMoving)
 	h.pings(t, 1)
 	if got := h.pings(t, 3); got != 3 {
 		t.Errorf("writer moving again: %d pings in 3 ticks, want 3", got)
 	}
 }
 
-func TestNotifier_WatchdogPauseFile(t *testing.T) {
-	pause := filepath.Join(t.TempDir(), "pause")
-	h := startWatchdog(t, pause)
+// TestNotifier_WatchdogEventsWaiting: events queued while no transaction
+// finishes (a writer blocked outside a transaction) withhold the pings once
+// they have waited longer than half the watchdog, and pings resume when
+// the writer moves again.
+func TestNotifier_WatchdogEventsWaiting(t *testing.T) {
+	h := startWatchdog(t)
 	h.pings(t, 1)
 	if got := h.pings(t, 2); got != 2 {
-		t.Errorf("no pause file: %d pings in 2 ticks, want 2", got)
+		t.Errorf("writer idle: %d pings in 2 ticks, want 2", got)
 	}
-	if err := os.WriteFile(pause, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h.pings(t, 1)
+	h.state.Store(writerWaiting)
+	// The first ticks see the events waiting, not yet for long.
+	h.pings(t, 3)
 	if got := h.pings(t, 3); got != 0 {
-		t.Errorf("pause file present: %d pings in 3 ticks, want 0", got)
+		t.Errorf("events waiting: %d pings in 3 ticks, want 0", got)
 	}
-	if err := os.Remove(pause); err != nil {
-		t.Fatal(err)
-	}
+	h.state.Store(writerMoving)
 	h.pings(t, 1)
 	if got := h.pings(t, 2); got != 2 {
-		t.Errorf("pause file removed: %d pings in 2 ticks, want 2", got)
+		t.Errorf("writer moving again: %d pings in 2 ticks, want 2", got)
 	}
 }
