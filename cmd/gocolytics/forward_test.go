@@ -275,12 +275,10 @@ func TestNginxMultiNodeRecipe(t *testing.T) {
 		args = append(args, recipe[i], recipe[i+1])
 	}
 	args = append(args, "--trusted-proxies", "127.0.0.1")
-	var nodes []*gctest.Server
 	var upstreams []string
 	for i := range 3 {
 		metrics := []string{"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", gctest.FreePort(t))}
 		p := startNode(t, filepath.Join(t.TempDir(), "events.db"), url, fmt.Sprintf("node-%d", i+1), append(args, metrics...)...)
-		nodes = append(nodes, p)
 		upstreams = append(upstreams, p.Addr)
 	}
 	httpPort, httpsPort := gctest.FreePort(t), gctest.FreePort(t)
