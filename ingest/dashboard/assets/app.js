@@ -95,7 +95,7 @@
   }
 
   function fmtSeconds(s) {
-    if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + " s";
+    if (s < 60) return String(Math.round(s * 10) / 10) + " s";
     if (s < 3600) return (s / 60).toFixed(1) + " min";
     return (s / 3600).toFixed(1) + " h";
   }
@@ -110,7 +110,9 @@
       width: width, height: 240,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       scales: { x: { time: true } },
-      axes: [{}, { size: 50 }],
+      // Days only on the x axis: ticks a whole number of days apart.
+      axes: [{ space: 60, incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400],
+        values: (u, vals) => vals.map((v) => isoDay(new Date(v * 1000)).slice(5)) }, { size: 50 }],
       series: [{ label: "Day", value: (u, v) => v == null ? "–" : isoDay(new Date(v * 1000)) }].concat(series.map((s, i) => ({
         label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,
         fill: s.fill ? (s.color || COLORS[i % COLORS.length]) + "55" : undefined,
@@ -208,7 +210,11 @@
     bars($("platforms"), st.platforms.map((p) => ({ name: p.platform, count: p.users, label: p.users + " users" })));
     renderRetention(st.retention);
     const names = st.event_types.map((t) => t.event_type);
-    for (const sel of document.querySelectorAll("#funnel-steps select")) setOptions(sel, names);
+    document.querySelectorAll("#funnel-steps select").forEach((sel, i) => {
+      const fresh = !sel.value;
+      setOptions(sel, names);
+      if (fresh && i < names.length) sel.selectedIndex = i;
+    });
     setOptions($("value-type"), names);
     if (!$("version").value) setOptions($("version"), st.versions.map((v) => v.version), "All");
     if (!$("platform").value) setOptions($("platform"), st.platforms.map((p) => p.platform), "All");

@@ -1,0 +1,228 @@
+package dashboard_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/query/querytest"
+)
+
+// chromiumPath returns the Chromium to drive, or skips the test.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("GOCOLYTICS_CI") != "" {
+		t.Fatal("chromium is missing, but .ci/run installs it (.ci/packages)")
+	}
+	t.Skip("chromium not installed (Debian package chromium): skipping the dashboard browser test")
+	return ""
+}
+
+// browse loads url in a fresh headless Chromium, with extra flags (such as
+// --dump-dom or --screenshot), and returns its output and the page's
+// console messages.
+func browse(t *testing.T, chromium, url string, extra ...string) (string, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000"}, extra...)
+	cmd := exec.CommandContext(ctx, chromium, append(args, url)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Chromium starts helper processes; its own process group lets the test
+	// end them all.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	err := cmd.Wait()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.Bytes())
+	}
+	var console []string
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, ":CONSOLE") {
+			console = append(console, line)
+		}
+	}
+	return stdout.String(), console
+}
+
+// text returns the text of the element with the given id in dom.
+func text(t *testing.T, dom, id string) string {
+	t.Helper()
+	m := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `"[^>]*>([^<]*)<`).FindStringSubmatch(dom)
+	if m == nil {
+		t.Errorf("no element %s in the page", id)
+		return ""
+	}
+	return m[1]
+}
+
+// TestDashboard_Browser loads the page in Chromium with the key in the
+// fragment: the tiles and the retention grid show the dataset's figures,
+// nothing is logged to the console, and a screenshot is saved. Without a
+// key, the page asks for one and shows no figures.
+func TestDashboard_Browser(t *testing.T) {
+	chromium := chromiumPath(t)
+	base := startDashboard(t, querytest.Known(t))
+	page := base + "/dashboard?application=Game&since=2026-11-01&until=2026-11-10&live=0#key=" + adminKey
+
+	dom, console := browse(t, chromium, page, "--dump-dom")
+	if len(console) > 0 {
+		t.Errorf("console messages:\n%s", strings.Join(console, "\n"))
+	}
+	if !strings.Contains(dom, `data-loaded="true"`) {
+		t.Fatalf("the page did not load the statistics:\n%s", dom)
+	}
+	for id, want := range map[string]string{"tile-dau": "1", "tile-wau": "4", "tile-mau": "7", "tile-new": "5",
+		"tile-sessions": "10", "tile-median": "59.5 s"} {
+		if got := text(t, dom, id); got != want {
+			t.Errorf("%s shows %q, want %q", id, got, want)
+		}
+	}
+	// Retention rows, newest cohort first: cohort, users, d1, d7, d30.
+	row := regexp.MustCompile(`<tr data-cohort="([^"]+)"><td>[^<]*</td><td class="num">(\d+)</td>` +
+		`<td class="cell" data-col="d1"[^>]*>([^<]*)</td><td class="cell" data-col="d7"[^>]*>([^<]*)</td><td class="cell" data-col="d30"[^>]*>([^<]*)</td></tr>`)
+	got := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(dom, -1) {
+		got[m[1]] = strings.Join(m[2:], " | ")
+	}
+	for cohort, want := range map[string]string{
+		"2026-11-01": "2 | 1 (50%) | 2 (100%) | –",
+		"2026-11-02": "1 | 1 (100%) | 0 (0%) | –",
+		"2026-11-03": "1 | 0 (0%) | 0 (0%) | –",
+		"2026-11-04": "0 | 0 | – | –",
+		"2026-11-10": "1 | – | – | –",
+	} {
+		if got[cohort] != want {
+			t.Errorf("retention row %s shows %q, want %q", cohort, got[cohort], want)
+		}
+	}
+	if len(got) != 10 {
+		t.Errorf("%d retention rows, want 10", len(got))
+	}
+	if strings.Contains(dom, adminKey) {
+		t.Error("the key is in the page")
+	}
+
+	shot := filepath.Join(os.TempDir(), "gocolytics-dashboard.png")
+	os.Remove(shot)
+	browse(t, chromium, page, "--screenshot="+shot, "--window-size=1280,2600", "--hide-scrollbars")
+	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
+		t.Errorf("screenshot %s: %v", shot, err)
+	} else {
+		t.Logf("screenshot: %s", shot)
+	}
+	if os.Getenv("GOCOLYTICS_CI") != "" {
+		// CI keeps a phone-sized one as well.
+		phone := filepath.Join(os.TempDir(), "gocolytics-dashboard-phone.png")
+		browse(t, chromium, page, "--screenshot="+phone, "--window-size=390,2400", "--hide-scrollbars")
+	}
+
+	// No key: a prompt, no figures.
+	dom, console = browse(t, chromium, base+"/dashboard?application=Game", "--dump-dom")
+	if len(console) > 0 {
+		t.Errorf("console messages without a key:\n%s", strings.Join(console, "\n"))
+	}
+	if !regexp.MustCompile(`<section id="need-key">`).MatchString(dom) || !regexp.MustCompile(`<main id="data" hidden`).MatchString(dom) {
+		t.Errorf("without a key the page does not ask for one:\n%s", dom)
+	}
+	if v := text(t, dom, "tile-dau"); v != "–" {
+		t.Errorf("without a key DAU shows %q", v)
+	}
+	// A wrong key: refused, the prompt again.
+	dom, _ = browse(t, chromium, base+"/dashboard#key=wrong", "--dump-dom")
+	if !strings.Contains(dom, `<section id="need-key">`) || !strings.Contains(dom, "refused") {
+		t.Errorf("with a wrong key the page does not ask for one:\n%s", dom)
+	}
+}
+
+// hostile are strings a game client can send to attack the dashboard.
+var hostile = []string{
+	`<img src=x onerror="document.title='XSS-img'">`,
+	`<script>document.title='XSS-script'</script>`,
+	`javascript:document.title='XSS-url'`,
+	`"><svg onload="document.title='XSS-svg'">`,
+	`</td></tr><tr><td><iframe src="javascript:parent.document.title='XSS-frame'">`,
+}
+
+// TestDashboard_BrowserHostile shows events whose every string is an
+// attack: in Chromium nothing of them runs, no element of theirs appears,
+// and the strings are shown as text.
+func TestDashboard_BrowserHostile(t *testing.T) {
+	chromium := chromiumPath(t)
+	path := filepath.Join(t.TempDir(), "hostile.db")
+	app := hostile[0]
+	var events []shard.Event
+	day := time.Date(2026, 11, 9, 10, 0, 0, 0, time.UTC)
+	for i, h := range hostile {
+		for j := range 3 {
+			events = append(events, shard.Event{Time: day.Add(time.Duration(i*3+j) * time.Hour / 2), Application: app,
+				EventType: h, Version: h, Platform: h, UserID: h + string(rune('a'+j)), SessionID: h,
+				Value: `{"score":` + jsonString(h) + `,` + jsonString(h) + `:1}`})
+		}
+	}
+	querytest.Write(t, path, events)
+	base := startDashboard(t, path)
+	page := base + "/dashboard?since=2026-11-01&until=2026-11-10&live=0#key=" + adminKey
+	dom, console := browse(t, chromium, page, "--dump-dom")
+	if !strings.Contains(dom, `data-loaded="true"`) {
+		t.Fatalf("the page did not load the statistics:\n%s", dom)
+	}
+	for _, line := range console {
+		t.Errorf("console: %s", line)
+	}
+	if strings.Contains(dom, "XSS-") && strings.Contains(dom, "<title>XSS") {
+		t.Errorf("an attack ran: %s", dom[:200])
+	}
+	if m := regexp.MustCompile(`<title>([^<]*)</title>`).FindStringSubmatch(dom); m == nil || m[1] != "gocolytics dashboard" {
+		t.Errorf("title %v", m)
+	}
+	for _, tag := range []string{"<img", "<svg", "<iframe", `href="javascript`} {
+		if strings.Contains(dom, tag) {
+			t.Errorf("the page holds an element %s from event data", tag)
+		}
+	}
+	if n := strings.Count(dom, "<script"); n != 2 {
+		t.Errorf("%d script elements, want the page's 2", n)
+	}
+	// The strings are there, as text.
+	for _, want := range []string{`&lt;img src=x onerror="document.title='XSS-img'"&gt;`, `&lt;script&gt;document.title='XSS-script'&lt;/script&gt;`,
+		`javascript:document.title='XSS-url'`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page does not show %s as text", want)
+		}
+	}
+}
+
+func jsonString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '"', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
