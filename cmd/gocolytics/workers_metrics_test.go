@@ -1,46 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"io"
-	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 )
-
-// scrape reads every sample of http://addr/metrics over a connection of its
-// own (so that scrapes land on either worker), by series name.
-func scrape(t *testing.T, addr string) map[string]float64 {
-	t.Helper()
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("scrape: status %d: %s", resp.StatusCode, b)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("scrape: bad line %q", line)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
 
 // TestWorkers_Metrics: with two workers, /metrics shows the process-wide
 // counters whichever worker answers: after N accepted events every scrape
@@ -57,11 +22,11 @@ func TestWorkers_Metrics(t *testing.T) {
 	}
 	const accepted = `gocolytics_requests_total{path="/v1.0/event",code="204"}`
 	// Each worker sends its request records within half a second.
-	gctest.WaitFor(t, func() bool { return scrape(t, p.Addr)[accepted] == n }, "the workers' request records")
+	gctest.WaitFor(t, func() bool { return gctest.Metrics(t, p.Addr)[accepted] == n }, "the workers' request records")
 
 	var prev map[string]float64
 	for i := range 20 {
-		got := scrape(t, p.Addr)
+		got := gctest.Metrics(t, p.Addr)
 		if v := got["gocolytics_events_stored_total"]; v != n {
 			t.Errorf("scrape %d: gocolytics_events_stored_total = %v, want %d", i, v, n)
 		}
@@ -85,6 +50,8 @@ func TestWorkers_Metrics(t *testing.T) {
 		prev = got
 	}
 	// The scrapes themselves are counted too: all but the last few.
-	gctest.WaitFor(t, func() bool { return scrape(t, p.Addr)[`gocolytics_requests_total{path="/metrics",code="200"}`] >= 20 }, "the scrapes counted")
+	gctest.WaitFor(t, func() bool {
+		return gctest.Metrics(t, p.Addr)[`gocolytics_requests_total{path="/metrics",code="200"}`] >= 20
+	}, "the scrapes counted")
 	p.Stop(t)
 }

@@ -2,6 +2,7 @@ package gctest
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -59,23 +60,58 @@ func Do(tb testing.TB, c *http.Client, req *http.Request) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// Metrics reads every sample of http://addr/metrics, by series name (with
+// its labels), over a connection of its own, so that with workers each
+// scrape may land on another one. Anything but a 200 with well-formed lines
+// fails the test.
+func Metrics(tb testing.TB, addr string) map[string]float64 {
+	tb.Helper()
+	out, err := metrics(addr)
+	if err != nil {
+		tb.Fatalf("scrape %s: %v", addr, err)
+	}
+	return out
+}
+
 // Metric reads one unlabelled metric from http://addr/metrics; -1 if it is
 // absent or the server does not answer.
 func Metric(addr, name string) float64 {
-	resp, err := client.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
-				return v
-			}
-		}
+	m, err := metrics(addr)
+	if v, ok := m[name]; ok && err == nil {
+		return v
 	}
 	return -1
+}
+
+func metrics(addr string) (map[string]float64, error) {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("bad line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad line %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
 }
 
 // WaitMetric waits up to 20 s until the metric reaches at least want.
