@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync/atomic"
 
@@ -44,9 +43,9 @@ type extras struct {
 	ops     *fasthttp.Server
 }
 
-// addExtras registers the routes around the ingest endpoints and wraps the
-// server's handlers to add CORS headers and count requests. New calls it
-// once the ingest routes and the fasthttp server exist.
+// addExtras registers the routes around the ingest endpoints and puts the
+// handlers into the middleware chain (chain.go). New calls it once the
+// ingest routes and the fasthttp server exist.
 func (s *Server) addExtras(cfg Config) {
 	s.metrics = cfg.Metrics
 	if s.metrics == nil {
@@ -71,27 +70,13 @@ func (s *Server) addExtras(cfg Config) {
 		s.addOps(r)
 	}
 
-	next, nextErr := s.srv.Handler, s.srv.ErrorHandler
-	s.srv.Handler = func(ctx *fasthttp.RequestCtx) {
-		next(ctx)
-		s.finish(ctx)
-	}
-	s.srv.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
-		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-			setReason(ctx, "body_too_large")
-		}
-		nextErr(ctx, err)
-		s.finish(ctx)
-	}
+	s.chain()
 
 	opsRouter := router.New()
 	opsRouter.NotFound = s.router.NotFound
 	s.addOps(opsRouter)
 	s.ops = &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			opsRouter.Handler(ctx)
-			s.metrics.countRequest(ctx)
-		},
+		Handler:              s.opsChain(opsRouter.Handler),
 		Name:                 s.srv.Name,
 		ReadTimeout:          s.srv.ReadTimeout,
 		WriteTimeout:         s.srv.WriteTimeout,
@@ -101,17 +86,6 @@ func (s *Server) addExtras(cfg Config) {
 		CloseOnShutdown:      true,
 		Logger:               s.srv.Logger,
 	}
-}
-
-// finish adds the CORS headers to an ingest answer and counts the request.
-func (s *Server) finish(ctx *fasthttp.RequestCtx) {
-	if isIngestPath(ctx.Path()) && !ctx.IsOptions() {
-		s.cors.Load().addCORS(ctx)
-		if ctx.Response.StatusCode() == fasthttp.StatusTooManyRequests {
-			s.noteLimited(ctx)
-		}
-	}
-	s.metrics.countRequest(ctx)
 }
 
 func (s *Server) addOps(r *router.Router) {

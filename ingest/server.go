@@ -1,7 +1,3 @@
-// Package ingest owns HTTP: routing, decoding and validating events, API
-// keys, rate limits and request limits. It hands valid events to a Committer
-// and answers 204 only once the Committer reports them committed. It never
-// touches SQLite.
 package ingest
 
 import (

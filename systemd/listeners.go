@@ -1,4 +1,6 @@
-// Package systemd talks to systemd: socket activation and sd_notify.
+// Package systemd talks to systemd: socket activation (listeners.go),
+// sd_notify (notify.go) and the watchdog that pings only while the writer
+// moves (watchdog.go); the unit files live beside them.
 //
 // Outside systemd (no LISTEN_FDS, no NOTIFY_SOCKET, no WATCHDOG_USEC) every
 // function here is a no-op, so the same binary runs by hand, in a container

@@ -1,6 +1,13 @@
 // Command gocolytics is a drop-in replacement for the Pycolytics analytics
 // server: it takes events over HTTP and commits them to one SQLite database
 // before it answers.
+//
+// It wires the packages together and nothing else: the settings are
+// config.go (one table of every setting); serve.go is the one lifecycle
+// (READY, status, watchdog, SIGHUP, STOPPING, ordered shutdown), the one
+// socket chooser and the one TLS loader (tls.go), which each mode drives:
+// the single process (run.go), and the supervisor and its workers
+// (workers.go).
 package main
 
 import (
