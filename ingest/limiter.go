@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"log/slog"
 	"sync/atomic"
 
@@ -40,6 +41,23 @@ func (l *RequestLimiter) Reconfigure(cfg Config) {
 // answers 429 with a Retry-After and returns false.
 func (l *RequestLimiter) Allow(ctx *fasthttp.RequestCtx) bool {
 	return l.rl.Load().allow(ctx)
+}
+
+// KeepRawPaths lets paths under prefix reach the router as sent, with their
+// percent-escapes (other paths that decode to something else are 404):
+// for routes whose last segment is an arbitrary string, such as a user id,
+// which their handler decodes itself. Call it before Serve.
+func (s *Server) KeepRawPaths(prefix string) {
+	s.rawPrefixes = append(s.rawPrefixes, []byte(prefix))
+}
+
+func (s *Server) rawPath(p []byte) bool {
+	for _, pre := range s.rawPrefixes {
+		if bytes.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
 }
 
 // Router is the server's router, for adding routes of other packages (the

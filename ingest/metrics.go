@@ -40,9 +40,12 @@ type Metrics struct {
 	commitEvents  *metrics.PrometheusHistogram
 	commitSeconds *metrics.PrometheusHistogram
 	requestEvents *metrics.PrometheusHistogram
-	monitor       atomic.Pointer[Monitor]
-	extra         []*metrics.Set
-	limited       limitedClients
+	// rowsErased and rowsPruned mirror the writer's counts of deleted rows
+	// (erasure, retention), read at each scrape.
+	rowsErased, rowsPruned *metrics.Counter
+	monitor                atomic.Pointer[Monitor]
+	extra                  []*metrics.Set
+	limited                limitedClients
 	// remote, when set, sends what this process observes of its requests
 	// to the supervisor's Metrics instead (NewRemoteMetrics).
 	remote *remote
@@ -61,6 +64,8 @@ func NewMetrics() *Metrics {
 		commitEvents:  s.NewPrometheusHistogramExt("gocolytics_commit_events", eventBuckets),
 		commitSeconds: s.NewPrometheusHistogramExt("gocolytics_commit_seconds", secondsBuckets),
 		requestEvents: s.NewPrometheusHistogramExt("gocolytics_request_events", eventBuckets),
+		rowsErased:    s.NewCounter(`gocolytics_rows_deleted_total{reason="erasure"}`),
+		rowsPruned:    s.NewCounter(`gocolytics_rows_deleted_total{reason="retention"}`),
 	}
 	s.NewGauge("gocolytics_queued_events", func() float64 {
 		if mon := m.monitor.Load(); mon != nil {
@@ -259,6 +264,11 @@ func (m *Metrics) serveMetrics(ctx *fasthttp.RequestCtx) {
 // WriteText writes every metric in Prometheus text format, with the
 // process's own (CPU, memory, file descriptors, Go runtime).
 func (m *Metrics) WriteText(w io.Writer) {
+	if mon := m.monitor.Load(); mon != nil {
+		st := (*mon).Stats()
+		m.rowsErased.Set(st.RowsErased)
+		m.rowsPruned.Set(st.RowsPruned)
+	}
 	m.set.WritePrometheus(w)
 	for _, s := range m.extra {
 		s.WritePrometheus(w)

@@ -100,6 +100,8 @@ type Server struct {
 	policy atomic.Pointer[policy]
 	srv    *fasthttp.Server
 	router *router.Router
+	// rawPrefixes are the paths routed as sent (KeepRawPaths).
+	rawPrefixes [][]byte
 	extras
 }
 
@@ -206,7 +208,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if !bytes.Equal(orig, clean[:n]) {
 			uri.SetPathBytes(append([]byte(nil), clean[:n]...))
 		}
-	case !bytes.Equal(orig, clean):
+	case !bytes.Equal(orig, clean) && !s.rawPath(orig):
 		writeDetail(ctx, fasthttp.StatusNotFound, "Not Found")
 		return
 	}

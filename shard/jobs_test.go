@@ -120,3 +120,29 @@ func TestDB_Erase_Closed(t *testing.T) {
 		t.Error("erase on a closed database: no error")
 	}
 }
+
+// TestDB_Erase_StagingTable: a table listed in EventTables (a staging table
+// that holds rows before they reach event) loses the user's rows too.
+func TestDB_Erase_StagingTable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	if _, err := sqlDB(t, path).Exec(`CREATE TABLE event_staging_test (user_id TEXT, application TEXT, time TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlDB(t, path).Exec(`INSERT INTO event_staging_test VALUES ('gone','A','2026-01-01'), ('gone','B','2026-01-01'), ('kept','A','2026-01-01')`); err != nil {
+		t.Fatal(err)
+	}
+	old := shard.EventTables
+	shard.EventTables = append(append([]string(nil), old...), "event_staging_test", "no_such_table")
+	t.Cleanup(func() { shard.EventTables = old })
+	db.Write(0, userEvents(10, "gone", "A", time.Now()))
+	n, err := db.Erase(context.Background(), "gone", "A")
+	if err != nil || n != 11 {
+		t.Fatalf("erase: %d, %v; want 10 from event and 1 from staging", n, err)
+	}
+	var left int
+	sqlDB(t, path).QueryRow("SELECT count(*) FROM event_staging_test").Scan(&left)
+	if left != 2 {
+		t.Errorf("staging: %d rows left, want 2 (application B, other user)", left)
+	}
+}

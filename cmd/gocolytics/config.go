@@ -264,7 +264,18 @@ func flagName(env string) string {
 // environment, then the command line, each overriding the one before. It
 // reports every bad setting at once.
 func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*Config, error) {
-	fset := flag.NewFlagSet("gocolytics", flag.ContinueOnError)
+	return loadConfig(nil, args, lookupEnv, stderr)
+}
+
+// loadConfig is LoadConfig for the server (sub nil) or a subcommand, which
+// adds its own flags and takes positional arguments (anywhere among the
+// flags, or after "--").
+func loadConfig(sub *subcommand, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*Config, error) {
+	name := "gocolytics"
+	if sub != nil {
+		name += " " + sub.name
+	}
+	fset := flag.NewFlagSet(name, flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	flags := map[string]*string{}
 	for _, s := range settings {
@@ -272,11 +283,30 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	envFile := fset.String("env-file", DefaultEnvFile, "the .env file to read")
 	version := fset.Bool("version", false, "print the version and exit")
-	if err := fset.Parse(args); err != nil {
-		return nil, &usageError{err}
+	if sub != nil {
+		sub.flags(fset)
+		fset.Usage = func() {
+			fmt.Fprintf(stderr, "Usage: %s\n\n", sub.usage)
+			fmt.Fprintf(stderr, "It reads the server's settings (.env, environment, the flags below).\n\n")
+			fset.PrintDefaults()
+		}
 	}
-	if fset.NArg() > 0 {
-		return nil, &usageError{fmt.Errorf("unexpected argument %q", fset.Arg(0))}
+	for rest := args; ; {
+		if err := fset.Parse(rest); err != nil {
+			return nil, &usageError{err}
+		}
+		if fset.NArg() == 0 {
+			break
+		}
+		if sub == nil {
+			return nil, &usageError{fmt.Errorf("unexpected argument %q", fset.Arg(0))}
+		}
+		if used := len(rest) - fset.NArg(); used > 0 && rest[used-1] == "--" {
+			sub.positional = append(sub.positional, fset.Args()...)
+			break
+		}
+		sub.positional = append(sub.positional, fset.Arg(0))
+		rest = fset.Args()[1:]
 	}
 	c := &Config{EnvFile: *envFile, Version: *version}
 	if c.Version {
@@ -348,6 +378,8 @@ func LoadConfig(args []string, lookupEnv func(string) (string, bool), stderr io.
 type usageError struct{ err error }
 
 func (e *usageError) Error() string { return e.err.Error() }
+
+func (e *usageError) Unwrap() error { return e.err }
 
 type configError struct{ problems []string }
 

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
 
 	"github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
@@ -12,6 +16,7 @@ import (
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/admin"
 	"github.com/gocolytics/gocolytics/ingest/dashboard"
+	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/query"
 )
 
@@ -80,6 +85,9 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 		MaxIDLength:  cfg.Limits.MaxStringLength,
 		Logger:       logger,
 	}, a.Guard).Register(r)
+	if r == srv.Router() {
+		srv.KeepRawPaths(admin.UsersPath)
+	}
 	return a, nil
 }
 
@@ -152,4 +160,111 @@ func logDashboardURL(logger *slog.Logger, dbPath, key string, addr net.Addr, htt
 		return
 	}
 	logger.Info("dashboard (the admin key is in the link; keep it private)", "url", admin.DashboardURL(addr, https, key), "key_file", admin.KeyFile(dbPath))
+}
+
+// retentionEvery is how often retention deletes old rows.
+const retentionEvery = time.Hour
+
+// backupRetryMin is the first wait before a failed scheduled backup is
+// tried again; it doubles up to BACKUP_INTERVAL.
+const backupRetryMin = time.Minute
+
+// startMaintenance starts what the process owning the writer does besides
+// ingest: the control socket (for gocolytics forget), retention at start
+// and hourly, and scheduled backups. The returned function stops them all
+// and waits for them.
+func startMaintenance(cfg *Config, db *shard.DB, logger *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	stopControl := serveControl(cfg.SQLiteFilePath, db, logger)
+	if days := cfg.DataOut.RetentionDays; days > 0 {
+		wg.Go(func() { retain(ctx, db, days, logger.With("component", "retention")) })
+	}
+	if cfg.DataOut.BackupDir != "" {
+		wg.Go(func() { scheduleBackups(ctx, cfg, logger.With("component", "backup")) })
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			stopControl()
+		})
+	}
+}
+
+// retain deletes rows older than days, now and then hourly, through the
+// writer in chunks.
+func retain(ctx context.Context, db *shard.DB, days int, logger *slog.Logger) {
+	for {
+		cutoff := time.Now().AddDate(0, 0, -days)
+		start := time.Now()
+		n, err := db.Prune(ctx, cutoff)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			logger.Error("retention failed; trying again in an hour", "deleted", n, "err", err)
+		case n > 0:
+			logger.Info("deleted old rows", "deleted", n, "older_than", cutoff.UTC().Format(time.RFC3339), "took", time.Since(start).Round(time.Millisecond).String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retentionEvery):
+		}
+	}
+}
+
+// scheduleBackups takes a backup into BACKUP_DIR whenever the newest one is
+// BACKUP_INTERVAL old (at once when there is none), keeps BACKUP_KEEP, and
+// retries a failed one with backoff. It reads through its own read-only
+// connection: ingest goes on meanwhile.
+func scheduleBackups(ctx context.Context, cfg *Config, logger *slog.Logger) {
+	dir, every, keep := cfg.DataOut.BackupDir, cfg.DataOut.BackupInterval, cfg.DataOut.BackupKeep
+	retry := backupRetryMin
+	for {
+		wait := time.Duration(0)
+		if _, times, err := shard.Backups(dir); err == nil && len(times) > 0 {
+			wait = time.Until(times[len(times)-1].Add(every))
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		err := backupOnce(ctx, cfg.SQLiteFilePath, dir, keep, cfg.BusyTimeout, logger)
+		if err == nil {
+			retry = backupRetryMin
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Error("backup failed; trying again", "in", retry.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+		retry = min(retry*2, every)
+	}
+}
+
+// backupOnce takes one scheduled backup and rotates the old ones.
+func backupOnce(ctx context.Context, dbPath, dir string, keep int, busy time.Duration, logger *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	start := time.Now()
+	dst := filepath.Join(dir, shard.BackupName(start))
+	size, err := shard.Backup(ctx, dbPath, dst, busy)
+	if err != nil {
+		return err
+	}
+	gone, err := shard.RotateBackups(dir, keep)
+	logger.Info("backup written", "file", dst, "bytes", size, "took", time.Since(start).Round(time.Millisecond).String(), "deleted_old", len(gone))
+	return err
 }

@@ -51,6 +51,11 @@ func versionLine() string {
 // run is the whole program: it reads the settings, opens the database,
 // serves until ctx is done, then shuts down in order.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		if sub, ok := subcommands()[args[0]]; ok {
+			return runSubcommand(ctx, sub, args[1:], stdout, stderr) // subcommands.go
+		}
+	}
 	cfg, err := LoadConfig(args, lookupEnv, stderr)
 	if err != nil {
 		return err
@@ -153,6 +158,8 @@ func shardOptions(c *Config) shard.Options {
 		Synchronous:  c.Synchronous,
 		CacheSizeKiB: c.CacheSizeKiB,
 		LocalTime:    c.LocalTime,
+		// ERASE_EVENT_TYPE
+		EraseEventType: c.DataOut.EraseEventType,
 	}
 }
 

@@ -42,6 +42,9 @@ type mode interface {
 type backend struct {
 	db  *shard.DB
 	fwd *forward.Forwarder
+	// stopMaintenance stops the control socket, retention and scheduled
+	// backups (dataout.go).
+	stopMaintenance func()
 }
 
 // openBackend opens the database, its writer feeding metrics (when set),
@@ -60,12 +63,13 @@ func openBackend(cfg *Config, logger *slog.Logger, metrics *ingest.Metrics, icfg
 		db.Close()
 		return nil, err
 	}
-	return &backend{db: db, fwd: fwd}, nil
+	return &backend{db: db, fwd: fwd, stopMaintenance: startMaintenance(cfg, db, logger)}, nil
 }
 
 // close stops the forwarder, then commits what is queued and closes the
 // database. Both are nil-safe and idempotent.
 func (b *backend) close() error {
+	b.stopMaintenance()
 	fwdErr := b.fwd.Close()
 	return errors.Join(b.db.Close(), fwdErr)
 }

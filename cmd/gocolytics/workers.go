@@ -218,7 +218,7 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 	icfg := workerConfig(cfg, lc)
 	icfg.Metrics = m.metrics
 	m.srv = ingest.New(icfg, lc, logger)
-	if m.adm, err = openAdmin(cfg, m.srv, nil, logger); err != nil {
+	if m.adm, err = openAdmin(cfg, m.srv, lc, logger); err != nil {
 		ln.Close()
 		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}

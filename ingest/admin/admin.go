@@ -65,6 +65,10 @@ const (
 	UsersPath  = "/v1.0/users/"
 )
 
+// EraseHandler is the erasure endpoint without the key check, for the
+// control socket, whose file permissions are its check.
+func (h *Handlers) EraseHandler() fasthttp.RequestHandler { return h.erase }
+
 // Register adds the endpoints to r: GET /v1.0/export and
 // DELETE /v1.0/users/{user_id}.
 func (h *Handlers) Register(r *router.Router) {

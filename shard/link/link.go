@@ -37,6 +37,7 @@ type call struct {
 	err     error
 	payload []byte
 	state   linkState
+	erased  int64
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan struct{}, 1)} }}
@@ -154,7 +155,7 @@ func (l *Client) roundTrip(c *call, typ, want byte) {
 }
 
 func (l *Client) release(c *call) {
-	c.err, c.payload, c.state = nil, nil, linkState{}
+	c.err, c.payload, c.state, c.erased = nil, nil, linkState{}, 0
 	if cap(c.scratch) > 1<<20 {
 		c.scratch = nil
 	}
@@ -189,6 +190,8 @@ func (l *Client) read(r *bufio.Reader, buf []byte) {
 			c.payload = bytes.Clone(f.Payload)
 		case FrameState:
 			c.state, c.err = decodeState(f.Payload)
+		case FrameErased:
+			c.erased, c.err = decodeErased(f.Payload)
 		}
 		c.ch <- struct{}{}
 	}

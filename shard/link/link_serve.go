@@ -2,6 +2,7 @@ package link
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,14 @@ func Serve(conn net.Conn, w Writer, h Handlers) error {
 				reply = h.Call(f.Payload)
 			}
 			out.send(FrameReply, f.ID, func(b []byte) []byte { return append(b, reply...) })
+		case FrameErase:
+			// An erasure takes many chunks; the link goes on meanwhile.
+			writes.Add(1)
+			go func(id uint64, payload []byte) {
+				defer writes.Done()
+				reply := serveErase(w, payload)
+				out.send(FrameErased, id, func(b []byte) []byte { return append(b, reply...) })
+			}(f.ID, bytes.Clone(f.Payload))
 		case FrameStatus:
 			health, st := w.Health(), w.Stats()
 			out.send(FrameState, f.ID, func(b []byte) []byte { return appendState(b, health, st) })

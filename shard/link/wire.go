@@ -13,7 +13,7 @@ import (
 // Version is the version of the link protocol between worker processes
 // and the writer (PROTOCOL.md). Both ends send it first; a mismatch ends
 // the link before any event crosses it.
-const Version = 1
+const Version = 2
 
 // MaxFrameBytes caps one frame of the link, header included. A frame
 // carries at most one request body's events, which MAX_BODY_BYTES keeps far
@@ -31,6 +31,8 @@ const (
 	FrameReply   byte = 'c' // writer: the handler's answer
 	FrameStatus  byte = 'S' // worker: a question about the writer's health
 	FrameState   byte = 's' // writer: health and counters
+	FrameErase   byte = 'E' // worker: erase a user's rows
+	FrameErased  byte = 'e' // writer: the outcome of a FrameErase and the rows deleted
 )
 
 // linkMagic opens every hello, so that a stray peer is told apart from a
@@ -276,7 +278,9 @@ func appendState(b []byte, health error, st shard.Stats) []byte {
 	b = binary.AppendUvarint(b, st.FailedCommits)
 	b = binary.AppendVarint(b, st.QueuedEvents)
 	b = binary.AppendVarint(b, int64(st.Stuck))
-	return appendOutcome(b, st.LastError)
+	b = appendOutcome(b, st.LastError)
+	b = binary.AppendUvarint(b, st.RowsErased)
+	return binary.AppendUvarint(b, st.RowsPruned)
 }
 
 // linkState is a decoded FrameState.
@@ -304,6 +308,10 @@ func decodeState(p []byte) (linkState, error) {
 		p = p[n:]
 	}
 	st := shard.Stats{EventsStored: v[0], Commits: v[1], FailedCommits: v[2], QueuedEvents: int64(v[3]), Stuck: time.Duration(int64(v[4]))}
-	_, st.LastError = decodeOutcome(p)
+	p, st.LastError = decodeOutcome(p)
+	var n int
+	if st.RowsErased, n = binary.Uvarint(p); n > 0 {
+		st.RowsPruned, _ = binary.Uvarint(p[n:])
+	}
 	return linkState{health, st}, nil
 }
