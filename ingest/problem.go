@@ -2,7 +2,8 @@ package ingest
 
 import (
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
 // FieldError is one entry of a 422 answer's detail list, in the shape
@@ -65,33 +66,5 @@ func (p *Problem) Body() []byte {
 	return append(b, "]}"...)
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string, escaping what JSON requires
-// and replacing invalid UTF-8.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(b, '"')
-}
+// appendJSONString appends s as a JSON string (shard.AppendJSONString).
+func appendJSONString(b []byte, s string) []byte { return shard.AppendJSONString(b, s) }

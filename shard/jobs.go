@@ -22,7 +22,7 @@ const (
 	jobChunkMin    = 50
 	jobChunkMax    = 20000
 	jobChunkStart  = 500
-	jobChunkTarget = 20 * time.Millisecond
+	jobChunkTarget = 10 * time.Millisecond
 )
 
 // EventTables are the tables that hold event rows: every delete applies to

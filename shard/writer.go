@@ -221,7 +221,23 @@ func (db *DB) run() {
 	for {
 		if len(w.jobs) > 0 {
 			// A delete is under way: commit what ingest has queued, take
-			// new jobs, then one chunk of the delete, and again.
+			// new jobs, then one chunk of the delete, and again. After a
+			// chunk of T, only ingest is served for T: the delete gets at
+			// most half of the writer's time.
+			if d := time.Until(w.nextChunk); d > 0 {
+				rest := time.NewTimer(d)
+				select {
+				case <-db.stop:
+					w.nextChunk = time.Time{}
+				case j := <-db.jobs:
+					w.jobs = append(w.jobs, j)
+				case <-db.wake:
+					w.drain()
+				case <-rest.C:
+				}
+				rest.Stop()
+				continue
+			}
 			select {
 			case <-db.stop:
 				w.drain()
@@ -232,7 +248,9 @@ func (db *DB) run() {
 			default:
 			}
 			w.drain()
+			start := time.Now()
 			w.runJob()
+			w.nextChunk = time.Now().Add(time.Since(start))
 			continue
 		}
 		select {
@@ -268,6 +286,7 @@ type writer struct {
 	// that ERASE_EVENT_TYPE events of the transaction under way ask for.
 	jobs      []*job
 	chunkRows int
+	nextChunk time.Time
 	erasures  []erasure
 }
 

@@ -3,6 +3,8 @@ package query
 import (
 	"encoding/json"
 	"unicode/utf8"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
 // encoder appends rows to buf in its format.
@@ -32,7 +34,7 @@ func (e *encoder) row(r *Row) {
 		}
 		// Text; a value that is not JSON (never written by gocolytics)
 		// is kept as a string rather than breaking the line.
-		b = appendJSONString(b, c)
+		b = shard.AppendJSONString(b, []byte(c))
 	}
 	e.buf = append(b, '}', '\n')
 }
@@ -56,36 +58,4 @@ func (e *encoder) csvRow(r *Row) {
 		b = append(b, '"')
 	}
 	e.buf = append(b, '\r', '\n')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string: quotes, backslashes and
-// control characters (NUL included) escaped, invalid UTF-8 replaced by
-// U+FFFD, everything else as it is.
-func appendJSONString(b []byte, s []byte) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(b, '"')
 }
