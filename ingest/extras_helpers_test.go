@@ -65,7 +65,7 @@ func gzipped(tb testing.TB, b []byte) []byte {
 }
 
 // startWired starts a real server as the program does: the database's
-// commit hook feeds the server's metrics. It returns the server and, when
+// commit hook feeds the server's metrics (cfg.Metrics, or new ones). It returns the server and, when
 // cfg.Ops is OpsSeparate, the URL of the /healthz and /metrics listener.
 func startWired(tb testing.TB, cfg ingest.Config, opts shard.Options) (*testServer, string) {
 	tb.Helper()
@@ -75,7 +75,9 @@ func startWired(tb testing.TB, cfg ingest.Config, opts shard.Options) (*testServ
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	path := filepath.Join(tb.TempDir(), "events.db")
 	db := shard.New(path, opts, logger)
-	cfg.Metrics = ingest.NewMetrics()
+	if cfg.Metrics == nil {
+		cfg.Metrics = ingest.NewMetrics()
+	}
 	db.OnCommit = cfg.Metrics.ObserveCommit
 	if err := db.Open(); err != nil {
 		tb.Fatalf("open database: %v", err)

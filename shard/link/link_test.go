@@ -24,9 +24,9 @@ func startLink(t *testing.T, db *shard.DB, h link.Handlers) (*link.Client, chan 
 	return l, served
 }
 
-// TestLink_Write: concurrent writes through a link are committed, each
+// TestClient_Write: concurrent writes through a link are committed, each
 // exactly once, and calls and status questions are answered.
-func TestLink_Write(t *testing.T) {
+func TestClient_Write(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := openDB(t, path, shard.Options{})
 	ready := make(chan int, 1)
@@ -72,9 +72,9 @@ func TestLink_Write(t *testing.T) {
 	}
 }
 
-// TestLink_WriterErrors: the writer's error reaches the worker with its
+// TestClient_WriterErrors: the writer's error reaches the worker with its
 // sentinel, and a link whose writer is gone fails with ErrClosed.
-func TestLink_WriterErrors(t *testing.T) {
+func TestClient_WriterErrors(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	l, served := startLink(t, db, link.Handlers{})
 	db.Close()
@@ -93,9 +93,9 @@ func TestLink_WriterErrors(t *testing.T) {
 	}
 }
 
-// TestServeLink_WorkerGone: writes a worker sent before it went away are
-// still committed (never acknowledged), and ServeLink returns only then.
-func TestServeLink_WorkerGone(t *testing.T) {
+// TestServe_WorkerGone: writes a worker sent before it went away are
+// still committed (never acknowledged), and Serve returns only then.
+func TestServe_WorkerGone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := openDB(t, path, shard.Options{})
 	sup, wrk := socketpair(t)

@@ -106,9 +106,9 @@ func socketpair(t *testing.T) (net.Conn, net.Conn) {
 	return conns[0], conns[1]
 }
 
-// TestServeLink_BadVersion: a worker of another version is answered with
+// TestServe_BadVersion: a worker of another version is answered with
 // the writer's version and refused, and nothing is written.
-func TestServeLink_BadVersion(t *testing.T) {
+func TestServe_BadVersion(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
@@ -122,16 +122,16 @@ func TestServeLink_BadVersion(t *testing.T) {
 		t.Fatalf("got %+v, %v; want a welcome with version %d", f, err, link.Version)
 	}
 	if err := <-served; !errors.Is(err, link.ErrBadVersion) {
-		t.Errorf("ServeLink: got %v, want ErrBadVersion", err)
+		t.Errorf("Serve: got %v, want ErrBadVersion", err)
 	}
 	if _, _, err := link.ReadFrame(wrk, nil, link.MaxFrameBytes); err != io.EOF {
 		t.Errorf("after the refusal: got %v, want the link closed", err)
 	}
 }
 
-// TestServeLink_NotHello: a peer that does not start with a hello is
+// TestServe_NotHello: a peer that does not start with a hello is
 // refused.
-func TestServeLink_NotHello(t *testing.T) {
+func TestServe_NotHello(t *testing.T) {
 	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
