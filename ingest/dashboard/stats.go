@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -209,9 +210,16 @@ func (h *Handlers) stats(rc *fasthttp.RequestCtx) (any, error) {
 	if p.err != nil {
 		return nil, p.err
 	}
+	var series []string
+	if v := p.text("series"); v != "" {
+		series = strings.Split(v, ",")
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
 	ctx, cancel := h.ctx()
 	defer cancel()
-	v, err := query.ComputeStats(ctx, h.cfg.DB, f, h.today())
+	v, err := query.ComputeStats(ctx, h.cfg.DB, f, h.today(), series...)
 	return v, timedOut(ctx, err)
 }
 

@@ -18,6 +18,7 @@ func TestStatsAPI_Known(t *testing.T) {
 	for _, tc := range []struct{ path, want string }{
 		{"/v1.0/stats?" + novemberQuery, querytest.Want(t, "want-stats-november.json")},
 		{"/v1.0/stats?" + novemberQuery + "&platform=Linux", querytest.Want(t, "want-stats-november-linux.json")},
+		{"/v1.0/stats/series?" + novemberQuery + "&by=version&platform=Linux", `{"by": "version", "days": ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05", "2026-11-06", "2026-11-07", "2026-11-08", "2026-11-09", "2026-11-10"], "series": [{"name": "1.0", "values": [1, 1, 1, 0, 0, 0, 0, 1, 0, 0]}, {"name": "1.1", "values": [0, 1, 1, 0, 0, 0, 0, 0, 0, 0]}]}`},
 		{"/v1.0/stats/funnel?" + novemberQuery + "&steps=tutorial_start,tutorial_end,level_1",
 			`[{"step": "tutorial_start", "users": 4}, {"step": "tutorial_end", "users": 3}, {"step": "level_1", "users": 2}]`},
 		{"/v1.0/stats/applications", `[
@@ -92,6 +93,7 @@ func TestStatsAPI_BadParams(t *testing.T) {
 		{"/v1.0/stats/value?application=Game&event_type=x", "field"},
 		{"/v1.0/stats/value?application=Game&event_type=x&field=" + url.QueryEscape(`a') OR 1=1 --`), "field"},
 		{"/v1.0/stats/series?application=Game&by=user_id", "by"},
+		{"/v1.0/stats?application=Game&series=event_type,user_id", "series"},
 		{"/v1.0/stats/recent?limit=0", "limit"},
 		{"/v1.0/stats/recent?limit=100000", "limit"},
 		{"/v1.0/stats/recent?limit=-5", "limit"},

@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -149,5 +150,34 @@ func TestRecentAndApplications_Known(t *testing.T) {
 		if _, err := query.ParseLimit(v); err == nil {
 			t.Errorf("limit %q accepted", v)
 		}
+	}
+}
+
+// TestComputeStats_Series: the breakdowns over time that ComputeStats adds
+// from its one pass equal ComputeSeries's own queries, filters included.
+func TestComputeStats_Series(t *testing.T) {
+	db := querytest.OpenReadOnly(t, querytest.Known(t))
+	ctx := context.Background()
+	linux := nov("Game")
+	linux.Platform = "Linux"
+	for _, f := range []query.Filter{nov("Game"), linux} {
+		st, err := query.ComputeStats(ctx, db, f, day("2026-11-10"), "event_type", "version", "platform")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Series) != 3 {
+			t.Fatalf("%d series", len(st.Series))
+		}
+		for _, got := range st.Series {
+			want, err := query.ComputeSeries(ctx, db, f, got.By)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantJSON, _ := json.Marshal(want)
+			querytest.EqualJSON(t, "series by "+got.By, got, string(wantJSON))
+		}
+	}
+	if _, err := query.ComputeStats(ctx, db, nov("Game"), day("2026-11-10"), "user_id"); err == nil {
+		t.Error("series by user_id accepted")
 	}
 }

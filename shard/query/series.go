@@ -55,7 +55,6 @@ func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series
 		index[d] = i
 	}
 	byName := map[string][]int64{}
-	total := map[string]int64{}
 	for rows.Next() {
 		var name, d string
 		var n int64
@@ -70,13 +69,22 @@ func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series
 			byName[name] = make([]int64, len(days))
 		}
 		byName[name][i] = n
-		total[name] += n
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read series: %w", err)
 	}
+	return newSeries(by, days, byName), nil
+}
+
+// newSeries orders a breakdown's values, largest total first, ties by
+// name, and keeps MaxSeries of them.
+func newSeries(by string, days []string, byName map[string][]int64) *Series {
+	total := map[string]int64{}
 	s := &Series{By: by, Days: days, Series: []SeriesEntry{}}
 	for name, v := range byName {
+		for _, n := range v {
+			total[name] += n
+		}
 		s.Series = append(s.Series, SeriesEntry{name, v})
 	}
 	sort.Slice(s.Series, func(i, j int) bool {
@@ -89,5 +97,22 @@ func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series
 	if len(s.Series) > MaxSeries {
 		s.Series = s.Series[:MaxSeries]
 	}
-	return s, nil
+	return s
+}
+
+// series is the breakdown by by over days from one pass's groups.
+func (a *activityData) series(by string, days []string) *Series {
+	byName := map[string][]int64{}
+	for name, sh := range a.shares[by] {
+		v := make([]int64, len(days))
+		for i := range days {
+			if seriesColumns[by] {
+				v[i] = sh.dayEvents[i]
+			} else {
+				v[i] = int64(len(sh.dayUsers[i]))
+			}
+		}
+		byName[name] = v
+	}
+	return newSeries(by, days, byName)
 }

@@ -15,6 +15,9 @@ type Stats struct {
 	Versions   []Version   `json:"versions"`
 	Platforms  []Platform  `json:"platforms"`
 	Retention  []Cohort    `json:"retention"`
+	// Series are the breakdowns over time asked for, if any (see
+	// ComputeSeries).
+	Series []*Series `json:"series,omitempty"`
 }
 
 // Summary covers the whole range; DAU is the users of its last day, WAU and
@@ -87,10 +90,17 @@ var RetentionDays = []int{1, 7, 30}
 //   - retention dN of cohort C counts C's new users who are users of C+N.
 //
 // The version, platform and event_type filters apply to every figure but
-// the first-event test of new users.
-func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time) (*Stats, error) {
+// the first-event test of new users. Each of series ("event_type",
+// "version", "platform") adds that breakdown over time, as ComputeSeries
+// answers it, from the same pass over the events.
+func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time, series ...string) (*Stats, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
+	}
+	for _, by := range series {
+		if _, ok := seriesColumns[by]; !ok {
+			return nil, &ParamError{"series", "must list event_type, version or platform"}
+		}
 	}
 	days := f.dayList()
 	index := make(map[string]int, len(days))
@@ -160,46 +170,103 @@ func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time) (*S
 		st.Retention[i] = c
 	}
 
-	if err := sessions(ctx, q, f, index, st); err != nil {
-		return nil, err
-	}
-	if err := breakdowns(ctx, q, f, st); err != nil {
-		return nil, err
+	sessions(act, index, st)
+	breakdowns(act, st)
+	for _, by := range series {
+		st.Series = append(st.Series, act.series(by, days))
 	}
 	return st, nil
 }
 
-// activityData is which users were active on which day of the range.
+// activityData is what one pass over the range's events gathers: which
+// users were active on which day, the events of each day, each session's
+// first and last time, and the shares of each event type, version and
+// platform (overall and per day).
 type activityData struct {
-	byDay  []map[string]bool
-	events []int64
-	users  map[string]bool
+	byDay    []map[string]bool
+	events   []int64
+	users    map[string]bool
+	sessions map[string]*span
+	shares   map[string]map[string]*share // column -> value -> share
 }
 
+type span struct{ first, last string }
+
+// share is one value's part of the range: events, distinct users, and per
+// day its events and distinct users.
+type share struct {
+	events    int64
+	users     map[string]bool
+	dayEvents []int64
+	dayUsers  []map[string]bool
+}
+
+var shareColumns = []string{"event_type", "version", "platform"}
+
+// activity reads the range in one pass, grouped finely enough that every
+// figure can be added up exactly from the groups: by session, user, event
+// type, version, platform and day.
 func activity(ctx context.Context, q Querier, f Filter, since time.Time, index map[string]int) (*activityData, error) {
 	where, args := f.where(since, f.Until, true)
-	rows, err := q.QueryContext(ctx, `SELECT user_id, substr(time, 1, 10) AS day, COUNT(*) FROM event WHERE `+where+` GROUP BY user_id, day`, args...)
+	rows, err := q.QueryContext(ctx, `SELECT session_id, user_id, event_type, version, platform, substr(time, 1, 10) AS day,
+COUNT(*), MIN(time) || '', MAX(time) || ''
+FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, platform, day`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query activity: %w", err)
 	}
 	defer rows.Close()
-	a := &activityData{byDay: make([]map[string]bool, len(index)), events: make([]int64, len(index)), users: map[string]bool{}}
+	a := &activityData{byDay: make([]map[string]bool, len(index)), events: make([]int64, len(index)), users: map[string]bool{},
+		sessions: map[string]*span{}, shares: map[string]map[string]*share{}}
 	for i := range a.byDay {
 		a.byDay[i] = map[string]bool{}
 	}
+	for _, c := range shareColumns {
+		a.shares[c] = map[string]*share{}
+	}
+	// Strings repeat across groups: one copy of each keeps the sets small.
+	intern := map[string]string{}
+	in := func(s string) string {
+		if v, ok := intern[s]; ok {
+			return v
+		}
+		intern[s] = s
+		return s
+	}
+	var sid, u, d, lo, hi string
+	var vals [3]string
+	var n int64
 	for rows.Next() {
-		var u, d string
-		var n int64
-		if err := rows.Scan(&u, &d, &n); err != nil {
+		if err := rows.Scan(&sid, &u, &vals[0], &vals[1], &vals[2], &d, &n, &lo, &hi); err != nil {
 			return nil, fmt.Errorf("read activity: %w", err)
 		}
 		i, ok := index[d]
 		if !ok {
 			continue
 		}
+		u = in(u)
 		a.byDay[i][u] = true
 		a.events[i] += n
 		a.users[u] = true
+		if sp := a.sessions[sid]; sp == nil {
+			a.sessions[sid] = &span{lo, hi}
+		} else {
+			sp.first, sp.last = min(sp.first, lo), max(sp.last, hi)
+		}
+		for c, col := range shareColumns {
+			v := in(vals[c])
+			sh := a.shares[col][v]
+			if sh == nil {
+				sh = &share{users: map[string]bool{}, dayEvents: make([]int64, len(index)), dayUsers: make([]map[string]bool, len(index))}
+				a.shares[col][v] = sh
+			}
+			sh.events += n
+			sh.users[u] = true
+			sh.dayEvents[i] += n
+			if sh.dayUsers[i] == nil {
+				sh.dayUsers[i] = map[string]bool{}
+			}
+			sh.dayUsers[i][u] = true
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read activity: %w", err)
@@ -272,35 +339,21 @@ WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.user_id AND +e.appli
 
 // sessions fills the sessions of each day and the summary's count and
 // median length.
-func sessions(ctx context.Context, q Querier, f Filter, index map[string]int, st *Stats) error {
-	where, args := f.where(f.Since, f.Until, true)
-	rows, err := q.QueryContext(ctx, `SELECT MIN(time) || '', MAX(time) || '' FROM event WHERE `+where+` GROUP BY session_id`, args...)
-	if err != nil {
-		return fmt.Errorf("query sessions: %w", err)
-	}
-	defer rows.Close()
-	var lengths []float64
-	for rows.Next() {
-		var lo, hi string
-		if err := rows.Scan(&lo, &hi); err != nil {
-			return fmt.Errorf("read sessions: %w", err)
-		}
-		if i, ok := index[dayOf(lo)]; ok {
+func sessions(a *activityData, index map[string]int, st *Stats) {
+	lengths := make([]float64, 0, len(a.sessions))
+	for _, sp := range a.sessions {
+		if i, ok := index[dayOf(sp.first)]; ok {
 			st.Days[i].Sessions++
 		}
-		a, errA := parseTime(lo)
-		b, errB := parseTime(hi)
-		if errA == nil && errB == nil {
-			lengths = append(lengths, b.Sub(a).Seconds())
+		lo, errLo := parseTime(sp.first)
+		hi, errHi := parseTime(sp.last)
+		if errLo == nil && errHi == nil {
+			lengths = append(lengths, hi.Sub(lo).Seconds())
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read sessions: %w", err)
-	}
-	st.Summary.Sessions = int64(len(lengths))
+	st.Summary.Sessions = int64(len(a.sessions))
 	sort.Float64s(lengths)
 	st.Summary.MedianSessionSeconds = percentile(lengths, 0.5)
-	return nil
 }
 
 func dayOf(t string) string {
@@ -328,59 +381,43 @@ func percentile(sorted []float64, p float64) float64 {
 
 // breakdowns fills the event types, versions and platforms, by events
 // (event types) or users (versions, platforms), most first, ties by name.
-func breakdowns(ctx context.Context, q Querier, f Filter, st *Stats) error {
-	where, args := f.where(f.Since, f.Until, true)
-	for _, col := range []string{"event_type", "version", "platform"} {
-		rows, err := q.QueryContext(ctx, `SELECT `+col+`, COUNT(*), COUNT(DISTINCT user_id) FROM event WHERE `+where+` GROUP BY `+col, args...)
-		if err != nil {
-			return fmt.Errorf("query %s breakdown: %w", col, err)
-		}
-		type share struct {
-			name          string
-			events, users int64
-		}
-		var list []share
-		for rows.Next() {
-			var s share
-			if err := rows.Scan(&s.name, &s.events, &s.users); err != nil {
-				rows.Close()
-				return fmt.Errorf("read %s breakdown: %w", col, err)
-			}
-			list = append(list, s)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return fmt.Errorf("read %s breakdown: %w", col, err)
-		}
-		sort.Slice(list, func(i, j int) bool {
-			a, b := list[i], list[j]
-			ka, kb := a.users, b.users
-			if col == "event_type" {
-				ka, kb = a.events, b.events
-			}
-			if ka != kb {
-				return ka > kb
-			}
-			return a.name < b.name
-		})
-		switch col {
-		case "event_type":
-			st.EventTypes = make([]EventType, len(list))
-			for i, s := range list {
-				st.EventTypes[i] = EventType{s.name, s.events, s.users}
-			}
-		case "version":
-			st.Versions = make([]Version, len(list))
-			for i, s := range list {
-				st.Versions[i] = Version{s.name, s.users, s.events}
-			}
-		case "platform":
-			st.Platforms = make([]Platform, len(list))
-			for i, s := range list {
-				st.Platforms[i] = Platform{s.name, s.users, s.events}
+func breakdowns(a *activityData, st *Stats) {
+	st.EventTypes, st.Versions, st.Platforms = []EventType{}, []Version{}, []Platform{}
+	for _, col := range shareColumns {
+		names := sortedShares(a.shares[col], col == "event_type")
+		for _, name := range names {
+			sh := a.shares[col][name]
+			users := int64(len(sh.users))
+			switch col {
+			case "event_type":
+				st.EventTypes = append(st.EventTypes, EventType{name, sh.events, users})
+			case "version":
+				st.Versions = append(st.Versions, Version{name, users, sh.events})
+			case "platform":
+				st.Platforms = append(st.Platforms, Platform{name, users, sh.events})
 			}
 		}
 	}
-	return nil
+}
+
+// sortedShares returns the values of a column, most events (byEvents) or
+// users first, ties by name.
+func sortedShares(shares map[string]*share, byEvents bool) []string {
+	names := make([]string, 0, len(shares))
+	for n := range shares {
+		names = append(names, n)
+	}
+	key := func(n string) int64 {
+		if byEvents {
+			return shares[n].events
+		}
+		return int64(len(shares[n].users))
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if ki, kj := key(names[i]), key(names[j]); ki != kj {
+			return ki > kj
+		}
+		return names[i] < names[j]
+	})
+	return names
 }
