@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -301,25 +302,32 @@ func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityDat
 	return c, rows.Err()
 }
 
-// firstDays returns, for each user of the range who has no event of the
-// application before it, the day of their first event ever for the
-// application. Users with an earlier event are not new in the range and
-// are left out. The subqueries go through the user_id index ("+application"
-// keeps SQLite from choosing the application index), where a returning
-// user's oldest rows come first, so the NOT EXISTS stops at once.
+// firstDays returns, for each of users (the users of the range) who has no
+// event of the application before it, the day of their first event ever
+// for the application. Users with an earlier event are not new in the range
+// and are left out. The users go in as one JSON list; the subqueries go
+// through the user_id index ("+application" keeps SQLite from choosing the
+// application index), where a returning user's oldest rows come first, so
+// the NOT EXISTS stops at once.
 func firstDays(ctx context.Context, q Querier, f Filter, users map[string]bool) (map[string]string, error) {
 	first := map[string]string{}
 	if len(users) == 0 {
 		return first, nil
 	}
-	where, args := f.where(f.Since, f.Until, true)
-	args = append(args, f.Application, f.Application, f.Since.Format(DayFormat))
+	list := make([]string, 0, len(users))
+	for u := range users {
+		list = append(list, u)
+	}
+	js, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := q.QueryContext(ctx, `
-WITH act AS (SELECT DISTINCT user_id FROM event WHERE `+where+`)
-SELECT a.user_id,
-       (SELECT substr(MIN(e.time), 1, 10) FROM event e WHERE e.user_id = a.user_id AND +e.application = ?)
-FROM act a
-WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.user_id AND +e.application = ? AND e.time < ?)`, args...)
+SELECT a.value,
+       (SELECT substr(MIN(e.time), 1, 10) FROM event e WHERE e.user_id = a.value AND +e.application = ?1)
+FROM json_each(?2) a
+WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND +e.application = ?1 AND e.time < ?3)`,
+		f.Application, string(js), f.Since.Format(DayFormat))
 	if err != nil {
 		return nil, fmt.Errorf("query first days: %w", err)
 	}
