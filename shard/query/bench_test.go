@@ -76,3 +76,20 @@ func BenchmarkApplications(b *testing.B) {
 		}
 	}
 }
+
+// smallGame is a small indie game's database: 500,000 events over 90 days
+// from 2,000 players.
+var smallGame = querytest.Realistic{Events: 500_000, Players: 2_000, Days: 90,
+	Last: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC), Seed: 2}
+
+func BenchmarkComputeStats_30Days_Small(b *testing.B) {
+	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, smallGame))
+	f := last30()
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := query.ComputeStats(context.Background(), db, f, smallGame.Last, "event_type", "version")
+		if err != nil || st.Summary.Users == 0 {
+			b.Fatal(err, st.Summary)
+		}
+	}
+}
