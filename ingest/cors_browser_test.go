@@ -1,20 +1,16 @@
 package ingest_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"regexp"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/internal/chromium"
 )
 
 // browserPage posts two events to the gocolytics at %[1]s: a "simple"
@@ -42,47 +38,16 @@ async function post(id, headers) {
 </script></body></html>
 `
 
-// chromiumPath returns the Chromium to drive, or skips the test.
 func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("GOCOLYTICS_CI") != "" {
-		t.Fatal("chromium is missing, but .ci/run installs it (.ci/packages)")
-	}
-	t.Skip("chromium not installed (Debian package chromium): skipping the browser CORS test")
-	return ""
+	return chromium.Path(t, "the browser CORS test")
 }
 
 // runBrowser loads url in headless Chromium and returns the DOM once the
 // page's scripts have run.
-func runBrowser(t *testing.T, chromium, url string) string {
+func runBrowser(t *testing.T, path, url string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(),
-		"--virtual-time-budget=10000", "--dump-dom", url)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// Chromium starts helper processes; its own process group lets the test
-	// end them all.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	err := cmd.Wait()
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.Bytes())
-	}
-	return stdout.String()
+	dom, _ := chromium.Run(t, path, url, 10*time.Second, "--dump-dom")
+	return dom
 }
 
 var outcome = regexp.MustCompile(`<pre id="(\w+)">([^<]*)</pre>`)
@@ -91,7 +56,7 @@ var outcome = regexp.MustCompile(`<pre id="(\w+)">([^<]*)</pre>`)
 // origin the script sees 204 and the rows are stored; from another origin
 // the browser refuses the script the answer.
 func TestCORS_Browser(t *testing.T) {
-	chromium := chromiumPath(t)
+	browser := chromiumPath(t)
 	// The page origins exist before the server, which allows only one.
 	allowedPage := servePageLater(t)
 	otherPage := servePageLater(t)
@@ -107,7 +72,7 @@ func TestCORS_Browser(t *testing.T) {
 		{allowedPage, "status 204", "status 204"},
 		{otherPage, "failed TypeError: Failed to fetch", "failed TypeError: Failed to fetch"},
 	} {
-		dom := runBrowser(t, chromium, tc.page.URL)
+		dom := runBrowser(t, browser, tc.page.URL)
 		got := map[string]string{}
 		for _, m := range outcome.FindAllStringSubmatch(dom, -1) {
 			got[m[1]] = m[2]
