@@ -66,8 +66,9 @@ func openBackend(cfg *Config, logger *slog.Logger, metrics *ingest.Metrics, icfg
 	return &backend{db: db, fwd: fwd, stopMaintenance: startMaintenance(cfg, db, logger)}, nil
 }
 
-// close stops the forwarder, then commits what is queued and closes the
-// database. Both are nil-safe and idempotent.
+// close stops the maintenance jobs and the forwarder, then commits what is
+// queued and closes the database. Each step is idempotent: serve closes,
+// and a deferred close after it does nothing.
 func (b *backend) close() error {
 	b.stopMaintenance()
 	fwdErr := b.fwd.Close()
