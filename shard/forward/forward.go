@@ -301,7 +301,7 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 	if !claimed {
 		return fmt.Errorf("%w: %q", ErrNodeInUse, f.cfg.NodeID)
 	}
-	pos, err := f.position(ctx, conn, src)
+	pos, lastTime, err := f.position(ctx, conn, src)
 	if err != nil {
 		return err
 	}
@@ -321,12 +321,17 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 			}
 			lastAhead = time.Now()
 		}
+		if !lastTime.IsZero() {
+			if pos, lastTime, err = f.rewind(ctx, conn, src, pos, lastTime); err != nil {
+				return err
+			}
+		}
 		n, err := f.forwardBatch(ctx, conn, src, b, known, pos)
 		if err != nil {
 			return err
 		}
 		if n > 0 {
-			pos = b.lastID
+			pos, lastTime = b.lastID, b.lastTime
 			f.setStatus(func(s *Status) { s.Position = pos })
 		}
 		f.refreshLag(ctx, src)
@@ -344,28 +349,58 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 // position reads (creating it at 0) the node's position, and checks it
 // belongs to this SQLite database: the row at the position, if still
 // there, must have the time PostgreSQL recorded for it.
-func (f *Forwarder) position(ctx context.Context, conn *pgx.Conn, src *source) (int64, error) {
+func (f *Forwarder) position(ctx context.Context, conn *pgx.Conn, src *source) (int64, time.Time, error) {
 	if _, err := conn.Exec(ctx, "INSERT INTO forward_position (node_id, last_id) VALUES ($1, 0) ON CONFLICT (node_id) DO NOTHING", f.cfg.NodeID); err != nil {
-		return 0, fmt.Errorf("create the position of NODE_ID %q: %w", f.cfg.NodeID, err)
+		return 0, time.Time{}, fmt.Errorf("create the position of NODE_ID %q: %w", f.cfg.NodeID, err)
 	}
 	var pos int64
 	var lastTime *time.Time
 	if err := conn.QueryRow(ctx, "SELECT last_id, last_time FROM forward_position WHERE node_id = $1", f.cfg.NodeID).Scan(&pos, &lastTime); err != nil {
-		return 0, fmt.Errorf("read the position of NODE_ID %q: %w", f.cfg.NodeID, err)
+		return 0, time.Time{}, fmt.Errorf("read the position of NODE_ID %q: %w", f.cfg.NodeID, err)
 	}
 	if pos > 0 && lastTime != nil {
 		t, ok, err := src.timeAt(ctx, pos)
 		if err != nil {
-			return 0, fmt.Errorf("check the position of NODE_ID %q: %w", f.cfg.NodeID, err)
+			return 0, time.Time{}, fmt.Errorf("check the position of NODE_ID %q: %w", f.cfg.NodeID, err)
 		}
 		if ok && !t.Truncate(time.Microsecond).Equal(lastTime.UTC()) {
-			return 0, fmt.Errorf("%w: row %d has time %s here and %s there; give each node its own NODE_ID",
+			return 0, time.Time{}, fmt.Errorf("%w: row %d has time %s here and %s there; give each node its own NODE_ID",
 				ErrOtherDatabase, pos, t.Format(time.DateTime), lastTime.Format(time.DateTime))
 		}
-		if maxID, _, err := src.lag(ctx, pos); err == nil && maxID < pos {
-			f.logger.Warn("the SQLite database holds no row beyond the forwarded position; rows deleted at the end make SQLite reuse their ids, which would not be forwarded",
-				"node_id", f.cfg.NodeID, "position", pos, "largest_id", maxID)
-		}
 	}
-	return pos, nil
+	if lastTime == nil {
+		return pos, time.Time{}, nil
+	}
+	return pos, lastTime.UTC(), nil
+}
+
+// rewind moves the position back when SQLite has given ids at or below it
+// to new rows (see source.rewind), in PostgreSQL first, so that those rows
+// are forwarded too. Their (node_id, src_id) pairs are already in
+// PostgreSQL with an older time, which the unique key tells apart.
+func (f *Forwarder) rewind(ctx context.Context, conn *pgx.Conn, src *source, pos int64, lastTime time.Time) (int64, time.Time, error) {
+	back, err := src.rewind(ctx, pos, lastTime)
+	if err != nil || back == pos {
+		return pos, lastTime, err
+	}
+	var backTime *time.Time
+	if t, ok, err := src.timeAt(ctx, back); err != nil {
+		return pos, lastTime, err
+	} else if ok {
+		backTime = &t
+	}
+	tag, err := conn.Exec(ctx, "UPDATE forward_position SET last_id = $2, last_time = $3, updated_at = now() WHERE node_id = $1 AND last_id = $4",
+		f.cfg.NodeID, back, backTime, pos)
+	if err != nil {
+		return pos, lastTime, fmt.Errorf("move the position back: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return pos, lastTime, fmt.Errorf("%w: expected last_id %d", ErrPositionMoved, pos)
+	}
+	f.logger.Warn("SQLite gave new rows the ids of deleted newest rows; forwarding from the first of them", "node_id", f.cfg.NodeID, "from_id", back+1, "was", pos)
+	f.setStatus(func(s *Status) { s.Position = back })
+	if backTime == nil {
+		return back, time.Time{}, nil
+	}
+	return back, *backTime, nil
 }

@@ -328,3 +328,53 @@ func TestForwarder_WrongPasswordRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestForwarder_IDsReused erases the newest rows after they were forwarded;
+// SQLite then gives new rows the same ids (max(id)+1), and the forwarder
+// must go back for them rather than skip them.
+func TestForwarder_IDsReused(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "reuse")
+	db := openNode(t)
+	evs := make([]shard.Event, 10)
+	for i := range evs {
+		evs[i] = event(i, `{"old":true}`)
+		if i >= 7 {
+			evs[i].UserID = "leaver"
+		}
+	}
+	if err := db.Write(0, evs); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-reuse"}, &log)
+	waitPosition(t, f, 10, 30*time.Second)
+	for _, fresh := range []int{2, 5} { // first below the position, then past it
+		if _, err := db.Erase(context.Background(), "leaver", ""); err != nil {
+			t.Fatal(err)
+		}
+		now := make([]shard.Event, fresh)
+		for i := range now {
+			now[i] = event(i, fmt.Sprintf(`{"fresh":%d}`, fresh))
+			now[i].Time = time.Now().UTC()
+			now[i].UserID = "leaver"
+		}
+		if err := db.Write(0, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ids: 1-7 old; 8-9 got {"fresh":2} and were erased; 8-12 got {"fresh":5}.
+	c := srv.Conn(t, "reuse")
+	deadline := time.Now().Add(30 * time.Second)
+	var n5 int
+	for time.Now().Before(deadline) && n5 < 5 {
+		c.QueryRow(context.Background(), `SELECT count(*) FROM event WHERE value = '{"fresh":5}'`).Scan(&n5)
+		time.Sleep(50 * time.Millisecond)
+	}
+	var old, n2 int
+	c.QueryRow(context.Background(), `SELECT count(*) FROM event WHERE value = '{"old":true}'`).Scan(&old)
+	c.QueryRow(context.Background(), `SELECT count(*) FROM event WHERE value = '{"fresh":2}'`).Scan(&n2)
+	if old != 10 || n5 != 5 {
+		t.Errorf("postgresql has %d old rows and %d of the 5 rows written after the erasure, want 10 and 5 (%d of the erased ones)\n%s", old, n5, n2, log.String())
+	}
+}

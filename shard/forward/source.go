@@ -140,3 +140,35 @@ func parseTime(s string) (t time.Time, ok bool) {
 	}
 	return time.Unix(0, 0).UTC(), false
 }
+
+// storedTimeFormat is how the writer stores time (shard.TimeFormat).
+const storedTimeFormat = "2006-01-02 15:04:05.000000"
+
+// rewind finds ids given again: SQLite gives a new row max(id)+1, so once
+// the newest rows are deleted (an erasure, retention), new rows take ids
+// the forwarder has passed already. That has happened when the largest id
+// is below pos, or the row at pos is not the one forwarded (its time is
+// not lastTime). Rows written after the forwarded ones are newer than
+// lastTime, so the position to go back to is just before the first of
+// those at or below pos. It returns pos itself when nothing was reused.
+func (s *source) rewind(ctx context.Context, pos int64, lastTime time.Time) (int64, error) {
+	var maxID sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT max(id) FROM event").Scan(&maxID); err != nil {
+		return pos, fmt.Errorf("read the largest id: %w", err)
+	}
+	if maxID.Int64 >= pos {
+		t, ok, err := s.timeAt(ctx, pos)
+		if err != nil || !ok || t.Truncate(time.Microsecond).Equal(lastTime) {
+			return pos, err
+		}
+	}
+	var first sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT min(id) FROM event WHERE id <= ? AND time > ?", pos, lastTime.Format(storedTimeFormat)).Scan(&first)
+	if err != nil {
+		return pos, fmt.Errorf("look for reused ids: %w", err)
+	}
+	if first.Valid {
+		return first.Int64 - 1, nil
+	}
+	return min(maxID.Int64, pos), nil
+}
