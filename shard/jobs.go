@@ -103,6 +103,21 @@ func (db *DB) eraseJob(ctx context.Context, userID, application string, beforeID
 // database of millions of rows costs a few chunks when there is little to
 // delete, never a scan of the whole table inside the writer.
 func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
+	return db.prune(ctx, cutoff, 0)
+}
+
+// PruneThrough is Prune limited to the rows of event whose id is at most
+// through (LOCAL_RETENTION_DAYS: only rows already forwarded to
+// PostgreSQL); other event tables are left alone.
+func (db *DB) PruneThrough(ctx context.Context, cutoff time.Time, through int64) (int64, error) {
+	if through <= 0 {
+		return 0, nil
+	}
+	return db.prune(ctx, cutoff, through)
+}
+
+// prune is Prune, and PruneThrough when through is above 0.
+func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64, error) {
 	t := cutoff.UTC()
 	if db.opts.LocalTime {
 		t = cutoff.Local()
@@ -117,6 +132,12 @@ func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 			return 0, false, err
 		}
 		hi := first + int64(limit)
+		if through > 0 {
+			if first > through {
+				return 0, false, nil
+			}
+			hi = min(hi, through+1)
+		}
 		n, err := execRows(c, "DELETE FROM event WHERE id >= ? AND id < ? AND time < ?",
 			[]driver.NamedValue{{Ordinal: 1, Value: first}, {Ordinal: 2, Value: hi}, {Ordinal: 3, Value: stamp}})
 		if err != nil {
@@ -124,6 +145,9 @@ func (db *DB) Prune(ctx context.Context, cutoff time.Time) (int64, error) {
 		}
 		total += n
 		for _, table := range db.tables(c)[1:] {
+			if through > 0 {
+				break
+			}
 			n, err := execRows(c, "DELETE FROM "+table+" WHERE time < ?", []driver.NamedValue{{Ordinal: 1, Value: stamp}})
 			if err != nil {
 				return total, false, err

@@ -82,6 +82,9 @@ type Config struct {
 	// Forward holds POSTGRES_URL, NODE_ID and the batch settings; forwarding
 	// is on when Forward.PostgresURL is set.
 	Forward forward.Config
+	// LocalRetentionDays, with forwarding on, deletes local rows older
+	// than this many days once they are in PostgreSQL; 0 keeps them.
+	LocalRetentionDays int
 
 	EnvFile string
 	Version bool
@@ -235,6 +238,7 @@ var settings = []setting{
 	}},
 	{"NODE_ID", "", "this node's name in PostgreSQL, unique per node; empty for the host name", func(c *Config, v string) error { c.Forward.NodeID = strings.TrimSpace(v); return nil }},
 	{"POSTGRES_BATCH_ROWS", strconv.Itoa(forward.DefaultBatchRows), "most rows forwarded in one PostgreSQL transaction", intSetting(func(c *Config) *int { return &c.Forward.BatchRows }, 1)},
+	{"LOCAL_RETENTION_DAYS", "0", "with POSTGRES_URL: delete local rows older than this many days once they are in PostgreSQL (never rows not yet forwarded), at start and hourly; 0 keeps them", intSetting(func(c *Config) *int { return &c.LocalRetentionDays }, 0)},
 	{"POSTGRES_INTERVAL", forward.DefaultInterval.String(), "how often the forwarder looks for new rows once it has caught up", durationSetting(func(c *Config) *time.Duration { return &c.Forward.Interval })},
 	{"ADMIN_KEYS", "", `keys that may read and manage data (export, erase, dashboard), a JSON list such as ["key1"], sent as "Authorization: Bearer KEY"; none means one generated into a file beside the database`, func(c *Config, v string) (err error) {
 		c.DataOut.AdminKeys, err = parseAdminKeys(v)
@@ -358,6 +362,9 @@ func loadConfig(sub *subcommand, args []string, lookupEnv func(string) (string, 
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		problems = append(problems, "TLS_CERT_FILE, TLS_KEY_FILE: set both for HTTPS, or neither")
+	}
+	if c.LocalRetentionDays > 0 && c.Forward.PostgresURL == "" {
+		problems = append(problems, "LOCAL_RETENTION_DAYS: needs POSTGRES_URL (without forwarding, RETENTION_DAYS deletes old rows)")
 	}
 	if c.Forward.PostgresURL != "" {
 		if c.Forward.NodeID == "" {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/forward"
 )
 
@@ -40,4 +44,54 @@ func forwardStatus(f *forward.Forwarder) string {
 		state = "not connected"
 	}
 	return fmt.Sprintf("; postgresql %s, lag %d events (%.0fs)", state, s.LagEvents, s.LagSeconds)
+}
+
+// localRetentionEvery is how often LOCAL_RETENTION_DAYS deletes rows.
+const localRetentionEvery = time.Hour
+
+// startLocalRetention deletes, at start and then hourly, local rows older
+// than LOCAL_RETENTION_DAYS that the forwarder has copied to PostgreSQL,
+// through the writer in chunks. It keeps the newest row whatever its age,
+// so that SQLite never gives a new row an id that was forwarded already.
+// The returned function stops it and waits.
+func startLocalRetention(cfg *Config, db *shard.DB, fwd *forward.Forwarder, logger *slog.Logger) func() {
+	if fwd == nil || cfg.LocalRetentionDays <= 0 {
+		return func() {}
+	}
+	logger = logger.With("component", "local_retention")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			st := fwd.Status()
+			through := min(st.Position, st.Position+st.LagEvents-1) // the newest row stays
+			cutoff := time.Now().AddDate(0, 0, -cfg.LocalRetentionDays)
+			n, err := db.PruneThrough(ctx, cutoff, through)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				logger.Error("deleting forwarded old rows failed; trying again in an hour", "deleted", n, "err", err)
+			case n > 0:
+				logger.Info("deleted forwarded old rows", "deleted", n, "through_id", through, "older_than", cutoff.UTC().Format(time.RFC3339))
+			}
+			// Sooner while the position is not known yet (PostgreSQL not
+			// reached since start) or a backlog is still being forwarded.
+			wait := localRetentionEvery
+			switch {
+			case !st.Connected || st.Position == 0:
+				wait = 5 * time.Second
+			case st.LagEvents > 0:
+				wait = time.Minute
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); <-done }) }
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
+	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/forward/pgtest"
 )
 
@@ -322,5 +325,60 @@ func TestNginxMultiNodeRecipe(t *testing.T) {
 	}
 	if nodesUsed < 2 {
 		t.Errorf("%d clients all went to %d node(s); the hash should spread them", clients, nodesUsed)
+	}
+}
+
+// TestForward_LocalRetention: with LOCAL_RETENTION_DAYS, rows from 2020 are
+// deleted locally once they are in PostgreSQL, recent ones kept; a node
+// that cannot reach PostgreSQL deletes nothing.
+func TestForward_LocalRetention(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "local_retention")
+	c := srv.Conn(t, "local_retention")
+	fill := func() string {
+		path := filepath.Join(t.TempDir(), "events.db")
+		db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err := db.Open(); err != nil {
+			t.Fatal(err)
+		}
+		write := func(n int, at time.Time, user string) {
+			ev := make([]shard.Event, n)
+			for i := range ev {
+				ev[i] = shard.Event{EventType: "t", Application: "a", Version: "1", Platform: "p", UserID: user, SessionID: "s", Value: "{}", Time: at}
+			}
+			if err := db.Write(0, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(3000, time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC), "old")
+		write(20, time.Now().AddDate(0, 0, -3), "recent")
+		write(5, time.Now(), "now")
+		db.Close()
+		return path
+	}
+
+	unreachable := fill()
+	down := startNode(t, unreachable, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/x?connect_timeout=1", pgtest.Password, gctest.FreePort(t)), "down", "--local-retention-days", "30")
+	path := fill()
+	startNode(t, path, url, "pruned", "--local-retention-days", "30")
+	deadline := time.Now().Add(60 * time.Second)
+	for queryInt(t, path, "SELECT count(*) FROM event WHERE user_id = 'old'") > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := queryInt(t, path, "SELECT count(*) FROM event"); n != 25 {
+		t.Errorf("%d rows left, want the 25 recent ones", n)
+	}
+	var inPG int
+	if err := c.QueryRow(context.Background(), "SELECT count(DISTINCT src_id) FROM event WHERE node_id = 'pruned'").Scan(&inPG); err != nil {
+		t.Fatal(err)
+	}
+	if inPG != 3025 {
+		t.Errorf("postgresql has %d rows of the node, want all 3025", inPG)
+	}
+	if n := queryInt(t, unreachable, "SELECT count(*) FROM event"); n != 3025 {
+		t.Errorf("the node without postgresql has %d rows, want all 3025 (nothing forwarded, nothing deleted)", n)
+	}
+	if strings.Contains(down.Log(), pgtest.Password) {
+		t.Errorf("the log holds the password")
 	}
 }

@@ -43,7 +43,7 @@ type backend struct {
 	db  *shard.DB
 	fwd *forward.Forwarder
 	// stopMaintenance stops the control socket, retention and scheduled
-	// backups (dataout.go).
+	// backups (dataout.go), and LOCAL_RETENTION_DAYS (forward.go).
 	stopMaintenance func()
 }
 
@@ -63,7 +63,8 @@ func openBackend(cfg *Config, logger *slog.Logger, metrics *ingest.Metrics, icfg
 		db.Close()
 		return nil, err
 	}
-	return &backend{db: db, fwd: fwd, stopMaintenance: startMaintenance(cfg, db, logger)}, nil
+	stopLocal, stopMaintenance := startLocalRetention(cfg, db, fwd, logger), startMaintenance(cfg, db, logger)
+	return &backend{db: db, fwd: fwd, stopMaintenance: func() { stopLocal(); stopMaintenance() }}, nil
 }
 
 // close stops the maintenance jobs and the forwarder, then commits what is
