@@ -23,31 +23,15 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func openDB(tb testing.TB, path string, opts shard.Options) *shard.DB {
 	tb.Helper()
-	db := shard.New(path, opts, quietLogger())
-	if err := db.Open(); err != nil {
-		tb.Fatalf("open: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
+	return shardtest.Open(tb, path, opts)
 }
 
 func sqlDB(tb testing.TB, path string) *sql.DB {
 	tb.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
+	return shardtest.SQL(tb, path)
 }
 
-func testEvent(i int) shard.Event {
-	return shard.Event{
-		EventType: "level_complete", Application: "My Game", Version: "1.0.3", Platform: "Linux",
-		UserID: "7acafdde", SessionID: fmt.Sprintf("session-%d", i),
-		Value: fmt.Sprintf(`{"i":%d}`, i), Time: time.Date(2026, 11, 28, 2, 19, 55, 244281000, time.UTC),
-	}
-}
+func testEvent(i int) shard.Event { return shardtest.Event(i) }
 
 func TestDB_Open_Schema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "dir", "events.db")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/link"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 // TestLink_Erase: an erasure sent over the link runs in the writer while
@@ -15,11 +16,11 @@ import (
 // rows show in the writer's counters seen through the link.
 func TestLink_Erase(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := openDB(t, path, shard.Options{})
+	db := shardtest.Open(t, path, shard.Options{})
 	l, _ := startLink(t, db, link.Handlers{})
 	gone := make([]shard.Event, 3000)
 	for i := range gone {
-		gone[i] = testEvent(i)
+		gone[i] = shardtest.Event(i)
 		gone[i].UserID = "gone"
 	}
 	if err := l.Write(0, gone); err != nil {
@@ -28,7 +29,7 @@ func TestLink_Erase(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := range 100 {
-			if err := l.Write(i, []shard.Event{testEvent(10000 + i)}); err != nil {
+			if err := l.Write(i, []shard.Event{shardtest.Event(10000 + i)}); err != nil {
 				t.Errorf("write during erase: %v", err)
 			}
 		}
@@ -39,7 +40,7 @@ func TestLink_Erase(t *testing.T) {
 		t.Fatalf("erase: %d, %v; want 3000", n, err)
 	}
 	var left, others int
-	sqlDB(t, path).QueryRow("SELECT count(*) FILTER (WHERE user_id = 'gone'), count(*) FILTER (WHERE user_id != 'gone') FROM event").Scan(&left, &others)
+	shardtest.SQL(t, path).QueryRow("SELECT count(*) FILTER (WHERE user_id = 'gone'), count(*) FILTER (WHERE user_id != 'gone') FROM event").Scan(&left, &others)
 	if left != 0 || others != 100 {
 		t.Errorf("after erase: %d rows of the user, %d others; want 0 and 100", left, others)
 	}

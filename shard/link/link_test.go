@@ -8,6 +8,7 @@ import (
 
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/link"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 // startLink serves db over a socketpair and dials it as worker 3.
@@ -28,7 +29,7 @@ func startLink(t *testing.T, db *shard.DB, h link.Handlers) (*link.Client, chan 
 // exactly once, and calls and status questions are answered.
 func TestClient_Write(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := openDB(t, path, shard.Options{})
+	db := shardtest.Open(t, path, shard.Options{})
 	ready := make(chan int, 1)
 	l, served := startLink(t, db, link.Handlers{
 		Ready: func(w int) { ready <- w },
@@ -44,7 +45,7 @@ func TestClient_Write(t *testing.T) {
 			defer wg.Done()
 			for i := range 50 {
 				n := g*1000 + i
-				if err := l.Write(n, []shard.Event{testEvent(n), testEvent(n + 500)}); err != nil {
+				if err := l.Write(n, []shard.Event{shardtest.Event(n), shardtest.Event(n + 500)}); err != nil {
 					t.Errorf("write %d: %v", n, err)
 					return
 				}
@@ -53,7 +54,7 @@ func TestClient_Write(t *testing.T) {
 	}
 	wg.Wait()
 	var rows, distinct int
-	sqlDB(t, path).QueryRow("SELECT count(*), count(DISTINCT session_id) FROM event").Scan(&rows, &distinct)
+	shardtest.SQL(t, path).QueryRow("SELECT count(*), count(DISTINCT session_id) FROM event").Scan(&rows, &distinct)
 	if rows != 1600 || distinct != 1600 {
 		t.Errorf("got %d rows (%d distinct), want 1600", rows, distinct)
 	}
@@ -75,10 +76,10 @@ func TestClient_Write(t *testing.T) {
 // TestClient_WriterErrors: the writer's error reaches the worker with its
 // sentinel, and a link whose writer is gone fails with ErrClosed.
 func TestClient_WriterErrors(t *testing.T) {
-	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
+	db := shardtest.Open(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	l, served := startLink(t, db, link.Handlers{})
 	db.Close()
-	err := l.Write(0, []shard.Event{testEvent(1)})
+	err := l.Write(0, []shard.Event{shardtest.Event(1)})
 	if !errors.Is(err, shard.ErrClosed) {
 		t.Errorf("write after Close: got %v, want ErrClosed", err)
 	}
@@ -88,7 +89,7 @@ func TestClient_WriterErrors(t *testing.T) {
 	l.Close()
 	<-served
 	<-l.Done()
-	if err := l.Write(0, []shard.Event{testEvent(1)}); !errors.Is(err, shard.ErrClosed) {
+	if err := l.Write(0, []shard.Event{shardtest.Event(1)}); !errors.Is(err, shard.ErrClosed) {
 		t.Errorf("write on a closed link: got %v, want ErrClosed", err)
 	}
 }
@@ -97,7 +98,7 @@ func TestClient_WriterErrors(t *testing.T) {
 // still committed (never acknowledged), and Serve returns only then.
 func TestServe_WorkerGone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := openDB(t, path, shard.Options{})
+	db := shardtest.Open(t, path, shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
 	go func() { served <- link.Serve(sup, db, link.Handlers{}) }()
@@ -106,7 +107,7 @@ func TestServe_WorkerGone(t *testing.T) {
 	}
 	var b []byte
 	for i := range 100 {
-		b = link.Frame{Type: link.FrameWrite, ID: uint64(i + 1000), Payload: link.AppendEvents(nil, i, []shard.Event{testEvent(i)})}.Append(b)
+		b = link.Frame{Type: link.FrameWrite, ID: uint64(i + 1000), Payload: link.AppendEvents(nil, i, []shard.Event{shardtest.Event(i)})}.Append(b)
 	}
 	if _, err := wrk.Write(b); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func TestServe_WorkerGone(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 	var rows int
-	sqlDB(t, path).QueryRow("SELECT count(*) FROM event").Scan(&rows)
+	shardtest.SQL(t, path).QueryRow("SELECT count(*) FROM event").Scan(&rows)
 	if rows != 100 {
 		t.Errorf("got %d rows, want 100", rows)
 	}

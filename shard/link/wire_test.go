@@ -16,10 +16,11 @@ import (
 
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/link"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 func TestAppendEvents_RoundTrip(t *testing.T) {
-	events := []shard.Event{testEvent(1), testEvent(2), {Value: "{}", Time: time.Unix(0, -5)}}
+	events := []shard.Event{shardtest.Event(1), shardtest.Event(2), {Value: "{}", Time: time.Unix(0, -5)}}
 	events[1].Application = "ünïcode \x00 bytes"
 	events[1].Time = time.Unix(1_800_000_000, 123456789)
 	p := link.AppendEvents(nil, 7, events)
@@ -109,7 +110,7 @@ func socketpair(t *testing.T) (net.Conn, net.Conn) {
 // TestServe_BadVersion: a worker of another version is answered with
 // the writer's version and refused, and nothing is written.
 func TestServe_BadVersion(t *testing.T) {
-	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
+	db := shardtest.Open(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
 	go func() { served <- link.Serve(sup, db, link.Handlers{}) }()
@@ -132,7 +133,7 @@ func TestServe_BadVersion(t *testing.T) {
 // TestServe_NotHello: a peer that does not start with a hello is
 // refused.
 func TestServe_NotHello(t *testing.T) {
-	db := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
+	db := shardtest.Open(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{})
 	sup, wrk := socketpair(t)
 	served := make(chan error, 1)
 	go func() { served <- link.Serve(sup, db, link.Handlers{}) }()
@@ -145,7 +146,7 @@ func TestServe_NotHello(t *testing.T) {
 // FuzzReadFrame: the frame reader and the decoders of what a frame carries
 // never panic, and never accept a frame longer than its limit.
 func FuzzReadFrame(f *testing.F) {
-	f.Add(link.Frame{Type: link.FrameWrite, ID: 1, Payload: link.AppendEvents(nil, 3, []shard.Event{testEvent(1)})}.Append(nil))
+	f.Add(link.Frame{Type: link.FrameWrite, ID: 1, Payload: link.AppendEvents(nil, 3, []shard.Event{shardtest.Event(1)})}.Append(nil))
 	f.Add(link.Frame{Type: link.FrameCall, ID: 2, Payload: []byte("x")}.Append(nil))
 	f.Add([]byte{0, 0, 0, 9, 'W', 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})

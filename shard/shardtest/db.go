@@ -1,4 +1,4 @@
-package link_test
+package shardtest
 
 import (
 	"database/sql"
@@ -8,13 +8,12 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/gocolytics/gocolytics/shard"
 )
 
-// openDB opens the database a link serves.
-func openDB(tb testing.TB, path string, opts shard.Options) *shard.DB {
+// Open opens the database at path with its writer, logging nowhere, and
+// closes it when the test ends.
+func Open(tb testing.TB, path string, opts shard.Options) *shard.DB {
 	tb.Helper()
 	db := shard.New(path, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := db.Open(); err != nil {
@@ -24,8 +23,10 @@ func openDB(tb testing.TB, path string, opts shard.Options) *shard.DB {
 	return db
 }
 
-// sqlDB reads the database file directly.
-func sqlDB(tb testing.TB, path string) *sql.DB {
+// SQL is a connection pool of its own on the database at path, as a
+// reader beside the writer (sqlite3, pandas) would have; closed when the
+// test ends.
+func SQL(tb testing.TB, path string) *sql.DB {
 	tb.Helper()
 	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
 	if err != nil {
@@ -35,8 +36,9 @@ func sqlDB(tb testing.TB, path string) *sql.DB {
 	return db
 }
 
-// testEvent is event number i, with a distinct session.
-func testEvent(i int) shard.Event {
+// Event is event number i: the same fields as every other, but its own
+// session and value.
+func Event(i int) shard.Event {
 	return shard.Event{
 		EventType: "level_complete", Application: "My Game", Version: "1.0.3", Platform: "Linux",
 		UserID: "7acafdde", SessionID: fmt.Sprintf("session-%d", i),
