@@ -83,20 +83,15 @@ func (b *batch) Values() ([]any, error) {
 
 func (b *batch) Err() error { return nil }
 
-// forwardBatch copies the rows after pos (up to BatchRows) and moves the
-// node's position to the last of them, in one transaction: either both
-// happen or neither. It returns how many rows it copied.
-func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, src *source, b *batch, known map[month]bool, pos int64) (int, error) {
-	var err error
-	b.rows, err = src.read(ctx, pos, f.cfg.BatchRows, b.rows)
-	if err != nil || len(b.rows) == 0 {
-		return 0, err
-	}
-	b.prepare()
+// forwardBatch copies the rows of b, which follow pos, and moves the node's
+// position to the last of them, in one transaction: either both happen or
+// neither.
+func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, b *batch, known map[month]bool, pos int64) error {
+	b.i = -1
 	if err := ensurePartitions(ctx, conn, known, b.months); err != nil {
-		return 0, err
+		return err
 	}
-	err = f.copyBatch(ctx, conn, b, pos, false)
+	err := f.copyBatch(ctx, conn, b, pos, false)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		// A unique violation means some of these rows are in PostgreSQL
@@ -107,7 +102,7 @@ func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, src *sourc
 		err = f.copyBatch(ctx, conn, b, pos, true)
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
 	f.forwarded.Add(len(b.rows))
 	if b.converted > 0 {
@@ -115,7 +110,7 @@ func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, src *sourc
 		f.logger.Warn("rows converted for postgresql (originals kept in value_text; NUL in text columns became U+FFFD)",
 			"node_id", f.cfg.NodeID, "rows", b.converted, "last_id", b.lastID)
 	}
-	return len(b.rows), nil
+	return nil
 }
 
 func (f *Forwarder) copyBatch(ctx context.Context, conn *pgx.Conn, b *batch, pos int64, skipDuplicates bool) error {

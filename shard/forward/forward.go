@@ -312,8 +312,11 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 	f.setStatus(func(s *Status) { s.Connected, s.Position, s.LastError = true, pos, nil })
 	f.logger.Info("forwarding to postgresql", "node_id", f.cfg.NodeID, "position", pos)
 
-	b := newBatch(f.cfg.NodeID, f.cfg.BatchRows)
+	ahead := f.startReadAhead(ctx, src, pos)
+	defer func() { ahead.stop() }()
 	lastAhead := time.Now()
+	tick := time.NewTicker(f.cfg.Interval)
+	defer tick.Stop()
 	for {
 		if time.Since(lastAhead) > time.Hour {
 			if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
@@ -322,26 +325,33 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 			lastAhead = time.Now()
 		}
 		if !lastTime.IsZero() {
-			if pos, lastTime, err = f.rewind(ctx, conn, src, pos, lastTime); err != nil {
+			back, backTime, err := f.rewind(ctx, conn, src, pos, lastTime)
+			if err != nil {
 				return err
 			}
-		}
-		n, err := f.forwardBatch(ctx, conn, src, b, known, pos)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			pos, lastTime = b.lastID, b.lastTime
-			f.setStatus(func(s *Status) { s.Position = pos })
-		}
-		f.refreshLag(ctx, src)
-		if n == f.cfg.BatchRows {
-			continue
+			if back != pos {
+				// The batches read ahead start after the old position.
+				ahead.stop()
+				pos, lastTime = back, backTime
+				ahead = f.startReadAhead(ctx, src, pos)
+			}
 		}
 		select {
+		case b := <-ahead.ready:
+			err := f.forwardBatch(ctx, conn, b, known, pos)
+			if err != nil {
+				return err
+			}
+			pos, lastTime = b.lastID, b.lastTime
+			ahead.free <- b
+			f.setStatus(func(s *Status) { s.Position = pos })
+			f.refreshLag(ctx, src)
+		case err := <-ahead.errc:
+			return err
+		case <-tick.C:
+			f.refreshLag(ctx, src)
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(f.cfg.Interval):
 		}
 	}
 }

@@ -36,7 +36,7 @@ func openSource(path string) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %q read-only: %w", path, err)
 	}
-	db.SetMaxOpenConns(1)
+	db.SetMaxOpenConns(2) // the read-ahead, and the lag and id checks beside it
 	return &source{db: db}, nil
 }
 

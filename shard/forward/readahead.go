@@ -1,0 +1,67 @@
+package forward
+
+import (
+	"context"
+	"time"
+)
+
+// readAhead reads and prepares the next batch from SQLite while the one
+// before it is copied to PostgreSQL, so that on two cores the reading and
+// converting here overlap PostgreSQL's work on the COPY. It hands out at
+// most two batches at a time (one being copied, one ready).
+type readAhead struct {
+	ready  chan *batch
+	free   chan *batch
+	errc   chan error
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReadAhead reads batches of rows after pos until stopped; when it
+// finds no new rows it looks again after interval.
+func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) *readAhead {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &readAhead{ready: make(chan *batch), free: make(chan *batch, 2), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
+	r.free <- newBatch(f.cfg.NodeID, f.cfg.BatchRows)
+	r.free <- newBatch(f.cfg.NodeID, f.cfg.BatchRows)
+	go func() {
+		defer close(r.done)
+		for {
+			var b *batch
+			select {
+			case b = <-r.free:
+			case <-ctx.Done():
+				return
+			}
+			rows, err := src.read(ctx, pos, f.cfg.BatchRows, b.rows)
+			if err != nil {
+				r.errc <- err
+				return
+			}
+			b.rows = rows
+			if len(rows) == 0 {
+				r.free <- b
+				select {
+				case <-time.After(f.cfg.Interval):
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
+			b.prepare()
+			pos = b.lastID
+			select {
+			case r.ready <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// stop ends the reading and waits for it.
+func (r *readAhead) stop() {
+	r.cancel()
+	<-r.done
+}
