@@ -72,8 +72,8 @@ FROM event `+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	return out, nil
 }
 
-// Application is one application of the database with its first and last
-// day and its number of events.
+// Application is one application of the database with the days of its
+// first and last stored events and its number of events.
 type Application struct {
 	Application string `json:"application"`
 	FirstDay    string `json:"first_day"`
@@ -81,10 +81,16 @@ type Application struct {
 	Events      int64  `json:"events"`
 }
 
-// Applications lists the applications, most events first.
+// Applications lists the applications, most events first. The counts come
+// from the application index alone; the first and last days are those of
+// each application's first and last stored rows (lowest and highest id,
+// found through the same index), which is the time order for rows this
+// server wrote.
 func Applications(ctx context.Context, q Querier) ([]Application, error) {
-	rows, err := q.QueryContext(ctx, `SELECT application, substr(MIN(time), 1, 10), substr(MAX(time), 1, 10), COUNT(*)
-FROM event GROUP BY application ORDER BY COUNT(*) DESC, application`)
+	rows, err := q.QueryContext(ctx, `SELECT application, n,
+  (SELECT substr(time, 1, 10) FROM event WHERE id = lo), (SELECT substr(time, 1, 10) FROM event WHERE id = hi)
+FROM (SELECT application, COUNT(*) AS n, MIN(id) AS lo, MAX(id) AS hi FROM event GROUP BY application)
+ORDER BY n DESC, application`)
 	if err != nil {
 		return nil, fmt.Errorf("query applications: %w", err)
 	}
@@ -92,7 +98,7 @@ FROM event GROUP BY application ORDER BY COUNT(*) DESC, application`)
 	out := []Application{}
 	for rows.Next() {
 		var a Application
-		if err := rows.Scan(&a.Application, &a.FirstDay, &a.LastDay, &a.Events); err != nil {
+		if err := rows.Scan(&a.Application, &a.Events, &a.FirstDay, &a.LastDay); err != nil {
 			return nil, fmt.Errorf("read applications: %w", err)
 		}
 		out = append(out, a)
