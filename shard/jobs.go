@@ -28,7 +28,7 @@ const (
 // EventTables are the tables that hold event rows: every delete applies to
 // each that exists. A table that holds rows before they reach event (a
 // staging table) belongs here.
-var EventTables = []string{"event"}
+var EventTables = []string{"event", StagingTable}
 
 // job is one delete under way. step deletes at most limit rows in the
 // transaction the writer has begun and says whether there may be more.

@@ -80,7 +80,7 @@ func TestDB_Write(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := sqlDB(t, path)
-	rows, err := db.Query("SELECT id, event_type, value, typeof(value), typeof(time) || ' ' || time FROM event ORDER BY id")
+	rows, err := db.Query("SELECT id, event_type, value, typeof(value), typeof(time) || ' ' || time FROM event_all ORDER BY id")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestDB_Write_LocalTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tm string
-	sqlDB(t, path).QueryRow("SELECT time || '' FROM event").Scan(&tm)
+	sqlDB(t, path).QueryRow("SELECT time || '' FROM event_all").Scan(&tm)
 	if want := ev.Time.Local().Format(shard.TimeFormat); tm != want {
 		t.Errorf("got %q, want %q", tm, want)
 	}
@@ -143,7 +143,7 @@ func TestDB_Pycolytics(t *testing.T) {
 			out = append(out, strings.Join([]string{fmt.Sprint(id), v, a, b, c, d, e, f, g}, "|"))
 		}
 		var schema string
-		db.QueryRow("SELECT group_concat(sql, ';') FROM sqlite_master").Scan(&schema)
+		db.QueryRow("SELECT group_concat(sql, ';') FROM sqlite_master WHERE tbl_name = 'event'").Scan(&schema)
 		return append(out, schema)
 	}
 	before := dump()
@@ -243,7 +243,7 @@ func TestDB_Write_Concurrent(t *testing.T) {
 	last := 0
 	for i := 0; i < 20; i++ {
 		var n int
-		if err := db.QueryRow("SELECT count(*) FROM event").Scan(&n); err != nil {
+		if err := db.QueryRow("SELECT count(*) FROM event_all").Scan(&n); err != nil {
 			t.Fatalf("read during writes: %v", err)
 		}
 		if n < last || n%2 != 0 {
@@ -252,7 +252,7 @@ func TestDB_Write_Concurrent(t *testing.T) {
 		last = n
 	}
 	wg.Wait()
-	rows, _ := db.Query("SELECT session_id, count(*) FROM event GROUP BY session_id")
+	rows, _ := db.Query("SELECT session_id, count(*) FROM event_all GROUP BY session_id")
 	seen := 0
 	for rows.Next() {
 		var s string
@@ -350,7 +350,7 @@ func TestDB_Write_Busy(t *testing.T) {
 		t.Errorf("write within the busy timeout: %v", err)
 	}
 	var sessions []string
-	rows, _ := other.Query("SELECT session_id FROM event")
+	rows, _ := other.Query("SELECT session_id FROM event_all")
 	for rows.Next() {
 		var s string
 		rows.Scan(&s)

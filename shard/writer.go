@@ -54,6 +54,10 @@ type Stats struct {
 	// RowsErased and RowsPruned count the rows deleted by erasure (Erase,
 	// ERASE_EVENT_TYPE) and by retention (Prune).
 	RowsErased, RowsPruned uint64
+	// Merges and EventsMerged count the merges from the staging table into
+	// event and the events they moved.
+	Merges       uint64
+	EventsMerged uint64
 }
 
 // DB is the database and its writer: one goroutine that owns the
@@ -66,6 +70,8 @@ type DB struct {
 
 	conn *sqlite3.SQLiteConn
 	stmt driver.StmtExecContext
+	// merge is the staging state; nil when merging is off.
+	merge *merger
 
 	queues []queue
 	jobs   chan *job
@@ -84,6 +90,12 @@ type DB struct {
 	lastErr   atomic.Pointer[error]
 	erased    atomic.Uint64
 	pruned    atomic.Uint64
+	merges    atomic.Uint64
+	merged    atomic.Uint64
+
+	// OnMerge, when set before Open, is called by the writer after every
+	// merge with the events it moved and its duration (for metrics).
+	OnMerge func(events int, took time.Duration)
 
 	// OnCommit, when set before Open, is called by the writer after every
 	// transaction with its size, duration and outcome (for metrics).
@@ -132,6 +144,15 @@ func (db *DB) Open() error {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	db.conn, db.stmt = c, st.(driver.StmtExecContext)
+	if db.opts.MergeInterval > 0 {
+		if err := db.openStaging(); err != nil {
+			db.merge.close()
+			st.Close()
+			c.Close()
+			db.conn, db.stmt, db.merge = nil, nil, nil
+			return fmt.Errorf("open database %q: %w", db.path, err)
+		}
+	}
 	go db.run()
 	return nil
 }
@@ -176,6 +197,8 @@ func (db *DB) Stats() Stats {
 		QueuedEvents:  db.queued.Load(),
 		RowsErased:    db.erased.Load(),
 		RowsPruned:    db.pruned.Load(),
+		Merges:        db.merges.Load(),
+		EventsMerged:  db.merged.Load(),
 	}
 	if b := db.busySince.Load(); b != 0 {
 		s.Stuck = time.Since(time.Unix(0, b))
@@ -201,7 +224,10 @@ func (db *DB) Close() error {
 		}
 		close(db.stop)
 		<-db.exited
-		if err := db.stmt.(driver.Stmt).Close(); err != nil {
+		if err := db.merge.close(); err != nil {
+			db.closeErr = fmt.Errorf("close statement: %w", err)
+		}
+		if err := db.stmt.(driver.Stmt).Close(); err != nil && db.closeErr == nil {
 			db.closeErr = fmt.Errorf("close statement: %w", err)
 		}
 		if err := db.conn.Close(); err != nil && db.closeErr == nil {
@@ -214,10 +240,14 @@ func (db *DB) Close() error {
 // run is the writer's loop.
 func (db *DB) run() {
 	defer close(db.exited)
-	w := &writer{db: db, args: make([]driver.NamedValue, 8), spare: make([][]*request, len(db.queues)), chunkRows: jobChunkStart}
+	// args holds the eight columns of an event and, for the staging
+	// table, its id.
+	w := &writer{db: db, args: make([]driver.NamedValue, 9), spare: make([][]*request, len(db.queues)), chunkRows: jobChunkStart}
 	for i := range w.args {
 		w.args[i].Ordinal = i + 1
 	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		if len(w.jobs) > 0 {
 			// A delete is under way: commit what ingest has queued, take
@@ -240,7 +270,7 @@ func (db *DB) run() {
 			}
 			select {
 			case <-db.stop:
-				w.drain()
+				w.finish()
 				w.failJobs(ErrClosed)
 				return
 			case j := <-db.jobs:
@@ -251,18 +281,37 @@ func (db *DB) run() {
 			start := time.Now()
 			w.runJob()
 			w.nextChunk = time.Now().Add(time.Since(start))
+			w.mergeIfDue()
 			continue
+		}
+		if db.merge != nil {
+			timer.Reset(max(db.merge.due(db.opts, time.Now()), time.Millisecond))
 		}
 		select {
 		case <-db.wake:
 			w.drain()
+		case <-timer.C:
+			w.mergeIfDue()
 		case j := <-db.jobs:
 			w.jobs = append(w.jobs, j)
 		case <-db.stop:
-			// Every queue is closed: what is queued now is all there is.
-			w.drain()
+			w.finish()
 			return
 		}
+	}
+}
+
+// finish commits what is queued, when every queue is closed (so that is all
+// there is), and merges everything staged.
+func (w *writer) finish() {
+	w.drain()
+	if w.db.merge == nil {
+		return
+	}
+	if n, err := w.db.mergeAll(); err != nil {
+		w.db.logger.Error("merge at shutdown failed; the events stay staged and are merged at the next start", "err", classify(err))
+	} else {
+		w.db.logger.Debug("merged at shutdown", "events", n)
 	}
 }
 
@@ -318,6 +367,7 @@ func (w *writer) drain() {
 		}
 		w.commit(w.pending[group:], n)
 		clear(w.pending)
+		w.mergeIfDue()
 	}
 }
 
@@ -339,6 +389,9 @@ func (w *writer) commit(reqs []*request, n int) {
 	} else {
 		db.stored.Add(uint64(n))
 		db.commits.Add(1)
+		if db.merge != nil {
+			db.merge.committed(n)
+		}
 		db.lastErr.Store(nil)
 		if w.failures > 0 {
 			db.logger.Info("commits succeed again", "failed_commits", w.failures)
@@ -379,9 +432,23 @@ func (w *writer) tx(reqs []*request) error {
 	ctx := context.Background()
 	w.erasures = w.erasures[:0]
 	eraseType := w.db.opts.EraseEventType
+	stmt, args := w.db.stmt, w.args[:8]
+	var id int64
+	if m := w.db.merge; m != nil {
+		// Staged events get their ids now, the ids INTEGER PRIMARY KEY
+		// would give them in event, and keep them through the merge.
+		var err error
+		if id, err = m.firstID(); err != nil {
+			return rollback(c, err)
+		}
+		stmt, args = m.stage, w.args
+	}
 	for _, r := range reqs {
 		for i := range r.events {
-			res, err := w.db.stmt.ExecContext(ctx, w.bind(&r.events[i]))
+			w.bind(&r.events[i])
+			w.args[8].Value = id
+			id++
+			res, err := stmt.ExecContext(ctx, args)
 			if err != nil {
 				return rollback(c, err)
 			}
@@ -397,7 +464,7 @@ func (w *writer) tx(reqs []*request) error {
 	return nil
 }
 
-func (w *writer) bind(e *Event) []driver.NamedValue {
+func (w *writer) bind(e *Event) {
 	if !e.Time.Equal(w.lastTime) || w.lastStamp == "" {
 		t := e.Time.UTC()
 		if w.db.opts.LocalTime {
@@ -414,7 +481,6 @@ func (w *writer) bind(e *Event) []driver.NamedValue {
 	a[5].Value = e.SessionID
 	a[6].Value = e.Value
 	a[7].Value = w.lastStamp
-	return a
 }
 
 // rollback ends a failed transaction. SQLite may have rolled it back itself

@@ -154,10 +154,15 @@ func warnDevKey(logger *slog.Logger, cfg *Config) {
 
 func shardOptions(c *Config) shard.Options {
 	return shard.Options{
-		BusyTimeout:  c.BusyTimeout,
-		Synchronous:  c.Synchronous,
-		CacheSizeKiB: c.CacheSizeKiB,
-		LocalTime:    c.LocalTime,
+		BusyTimeout:       c.BusyTimeout,
+		Synchronous:       c.Synchronous,
+		CacheSizeKiB:      c.CacheSizeKiB,
+		LocalTime:         c.LocalTime,
+		MergeInterval:     c.MergeInterval,
+		MergeRows:         c.MergeRows,
+		MergeSorted:       c.MergeSorted,
+		PageSize:          c.PageSize,
+		WALAutocheckpoint: c.WALAutocheckpoint,
 		// ERASE_EVENT_TYPE
 		EraseEventType: c.DataOut.EraseEventType,
 	}

@@ -54,7 +54,7 @@ func TestClient_Write(t *testing.T) {
 	}
 	wg.Wait()
 	var rows, distinct int
-	shardtest.SQL(t, path).QueryRow("SELECT count(*), count(DISTINCT session_id) FROM event").Scan(&rows, &distinct)
+	shardtest.SQL(t, path).QueryRow("SELECT count(*), count(DISTINCT session_id) FROM event_all").Scan(&rows, &distinct)
 	if rows != 1600 || distinct != 1600 {
 		t.Errorf("got %d rows (%d distinct), want 1600", rows, distinct)
 	}
@@ -117,7 +117,7 @@ func TestServe_WorkerGone(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 	var rows int
-	shardtest.SQL(t, path).QueryRow("SELECT count(*) FROM event").Scan(&rows)
+	shardtest.SQL(t, path).QueryRow("SELECT count(*) FROM event_all").Scan(&rows)
 	if rows != 100 {
 		t.Errorf("got %d rows, want 100", rows)
 	}
