@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3" // the driver the tests read the database with
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
 // Check opens the database at path as a user would (read-write, so that a
@@ -54,7 +56,7 @@ func EachMarker(tb testing.TB, path string, fn func(marker string)) {
 
 func eachMarker(tb testing.TB, db *sql.DB, fn func(marker string)) {
 	tb.Helper()
-	rows, err := db.Query(`SELECT id, coalesce(json_extract(value, '$.m'), ''), event_type, application, version, platform, user_id, session_id FROM event`)
+	rows, err := db.Query(`SELECT id, coalesce(json_extract(value, '$.m'), ''), event_type, application, version, platform, user_id, session_id FROM ` + events(tb, db))
 	if err != nil {
 		tb.Fatalf("read rows: %v", err)
 	}
@@ -85,16 +87,48 @@ func eachMarker(tb testing.TB, db *sql.DB, fn func(marker string)) {
 	}
 }
 
-// CountRows is the number of rows in the event table.
+// CountRows is the number of events stored: in the event table, and in the
+// staging table waiting for their merge.
 func CountRows(tb testing.TB, path string) int {
 	tb.Helper()
 	db := open(tb, "file:"+path+"?mode=ro&_busy_timeout=10000")
 	defer db.Close()
 	var n int
-	if err := db.QueryRow("SELECT count(*) FROM event").Scan(&n); err != nil {
+	if err := db.QueryRow("SELECT count(*) FROM " + events(tb, db)).Scan(&n); err != nil {
 		tb.Fatalf("count rows: %v", err)
 	}
 	return n
+}
+
+// Staged is the number of events in the staging table (0 without one):
+// committed, not yet merged into event.
+func Staged(tb testing.TB, path string) int {
+	tb.Helper()
+	db := open(tb, "file:"+path+"?mode=ro&_busy_timeout=10000")
+	defer db.Close()
+	if events(tb, db) == "event" {
+		return 0
+	}
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM " + shard.StagingTable).Scan(&n); err != nil {
+		tb.Fatalf("count staged rows: %v", err)
+	}
+	return n
+}
+
+// events is what the tests read stored events from: the view of event and
+// the staging table when the database has one (every committed event is in
+// exactly one of them), event otherwise.
+func events(tb testing.TB, db *sql.DB) string {
+	tb.Helper()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = ?", shard.ViewAll).Scan(&n); err != nil {
+		tb.Fatalf("read schema: %v", err)
+	}
+	if n == 1 {
+		return shard.ViewAll
+	}
+	return "event"
 }
 
 func open(tb testing.TB, dsn string) *sql.DB {
