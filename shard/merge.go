@@ -275,7 +275,35 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 	return int(n), more, nil
 }
 
-// mergeAll merges until the staging table is empty: at open and at close.
+// Merge moves every event staged so far into event and returns once that
+// has committed: for a caller that must see in event what was acknowledged
+// before (a test, an export that cannot wait for the interval). It runs in
+// the writer, between group commits, like any merge.
+func (db *DB) Merge(ctx context.Context) error {
+	if db.conn == nil {
+		return ErrNotOpen
+	}
+	if db.merge == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	select {
+	case db.mergeNow <- done:
+	case <-db.exited:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// mergeAll merges until the staging table is empty: at open, at close and
+// for Merge.
 func (db *DB) mergeAll() (int, error) {
 	total := 0
 	for {

@@ -75,9 +75,11 @@ type DB struct {
 
 	queues []queue
 	jobs   chan *job
-	wake   chan struct{}
-	stop   chan struct{}
-	exited chan struct{}
+	// mergeNow carries Merge's requests to the writer.
+	mergeNow chan chan error
+	wake     chan struct{}
+	stop     chan struct{}
+	exited   chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -112,14 +114,15 @@ func New(path string, opts Options, logger *slog.Logger) *DB {
 		logger = slog.Default()
 	}
 	return &DB{
-		path:   path,
-		opts:   opts,
-		logger: logger.With("component", "shard"),
-		queues: make([]queue, opts.Shards),
-		jobs:   make(chan *job),
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		exited: make(chan struct{}),
+		path:     path,
+		opts:     opts,
+		logger:   logger.With("component", "shard"),
+		queues:   make([]queue, opts.Shards),
+		jobs:     make(chan *job),
+		mergeNow: make(chan chan error),
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		exited:   make(chan struct{}),
 	}
 }
 
@@ -292,6 +295,13 @@ func (db *DB) run() {
 			w.drain()
 		case <-timer.C:
 			w.mergeIfDue()
+		case done := <-db.mergeNow:
+			w.drain()
+			_, err := db.mergeAll()
+			if err != nil {
+				err = classify(err)
+			}
+			done <- err
 		case j := <-db.jobs:
 			w.jobs = append(w.jobs, j)
 		case <-db.stop:
