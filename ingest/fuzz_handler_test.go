@@ -182,7 +182,7 @@ func fuzzZlib(b []byte) []byte {
 func fuzzRowCount(t *testing.T, db *sql.DB) int {
 	t.Helper()
 	var n int
-	if err := db.QueryRow("SELECT count(*) FROM event").Scan(&n); err != nil {
+	if err := db.QueryRow("SELECT count(*) FROM event_all").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -191,7 +191,7 @@ func fuzzRowCount(t *testing.T, db *sql.DB) int {
 // lastRows returns the last n rows, oldest first.
 func fuzzLastRows(t *testing.T, db *sql.DB, n int) []row {
 	t.Helper()
-	rs, err := db.Query(`SELECT event_type, application, version, platform, user_id, session_id, value FROM event ORDER BY id DESC LIMIT ?`, n)
+	rs, err := db.Query(`SELECT event_type, application, version, platform, user_id, session_id, value FROM event_all ORDER BY id DESC LIMIT ?`, n)
 	if err != nil {
 		t.Fatal(err)
 	}

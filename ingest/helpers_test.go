@@ -70,7 +70,7 @@ func readRows(tb testing.TB, path string) []row {
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	rs, err := db.Query(`SELECT id, event_type, application, version, platform, user_id, session_id, value, time || '' FROM event ORDER BY id`)
+	rs, err := db.Query(`SELECT id, event_type, application, version, platform, user_id, session_id, value, time || '' FROM event_all ORDER BY id`)
 	if err != nil {
 		tb.Fatalf("read rows: %v", err)
 	}

@@ -128,8 +128,17 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 	j.step = func(c *sqlite3.SQLiteConn, limit int) (int64, bool, error) {
 		var total int64
 		first, ok, err := queryInt64(c, "SELECT min(id) FROM event WHERE id >= ?", lo)
-		if err != nil || !ok {
+		if err != nil {
 			return 0, false, err
+		}
+		if !ok {
+			// Nothing (more) in event: the staging table may still hold
+			// old rows.
+			if through > 0 {
+				return 0, false, nil
+			}
+			total, err := pruneOthers(c, db.tables(c)[1:], stamp)
+			return total, false, err
 		}
 		hi := first + int64(limit)
 		if through > 0 {
@@ -144,15 +153,12 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 			return 0, false, err
 		}
 		total += n
-		for _, table := range db.tables(c)[1:] {
-			if through > 0 {
-				break
-			}
-			n, err := execRows(c, "DELETE FROM "+table+" WHERE time < ?", []driver.NamedValue{{Ordinal: 1, Value: stamp}})
+		if through == 0 {
+			n, err = pruneOthers(c, db.tables(c)[1:], stamp)
+			total += n
 			if err != nil {
 				return total, false, err
 			}
-			total += n
 		}
 		_, kept, err := queryInt64(c, "SELECT id FROM event WHERE id >= ? AND id < ? LIMIT 1", first, hi)
 		if err != nil {
@@ -162,6 +168,20 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 		return total, !kept, nil
 	}
 	return db.submit(j)
+}
+
+// pruneOthers deletes the rows before stamp from tables (the staging table:
+// small, merged every second or so, so a scan is cheap).
+func pruneOthers(c *sqlite3.SQLiteConn, tables []string, stamp string) (int64, error) {
+	var total int64
+	for _, table := range tables {
+		n, err := execRows(c, "DELETE FROM "+table+" WHERE time < ?", []driver.NamedValue{{Ordinal: 1, Value: stamp}})
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // tables are the EventTables that exist, event first.

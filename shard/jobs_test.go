@@ -22,7 +22,7 @@ func userEvents(n int, user, app string, at time.Time) []shard.Event {
 func count(tb testing.TB, path, where string, args ...any) int {
 	tb.Helper()
 	var n int
-	if err := sqlDB(tb, path).QueryRow("SELECT count(*) FROM event WHERE "+where, args...).Scan(&n); err != nil {
+	if err := sqlDB(tb, path).QueryRow("SELECT count(*) FROM "+shard.ViewAll+" WHERE "+where, args...).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
 	return n

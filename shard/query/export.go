@@ -136,7 +136,7 @@ type ExportCursor struct {
 
 // NewExport returns a cursor over the rows f selects, in id order.
 func (r *Reader) NewExport(f ExportFilter, format Format) *ExportCursor {
-	q, args := exportSQL(f, r.loc)
+	q, args := exportSQL(r.events, f, r.loc)
 	return &ExportCursor{r: r, f: f, q: q, args: args, enc: encoder{format: format}, res: ExportResult{LastID: f.AfterID}}
 }
 
@@ -211,12 +211,12 @@ func (r *Reader) exportChunk(ctx context.Context, q string, args []any, enc *enc
 	return got == args[len(args)-1].(int64), nil
 }
 
-// exportSQL builds the chunk query of f: its first argument is the id to
+// exportSQL builds the chunk query of f on table (or view) from: its first argument is the id to
 // read after, its last the chunk's size. The time column is read as text
 // (CAST), so it comes out exactly as stored.
-func exportSQL(f ExportFilter, loc *time.Location) (string, []any) {
+func exportSQL(from string, f ExportFilter, loc *time.Location) (string, []any) {
 	var b strings.Builder
-	b.WriteString("SELECT id, event_type, application, version, platform, user_id, session_id, value, CAST(time AS TEXT) FROM event WHERE id > ?")
+	b.WriteString("SELECT id, event_type, application, version, platform, user_id, session_id, value, CAST(time AS TEXT) FROM " + from + " WHERE id > ?")
 	args := []any{f.AfterID}
 	if f.Application != "" {
 		b.WriteString(" AND application = ?")

@@ -60,6 +60,11 @@ type Reader struct {
 	db      *sql.DB
 	timeout time.Duration
 	loc     *time.Location
+	// events is what exports read: the writer's view of event and its
+	// staging table (event_all) when the database has it, so that an export
+	// holds every acknowledged event, the last second's too; event
+	// otherwise.
+	events string
 }
 
 // Open opens the pool on the database at path. It checks that the file is a
@@ -101,6 +106,10 @@ func Open(path string, o Options) (*Reader, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: %s: %v", ErrNoDatabase, path, err)
+	}
+	r.events = "event"
+	if db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'event_all'").Scan(&n) == nil && n == 1 {
+		r.events = "event_all"
 	}
 	return r, nil
 }
