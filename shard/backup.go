@@ -53,6 +53,9 @@ func Backup(ctx context.Context, path, dst string, busyTimeout time.Duration) (i
 	if err != nil {
 		return 0, fmt.Errorf("backup: VACUUM INTO %s: %w", tmp, err)
 	}
+	if err := mergeCopy(ctx, tmp); err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
 	// A backup holds what the database holds: as private as the database.
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		return 0, fmt.Errorf("backup: %w", err)
@@ -78,6 +81,34 @@ func Backup(ctx context.Context, path, dst string, busyTimeout time.Duration) (i
 	}
 	syncDir(filepath.Dir(dst))
 	return fi.Size(), nil
+}
+
+// mergeCopy moves the events a copy holds in its staging table into its
+// event table, so that a backup read with sqlite3 or pandas holds in event
+// every event committed before it began.
+func mergeCopy(ctx context.Context, path string) error {
+	dc, err := (&sqlite3.SQLiteDriver{}).Open("file:" + escapePath(path))
+	if err != nil {
+		return fmt.Errorf("open copy: %w", err)
+	}
+	c := dc.(*sqlite3.SQLiteConn)
+	defer c.Close()
+	if n, _, err := queryInt64(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", StagingTable); err != nil || n == 0 {
+		return err
+	}
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
+		return fmt.Errorf("merge staged events in the copy: %w", err)
+	}
+	for _, q := range []string{
+		fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM %s ORDER BY id", mergeColumns, mergeColumns, StagingTable),
+		"DELETE FROM " + StagingTable,
+		"COMMIT",
+	} {
+		if _, err := c.ExecContext(ctx, q, nil); err != nil {
+			return fmt.Errorf("merge staged events in the copy: %w", rollback(c, err))
+		}
+	}
+	return nil
 }
 
 // IntegrityCheck runs PRAGMA integrity_check on the database at path,

@@ -53,7 +53,7 @@ func TestDataOut_Erase(t *testing.T) {
 			if code, body, _ := adminReq(t, "DELETE", base+"victim?application=A", testAdminKey); code != 200 || body != `{"deleted":0}` {
 				t.Errorf("again: %d %s, want {\"deleted\":0}", code, body)
 			}
-			if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event WHERE user_id = 'victim' AND application = 'B'"); n != 40 {
+			if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event_all WHERE user_id = 'victim' AND application = 'B'"); n != 40 {
 				t.Errorf("application B: %d rows, want 40 untouched", n)
 			}
 			// The subcommand, through the running server's writer.
@@ -78,10 +78,10 @@ func TestDataOut_Erase(t *testing.T) {
 			gctest.WaitMetric(t, p.Addr, `gocolytics_rows_deleted_total{reason="erasure"}`, 940)
 			l.Stop()
 			p.Stop(t)
-			if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event WHERE user_id = 'victim'"); n != 0 {
+			if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event_all WHERE user_id = 'victim'"); n != 0 {
 				t.Errorf("%d rows of the erased user left", n)
 			}
-			if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event WHERE user_id = 'bystander'"); n != 30 {
+			if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event_all WHERE user_id = 'bystander'"); n != 30 {
 				t.Errorf("bystander: %d rows, want 30", n)
 			}
 			checkAcked(t, l, p.DBPath)
@@ -100,7 +100,7 @@ func TestDataOut_ForgetOffline(t *testing.T) {
 	if code != 0 || stdout != "{\"deleted\":12}\n" || !strings.Contains(stderr, "no server") {
 		t.Errorf("forget: exit %d, %q %q", code, stdout, stderr)
 	}
-	if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event"); n != 3 {
+	if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event_all"); n != 3 {
 		t.Errorf("%d rows left, want the other user's 3", n)
 	}
 	if _, stderr, code := cli(t, "forget", "x", "--sqlite-file-path", filepath.Join(t.TempDir(), "none.db")); code != 2 || !strings.Contains(stderr, "no database") {
@@ -117,12 +117,12 @@ func TestDataOut_EraseEventType(t *testing.T) {
 	postEvents(t, p.Addr, victimEvents("friend", "A", 7))
 	postEvents(t, p.Addr, `[{"event_type":"delete_my_data","application":"A","version":"1","platform":"p","user_id":"player","session_id":"s","value":{},"api_key":"`+gctest.Key+`"}]`)
 	gctest.WaitFor(t, func() bool {
-		return queryInt(t, p.DBPath, "SELECT count(*) FROM event WHERE user_id = 'player' AND application = 'A'") == 1
+		return queryInt(t, p.DBPath, "SELECT count(*) FROM event_all WHERE user_id = 'player' AND application = 'A'") == 1
 	}, "the player's rows in A erased")
 	for q, want := range map[string]int{
-		"SELECT count(*) FROM event WHERE event_type = 'delete_my_data'": 1,
-		"SELECT count(*) FROM event WHERE application = 'B'":             5,
-		"SELECT count(*) FROM event WHERE user_id = 'friend'":            7,
+		"SELECT count(*) FROM event_all WHERE event_type = 'delete_my_data'": 1,
+		"SELECT count(*) FROM event_all WHERE application = 'B'":             5,
+		"SELECT count(*) FROM event_all WHERE user_id = 'friend'":            7,
 	} {
 		if n := queryInt(t, p.DBPath, q); n != want {
 			t.Errorf("%s: %d, want %d", q, n, want)
@@ -152,8 +152,8 @@ func TestDataOut_Retention(t *testing.T) {
 	write(5, time.Now(), "now")
 	db.Close()
 	p := gctest.Start(t, path, "--retention-days", "30")
-	gctest.WaitFor(t, func() bool { return queryInt(t, path, "SELECT count(*) FROM event WHERE user_id = 'old'") == 0 }, "rows from 2020 deleted")
-	if n := queryInt(t, path, "SELECT count(*) FROM event"); n != 25 {
+	gctest.WaitFor(t, func() bool { return queryInt(t, path, "SELECT count(*) FROM event_all WHERE user_id = 'old'") == 0 }, "rows from 2020 deleted")
+	if n := queryInt(t, path, "SELECT count(*) FROM event_all"); n != 25 {
 		t.Errorf("%d rows left, want the 25 recent ones", n)
 	}
 	gctest.WaitMetric(t, p.Addr, `gocolytics_rows_deleted_total{reason="retention"}`, 3000)
@@ -243,7 +243,7 @@ func TestDataOut_BadInput(t *testing.T) {
 			t.Errorf("%s --help: exit %d %.200q", sub, code, stderr)
 		}
 	}
-	if n := queryInt(t, db, "SELECT count(*) FROM event"); n != 5 {
+	if n := queryInt(t, db, "SELECT count(*) FROM event_all"); n != 5 {
 		t.Errorf("%d rows, want the 5 posted", n)
 	}
 	resp, err := http.Get("http://" + p.Addr + "/healthz")
@@ -274,7 +274,7 @@ func markers(t *testing.T, path string) map[string]bool {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT json_extract(value, '$.m') FROM event WHERE json_extract(value, '$.m') IS NOT NULL`)
+	rows, err := db.Query(`SELECT json_extract(value, '$.m') FROM event_all WHERE json_extract(value, '$.m') IS NOT NULL`)
 	if err != nil {
 		t.Fatal(err)
 	}

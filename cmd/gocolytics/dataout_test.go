@@ -194,7 +194,7 @@ func TestDataOut_Export(t *testing.T) {
 	l.Stop()
 	for page() > 0 {
 	}
-	if want := queryInt(t, p.DBPath, "SELECT count(*) FROM event"); len(ids) != want {
+	if want := queryInt(t, p.DBPath, "SELECT count(*) FROM event_all"); len(ids) != want {
 		t.Errorf("paging: %d rows, the database has %d", len(ids), want)
 	}
 	for i := 1; i < len(ids); i++ {
@@ -202,7 +202,7 @@ func TestDataOut_Export(t *testing.T) {
 			t.Fatalf("paging: id %d after %d", ids[i], ids[i-1])
 		}
 	}
-	if ids[len(ids)-1] != int64(queryInt(t, p.DBPath, "SELECT max(id) FROM event")) {
+	if ids[len(ids)-1] != int64(queryInt(t, p.DBPath, "SELECT max(id) FROM event_all")) {
 		t.Errorf("paging did not reach the last row")
 	}
 

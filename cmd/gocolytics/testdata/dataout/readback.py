@@ -77,12 +77,15 @@ def compare(rows, database, exact_nul):
     db = sqlite3.connect("file:%s?mode=ro" % database, uri=True)
     db.text_factory = lambda b: b.decode("utf-8", "replace")
     last = rows[-1]["id"] if rows else 0
-    ids = [r[0] for r in db.execute("SELECT id FROM event WHERE id <= ? ORDER BY id", (last,))]
+    # Exports hold the events still in gocolytics' staging table too: the
+    # view event_all shows both.
+    table = "event_all" if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_all'").fetchone() else "event"
+    ids = [r[0] for r in db.execute("SELECT id FROM %s WHERE id <= ? ORDER BY id" % table, (last,))]
     got = [r["id"] for r in rows]
     if got != ids:
         print("ids differ: exported %d, database has %d up to %d" % (len(got), len(ids), last))
         sys.exit(1)
-    q = "SELECT id, event_type, application, version, platform, user_id, session_id, value, CAST(time AS TEXT) FROM event WHERE id = ?"
+    q = "SELECT id, event_type, application, version, platform, user_id, session_id, value, CAST(time AS TEXT) FROM %s WHERE id = ?" % table
     for r in rows:
         want = dict(zip(COLUMNS, db.execute(q, (r["id"],)).fetchone()))
         want["value"] = canon(json.loads(want["value"]))
