@@ -40,7 +40,7 @@ func TestLink_Erase(t *testing.T) {
 		t.Fatalf("erase: %d, %v; want 3000", n, err)
 	}
 	var left, others int
-	shardtest.SQL(t, path).QueryRow("SELECT count(*) FILTER (WHERE user_id = 'gone'), count(*) FILTER (WHERE user_id != 'gone') FROM event").Scan(&left, &others)
+	shardtest.SQL(t, path).QueryRow("SELECT count(*) FILTER (WHERE user_id = 'gone'), count(*) FILTER (WHERE user_id != 'gone') FROM event_all").Scan(&left, &others)
 	if left != 0 || others != 100 {
 		t.Errorf("after erase: %d rows of the user, %d others; want 0 and 100", left, others)
 	}
