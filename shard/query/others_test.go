@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/query"
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
 )
@@ -179,5 +182,28 @@ func TestComputeStats_Series(t *testing.T) {
 	}
 	if _, err := query.ComputeStats(ctx, db, nov("Game"), day("2026-11-10"), "user_id"); err == nil {
 		t.Error("series by user_id accepted")
+	}
+}
+
+// TestComputeValue_Extremes: numbers too large for a double are skipped;
+// the average of the largest doubles does not overflow.
+func TestComputeValue_Extremes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "extremes.db")
+	at := day("2026-11-02").Add(time.Hour)
+	var events []shard.Event
+	for _, v := range []string{`{"x":1e99999}`, `{"x":-1e99999}`, `{"x":1.7e308}`, `{"x":1.7e308}`, `{"x":true}`, `{"x":null}`, `{"x":[1]}`, `{"x":"3"}`} {
+		events = append(events, shard.Event{Time: at, Application: "A", EventType: "e", Version: "1", Platform: "p", UserID: "u", SessionID: "s", Value: v})
+	}
+	querytest.Write(t, path, events)
+	f := query.Filter{Application: "A", EventType: "e", Since: day("2026-11-02"), Until: day("2026-11-02")}
+	got, err := query.ComputeValue(context.Background(), querytest.OpenReadOnly(t, path), f, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := json.Marshal(got); err != nil {
+		t.Fatalf("answer is no JSON: %v", err)
+	}
+	if got[0].Count != 2 || got[0].Skipped != 6 || *got[0].Avg != 1.7e308 || *got[0].Max != 1.7e308 {
+		t.Errorf("got %+v", got[0])
 	}
 }

@@ -3,12 +3,13 @@ package query
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 )
 
 // ValueDay is the statistics of one numeric field of value on one day. The
 // figures are nil on a day without numbers; Skipped counts the events of the
-// day whose field was missing or not a number.
+// day whose field was missing, not a number, or too large for a double.
 type ValueDay struct {
 	Day     string   `json:"day"`
 	Count   int64    `json:"count"`
@@ -66,7 +67,9 @@ FROM event WHERE `+renumber(where, 2)+`)`, append([]any{path}, args...)...)
 		if !ok {
 			continue
 		}
-		if v == nil {
+		// A number too large for a double (1e99999) reads as infinity: it
+		// has no place in an average, and JSON cannot carry it.
+		if v == nil || math.IsInf(*v, 0) || math.IsNaN(*v) {
 			out[i].Skipped++
 			continue
 		}
@@ -83,11 +86,12 @@ FROM event WHERE `+renumber(where, 2)+`)`, append([]any{path}, args...)...)
 			continue
 		}
 		sort.Float64s(xs)
-		sum := 0.0
-		for _, x := range xs {
-			sum += x
+		// A running mean cannot overflow where a sum of large values would.
+		mean := 0.0
+		for k, x := range xs {
+			mean += (x - mean) / float64(k+1)
 		}
-		out[i].Avg = ptr(sum / float64(len(xs)))
+		out[i].Avg = ptr(mean)
 		out[i].P50 = ptr(percentile(xs, 0.5))
 		out[i].P95 = ptr(percentile(xs, 0.95))
 		out[i].Min = ptr(xs[0])
