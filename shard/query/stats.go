@@ -131,7 +131,7 @@ func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time, ser
 		return nil, err
 	}
 
-	first, err := firstDays(ctx, q, f, act.users)
+	first, err := firstDays(ctx, q, f, act)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +189,8 @@ type activityData struct {
 	users    map[string]bool
 	sessions map[string]*span
 	shares   map[string]map[string]*share // column -> value -> share
+	// minID is the lowest id of the range's rows.
+	minID int64
 }
 
 type span struct{ first, last string }
@@ -210,7 +212,7 @@ var shareColumns = []string{"event_type", "version", "platform"}
 func activity(ctx context.Context, q Querier, f Filter, since time.Time, index map[string]int) (*activityData, error) {
 	where, args := f.where(since, f.Until, true)
 	rows, err := q.QueryContext(ctx, `SELECT session_id, user_id, event_type, version, platform, substr(time, 1, 10) AS day,
-COUNT(*), MIN(time) || '', MAX(time) || ''
+COUNT(*), MIN(time) || '', MAX(time) || '', MIN(id)
 FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, platform, day`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query activity: %w", err)
@@ -235,14 +237,17 @@ FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, pl
 	}
 	var sid, u, d, lo, hi string
 	var vals [3]string
-	var n int64
+	var n, id int64
 	for rows.Next() {
-		if err := rows.Scan(&sid, &u, &vals[0], &vals[1], &vals[2], &d, &n, &lo, &hi); err != nil {
+		if err := rows.Scan(&sid, &u, &vals[0], &vals[1], &vals[2], &d, &n, &lo, &hi, &id); err != nil {
 			return nil, fmt.Errorf("read activity: %w", err)
 		}
 		i, ok := index[d]
 		if !ok {
 			continue
+		}
+		if a.minID == 0 || id < a.minID {
+			a.minID = id
 		}
 		u = in(u)
 		a.byDay[i][u] = true
@@ -302,42 +307,83 @@ func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityDat
 	return c, rows.Err()
 }
 
-// firstDays returns, for each of users (the users of the range) who has no
-// event of the application before it, the day of their first event ever
-// for the application. Users with an earlier event are not new in the range
-// and are left out. The users go in as one JSON list; the subqueries go
-// through the user_id index ("+application" keeps SQLite from choosing the
-// application index), where a returning user's oldest rows come first, so
-// the NOT EXISTS stops at once.
-func firstDays(ctx context.Context, q Querier, f Filter, users map[string]bool) (map[string]string, error) {
+// firstDays returns, for each user of the range who has no event of the
+// application before it, the day of their first event ever for the
+// application. Users with an earlier event are not new in the range and are
+// left out.
+//
+// "An earlier event" is looked for in two places that together hold every
+// row: rows with an id below the range's lowest (a.minID), through the
+// user_id index bounded by that id, where a returning player's oldest row
+// comes first, so each check stops at once; and rows from a.minID on whose
+// time is before the range (rows stored out of time order, as an imported
+// database may have), in one scan of those rows by id.
+func firstDays(ctx context.Context, q Querier, f Filter, a *activityData) (map[string]string, error) {
 	first := map[string]string{}
-	if len(users) == 0 {
+	if len(a.users) == 0 {
 		return first, nil
 	}
-	list := make([]string, 0, len(users))
-	for u := range users {
-		list = append(list, u)
+	since := f.Since.Format(DayFormat)
+	late := map[string]bool{}
+	rows, err := q.QueryContext(ctx, `SELECT DISTINCT user_id FROM event NOT INDEXED WHERE id >= ? AND time < ? AND application = ?`,
+		a.minID, since, f.Application)
+	if err != nil {
+		return nil, fmt.Errorf("query first days: %w", err)
+	}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read first days: %w", err)
+		}
+		late[u] = true
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read first days: %w", err)
+	}
+
+	list := make([]string, 0, len(a.users))
+	for u := range a.users {
+		if !late[u] {
+			list = append(list, u)
+		}
 	}
 	js, err := json.Marshal(list)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.QueryContext(ctx, `
-SELECT a.value,
-       (SELECT substr(MIN(e.time), 1, 10) FROM event e WHERE e.user_id = a.value AND +e.application = ?1)
-FROM json_each(?2) a
-WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND +e.application = ?1 AND e.time < ?3)`,
-		f.Application, string(js), f.Since.Format(DayFormat))
+	// Without filters a new user's first day is their first day in the
+	// range; with them, it may be a day the filters leave out, so it is read
+	// from the user's rows (a new user's rows are all in the range).
+	firstDay := "NULL"
+	if f.Version != "" || f.Platform != "" || f.EventType != "" {
+		firstDay = "(SELECT substr(MIN(e.time), 1, 10) FROM event e WHERE e.user_id = a.value AND +e.application = ?1)"
+	}
+	rows, err = q.QueryContext(ctx, `SELECT a.value, `+firstDay+` FROM json_each(?2) a
+WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND e.id < ?3 AND +e.application = ?1 AND e.time < ?4)`,
+		f.Application, string(js), a.minID, since)
 	if err != nil {
 		return nil, fmt.Errorf("query first days: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var u, d string
+		var u string
+		var d *string
 		if err := rows.Scan(&u, &d); err != nil {
 			return nil, fmt.Errorf("read first days: %w", err)
 		}
-		first[u] = d
+		if d != nil {
+			first[u] = *d
+			continue
+		}
+		for i, day := range a.byDay {
+			if day[u] {
+				first[u] = f.Since.AddDate(0, 0, i).Format(DayFormat)
+				break
+			}
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read first days: %w", err)

@@ -1,0 +1,214 @@
+package query_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/query"
+	"github.com/gocolytics/gocolytics/shard/query/querytest"
+)
+
+// TestComputeStats_Random compares the SQL's answers with the definitions
+// worked out naively in Go, on random events stored in random time order
+// (as an imported database may hold them), for several ranges and filters.
+func TestComputeStats_Random(t *testing.T) {
+	rng := rand.New(rand.NewPCG(42, 1))
+	start := day("2026-10-01")
+	var events []shard.Event
+	for i := 0; i < 1500; i++ {
+		u := rng.IntN(40)
+		events = append(events, shard.Event{
+			Time:        start.Add(time.Duration(rng.IntN(40*24*60)) * time.Minute),
+			Application: []string{"A", "B"}[rng.IntN(2)],
+			UserID:      fmt.Sprintf("u%d", u),
+			SessionID:   fmt.Sprintf("s%d", rng.IntN(200)),
+			EventType:   []string{"start", "level", "end"}[rng.IntN(3)],
+			Version:     []string{"1", "2"}[rng.IntN(2)],
+			Platform:    []string{"Linux", "Web"}[u%2],
+			Value:       "{}",
+		})
+	}
+	path := filepath.Join(t.TempDir(), "random.db")
+	querytest.Write(t, path, events)
+	db := querytest.OpenReadOnly(t, path)
+
+	for _, f := range []query.Filter{
+		{Application: "A", Since: day("2026-10-10"), Until: day("2026-10-30")},
+		{Application: "B", Since: day("2026-10-01"), Until: day("2026-11-09")},
+		{Application: "A", Since: day("2026-10-20"), Until: day("2026-10-24"), Platform: "Web"},
+		{Application: "B", Since: day("2026-10-05"), Until: day("2026-10-25"), Version: "2", EventType: "level"},
+	} {
+		today := day("2026-10-28")
+		got, err := query.ComputeStats(context.Background(), db, f, today)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := naiveStats(events, f, today)
+		querytest.EqualJSON(t, fmt.Sprintf("%+v", f), got, string(want))
+	}
+}
+
+// naiveStats answers the stats API by its definitions, over all events in
+// memory, with none of the SQL's shortcuts.
+func naiveStats(events []shard.Event, f query.Filter, today time.Time) []byte {
+	dayOf := func(t time.Time) string { return t.Format(query.DayFormat) }
+	in := func(e shard.Event, since, until time.Time) bool {
+		d := dayOf(e.Time)
+		return e.Application == f.Application && d >= dayOf(since) && d <= dayOf(until) &&
+			(f.Version == "" || e.Version == f.Version) && (f.Platform == "" || e.Platform == f.Platform) &&
+			(f.EventType == "" || e.EventType == f.EventType)
+	}
+	first := map[string]time.Time{}
+	for _, e := range events {
+		if e.Application == f.Application {
+			if t, ok := first[e.UserID]; !ok || e.Time.Before(t) {
+				first[e.UserID] = e.Time
+			}
+		}
+	}
+	active := map[string]map[string]bool{} // day -> users
+	users := map[string]bool{}
+	type span struct{ lo, hi time.Time }
+	sessions := map[string]*span{}
+	dayEvents := map[string]int64{}
+	var total int64
+	for _, e := range events {
+		if !in(e, f.Since, f.Until) {
+			continue
+		}
+		d := dayOf(e.Time)
+		if active[d] == nil {
+			active[d] = map[string]bool{}
+		}
+		active[d][e.UserID], users[e.UserID] = true, true
+		dayEvents[d]++
+		total++
+		if s := sessions[e.SessionID]; s == nil {
+			sessions[e.SessionID] = &span{e.Time, e.Time}
+		} else {
+			if e.Time.Before(s.lo) {
+				s.lo = e.Time
+			}
+			if e.Time.After(s.hi) {
+				s.hi = e.Time
+			}
+		}
+	}
+	window := func(n int) int {
+		seen := map[string]bool{}
+		for _, e := range events {
+			if in(e, f.Until.AddDate(0, 0, 1-n), f.Until) {
+				seen[e.UserID] = true
+			}
+		}
+		return len(seen)
+	}
+	var lengths []float64
+	daySessions := map[string]int{}
+	for _, s := range sessions {
+		lengths = append(lengths, s.hi.Sub(s.lo).Seconds())
+		daySessions[dayOf(s.lo)]++
+	}
+	sort.Float64s(lengths)
+	median := 0.0
+	if n := len(lengths); n > 0 {
+		median = lengths[n/2]
+		if n%2 == 0 {
+			median = (lengths[n/2-1] + lengths[n/2]) / 2
+		}
+	}
+	cohort := func(d string) []string {
+		var c []string
+		for u := range active[d] {
+			if dayOf(first[u]) == d {
+				c = append(c, u)
+			}
+		}
+		return c
+	}
+	var days, retention []string
+	newTotal := 0
+	for d := f.Since; !d.After(f.Until); d = d.AddDate(0, 0, 1) {
+		k := dayOf(d)
+		c := cohort(k)
+		newTotal += len(c)
+		days = append(days, fmt.Sprintf(`{"day":%q,"users":%d,"new_users":%d,"sessions":%d,"events":%d}`, k, len(active[k]), len(c), daySessions[k], dayEvents[k]))
+		r := fmt.Sprintf(`{"cohort":%q,"users":%d`, k, len(c))
+		for _, n := range []int{1, 7, 30} {
+			target := d.AddDate(0, 0, n)
+			if target.After(f.Until) || target.After(today) {
+				r += fmt.Sprintf(`,"d%d":null`, n)
+				continue
+			}
+			back := 0
+			for _, u := range c {
+				if active[dayOf(target)][u] {
+					back++
+				}
+			}
+			r += fmt.Sprintf(`,"d%d":%d`, n, back)
+		}
+		retention = append(retention, r+"}")
+	}
+	last := dayOf(f.Until)
+	return []byte(fmt.Sprintf(`{"summary":{"users":%d,"new_users":%d,"sessions":%d,"events":%d,"dau":%d,"wau":%d,"mau":%d,"median_session_seconds":%v},
+"days":[%s],"event_types":%s,"versions":%s,"platforms":%s,"retention":[%s]}`,
+		len(users), newTotal, len(sessions), total, len(active[last]), window(7), window(30), median,
+		join(days), naiveShares(events, f, in, func(e shard.Event) string { return e.EventType }, "event_type", true),
+		naiveShares(events, f, in, func(e shard.Event) string { return e.Version }, "version", false),
+		naiveShares(events, f, in, func(e shard.Event) string { return e.Platform }, "platform", false), join(retention)))
+}
+
+func naiveShares(events []shard.Event, f query.Filter, in func(shard.Event, time.Time, time.Time) bool,
+	col func(shard.Event) string, name string, byEvents bool) string {
+	ev := map[string]int{}
+	us := map[string]map[string]bool{}
+	for _, e := range events {
+		if in(e, f.Since, f.Until) {
+			k := col(e)
+			ev[k]++
+			if us[k] == nil {
+				us[k] = map[string]bool{}
+			}
+			us[k][e.UserID] = true
+		}
+	}
+	var keys []string
+	for k := range ev {
+		keys = append(keys, k)
+	}
+	key := func(k string) int {
+		if byEvents {
+			return ev[k]
+		}
+		return len(us[k])
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if key(keys[i]) != key(keys[j]) {
+			return key(keys[i]) > key(keys[j])
+		}
+		return keys[i] < keys[j]
+	})
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf(`{%q:%q,"events":%d,"users":%d}`, name, k, ev[k], len(us[k])))
+	}
+	return "[" + join(parts) + "]"
+}
+
+func join(parts []string) string {
+	s := ""
+	for i, p := range parts {
+		if i > 0 {
+			s += ","
+		}
+		s += p
+	}
+	return s
+}
