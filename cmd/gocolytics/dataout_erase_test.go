@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"database/sql"
 	"fmt"
-	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 
 	"github.com/gocolytics/gocolytics/shard"
 )
@@ -130,14 +131,17 @@ func TestDataOut_EraseEventType(t *testing.T) {
 	}
 }
 
-// TestDataOut_Retention: rows from 2020 are deleted at start, recent ones
-// kept, and /metrics counts them.
-func TestDataOut_Retention(t *testing.T) {
+// agedDatabase writes a new database through the writer with 3,000 rows of
+// user "old" from 2020, 20 of "recent" from three days ago and 5 of "now",
+// for the tests of retention, and returns its path.
+func agedDatabase(t *testing.T) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := db.Open(); err != nil {
 		t.Fatal(err)
 	}
+	defer db.Close()
 	write := func(n int, at time.Time, user string) {
 		ev := make([]shard.Event, n)
 		for i := range ev {
@@ -150,7 +154,13 @@ func TestDataOut_Retention(t *testing.T) {
 	write(3000, time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC), "old")
 	write(20, time.Now().AddDate(0, 0, -3), "recent")
 	write(5, time.Now(), "now")
-	db.Close()
+	return path
+}
+
+// TestDataOut_Retention: rows from 2020 are deleted at start, recent ones
+// kept, and /metrics counts them.
+func TestDataOut_Retention(t *testing.T) {
+	path := agedDatabase(t)
 	p := gctest.Start(t, path, "--retention-days", "30")
 	gctest.WaitFor(t, func() bool { return queryInt(t, path, "SELECT count(*) FROM event_all WHERE user_id = 'old'") == 0 }, "rows from 2020 deleted")
 	if n := queryInt(t, path, "SELECT count(*) FROM event_all"); n != 25 {

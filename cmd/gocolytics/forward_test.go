@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -17,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
-	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/forward/pgtest"
 )
 
@@ -335,31 +332,10 @@ func TestForward_LocalRetention(t *testing.T) {
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "local_retention")
 	c := srv.Conn(t, "local_retention")
-	fill := func() string {
-		path := filepath.Join(t.TempDir(), "events.db")
-		db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err := db.Open(); err != nil {
-			t.Fatal(err)
-		}
-		write := func(n int, at time.Time, user string) {
-			ev := make([]shard.Event, n)
-			for i := range ev {
-				ev[i] = shard.Event{EventType: "t", Application: "a", Version: "1", Platform: "p", UserID: user, SessionID: "s", Value: "{}", Time: at}
-			}
-			if err := db.Write(0, ev); err != nil {
-				t.Fatal(err)
-			}
-		}
-		write(3000, time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC), "old")
-		write(20, time.Now().AddDate(0, 0, -3), "recent")
-		write(5, time.Now(), "now")
-		db.Close()
-		return path
-	}
 
-	unreachable := fill()
+	unreachable := agedDatabase(t)
 	down := startNode(t, unreachable, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/x?connect_timeout=1", pgtest.Password, gctest.FreePort(t)), "down", "--local-retention-days", "30")
-	path := fill()
+	path := agedDatabase(t)
 	startNode(t, path, url, "pruned", "--local-retention-days", "30")
 	deadline := time.Now().Add(60 * time.Second)
 	for queryInt(t, path, "SELECT count(*) FROM event WHERE user_id = 'old'") > 0 && time.Now().Before(deadline) {
