@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -13,53 +14,59 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-var (
-	bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-	gzipPool sync.Pool // *gzip.Reader
-)
+var gzipPool sync.Pool // *gzip.Reader
 
-// requestBody returns the request body, decompressed as its Content-Encoding
-// says (gzip or deflate; none or identity as it came). The decompressed body
-// is held to maxBytes: it is read through a limited reader, so a small
-// gzip bomb costs at most maxBytes of memory and answers 413. Call release
-// once the body is no longer used.
-func requestBody(ctx *fasthttp.RequestCtx, maxBytes int) (body []byte, release func(), prob *Problem) {
+// requestBody reads the request body under the in-flight budget and
+// decompresses it as its Content-Encoding says (gzip or deflate; none or
+// identity as it came). An unknown encoding is refused before the body is
+// read. Raw and decompressed bodies are each held to maxBytes and charged to
+// the budget as they grow, so a gzip bomb costs at most maxBytes and answers
+// 413. The caller releases the returned buffer once the body is no longer
+// used.
+func (s *Server) requestBody(ctx *fasthttp.RequestCtx, maxBytes int) (*bodyBuf, *Problem) {
 	enc := strings.ToLower(strings.TrimSpace(string(ctx.Request.Header.ContentEncoding())))
 	var kind string
 	switch enc {
 	case "", "identity":
-		return ctx.PostBody(), func() {}, nil
 	case "gzip", "x-gzip":
 		kind = "gzip"
 	case "deflate":
 		kind = "deflate"
 	default:
-		return nil, nil, &Problem{Status: fasthttp.StatusUnsupportedMediaType,
+		return nil, &Problem{Status: fasthttp.StatusUnsupportedMediaType,
 			Detail: fmt.Sprintf("Unsupported Content-Encoding %q: send gzip, deflate or none", enc)}
 	}
-	raw := ctx.PostBody()
-	r, err := decompressor(kind, raw)
+	raw, err := readRequestBody(ctx, maxBytes, s.inflight)
 	if err != nil {
-		return nil, nil, corrupt(kind, err)
+		return nil, bodyProblem(ctx, err)
 	}
-	buf := bodyPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	release = func() { bodyPool.Put(buf) }
-	_, err = buf.ReadFrom(io.LimitReader(r, int64(maxBytes)+1))
+	if kind == "" {
+		return raw, nil
+	}
+	defer raw.release()
+	r, err := decompressor(kind, raw.b)
+	if err != nil {
+		return nil, corrupt(kind, err)
+	}
+	out := getBodyBuf(s.inflight)
+	err = out.readFrom(r, maxBytes)
 	if gz, ok := r.(*gzip.Reader); ok {
 		gzipPool.Put(gz)
 	}
 	switch {
-	case buf.Len() > maxBytes:
-		release()
+	case err == nil:
+		return out, nil
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		out.release()
 		setReason(ctx, "body_too_large")
-		return nil, nil, &Problem{Status: fasthttp.StatusRequestEntityTooLarge,
+		return nil, &Problem{Status: fasthttp.StatusRequestEntityTooLarge,
 			Detail: fmt.Sprintf("Request body too large: over %d bytes once decompressed", maxBytes)}
-	case err != nil:
-		release()
-		return nil, nil, corrupt(kind, err)
+	case errors.Is(err, errOverBudget):
+		out.release()
+		return nil, bodyProblem(ctx, err)
 	}
-	return buf.Bytes(), release, nil
+	out.release()
+	return nil, corrupt(kind, err)
 }
 
 // decompressor returns a reader of raw decompressed as kind. Deflate is

@@ -2,10 +2,12 @@ package ingest_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +95,36 @@ func TestServer_ExactPaths(t *testing.T) {
 	}
 	if n := len(s.rows(t)); n != 6 {
 		t.Errorf("rows: got %d, want 6", n)
+	}
+}
+
+// TestServer_InflightBudget: a body that would take the bytes in flight over
+// MaxInflightBytes gets 503, Retry-After: 1 and a JSON detail; the budget is
+// given back, so the next small event is stored.
+func TestServer_InflightBudget(t *testing.T) {
+	s := startServer(t, ingest.Config{MaxInflightBytes: 128 << 10})
+	big := "[" + strings.Repeat(event("big", `{"p":"`+strings.Repeat("x", 900)+`"}`, testKey)+",", 200) + event("big", "", testKey) + "]"
+	code, h, body := rawExchange(t, s.Addr, fmt.Sprintf("POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(big), big))
+	if code != 503 || h.Get("Retry-After") != "1" || !strings.HasPrefix(body, `{"detail":"Server busy`) {
+		t.Errorf("over the budget: got %d Retry-After %q %s, want 503, 1 and a detail", code, h.Get("Retry-After"), body)
+	}
+	for i := range 3 {
+		if code, body := s.post(t, "/v1.0/event", event("small", "", testKey)); code != 204 {
+			t.Fatalf("small event %d after: got %d %s, want 204", i, code, body)
+		}
+	}
+	if n := len(s.rows(t)); n != 3 {
+		t.Errorf("rows: got %d, want the 3 small events", n)
+	}
+}
+
+// TestServer_AnnouncedLength: a Content-Length over MaxBodyBytes is refused
+// (413) once fasthttp's first read of at most 8 KiB is in, long before the
+// announced body arrives.
+func TestServer_AnnouncedLength(t *testing.T) {
+	s := startServer(t, ingest.Config{})
+	code, _, body := rawExchange(t, s.Addr, fmt.Sprintf("POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n[%s", 64<<20, strings.Repeat(" ", 8<<10)))
+	if code != 413 || !strings.Contains(body, "too large") {
+		t.Errorf("got %d %s, want 413", code, body)
 	}
 }

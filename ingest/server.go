@@ -53,11 +53,18 @@ type Config struct {
 	// (a worker process passes one that asks the process holding it).
 	Budget ratelimit.Budget
 
-	ReadTimeout   time.Duration
-	WriteTimeout  time.Duration
-	IdleTimeout   time.Duration
-	Concurrency   int
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	Concurrency  int
+	// MaxConnsPerIP caps the open connections from one client prefix: an
+	// IPv4 address, or an IPv6 /64 (one host is usually given a whole
+	// /64).
 	MaxConnsPerIP int
+	// MaxInflightBytes caps the request bodies held in memory at once, raw
+	// and decompressed, over all requests (DefaultMaxInflightBytes). Set at
+	// New; a reload does not change it.
+	MaxInflightBytes int
 
 	// CORSOrigins are the origins whose pages may post events (CORS); nil
 	// or a list holding "*" means any, an empty non-nil list none.
@@ -102,6 +109,10 @@ type Server struct {
 	router *router.Router
 	// rawPrefixes are the paths routed as sent (KeepRawPaths).
 	rawPrefixes [][]byte
+	// inflight is the budget of request bodies in memory; conns counts
+	// open connections per client prefix.
+	inflight *inflight
+	conns    *connCap
 	extras
 }
 
@@ -112,7 +123,12 @@ func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{logger: logger.With("component", "ingest"), sink: sink}
+	s := &Server{
+		logger:   logger.With("component", "ingest"),
+		sink:     sink,
+		inflight: &inflight{max: int64(orDefault(cfg.MaxInflightBytes, DefaultMaxInflightBytes))},
+		conns:    newConnCap(orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)),
+	}
 	s.Reconfigure(cfg)
 
 	r := router.New()
@@ -129,15 +145,21 @@ func New(cfg Config, sink Committer, logger *slog.Logger) *Server {
 	s.router = r
 
 	s.srv = &fasthttp.Server{
-		Handler:              s.handle,
-		ErrorHandler:         s.errorHandler,
-		Name:                 "gocolytics",
-		ReadTimeout:          orDefault(cfg.ReadTimeout, DefaultReadTimeout),
-		WriteTimeout:         orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
-		IdleTimeout:          orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
-		Concurrency:          orDefault(cfg.Concurrency, DefaultConcurrency),
-		MaxConnsPerIP:        orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP),
-		MaxRequestBodySize:   orDefault(cfg.Limits.MaxBodyBytes, DefaultMaxBodyBytes),
+		Handler:      s.handle,
+		ErrorHandler: s.errorHandler,
+		Name:         "gocolytics",
+		ReadTimeout:  orDefault(cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:  orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		Concurrency:  orDefault(cfg.Concurrency, DefaultConcurrency),
+		// Connections are capped per client prefix by s.conns instead of
+		// fasthttp's per-address MaxConnsPerIP.
+		MaxRequestBodySize: orDefault(cfg.Limits.MaxBodyBytes, DefaultMaxBodyBytes),
+		// Bodies are streamed: fasthttp reads at most 8 KiB of a body
+		// before the handler runs, instead of a buffer of the announced
+		// Content-Length; the handler reads the rest under the in-flight
+		// budget, after the path, method and rate limit are checked.
+		StreamRequestBody:    true,
 		NoDefaultContentType: true,
 		// A multipart body is never an event: the handler refuses it
 		// rather than fasthttp parsing it (and spilling large parts to
@@ -177,7 +199,7 @@ func (s *Server) Reconfigure(cfg Config) {
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(ln)
+	return s.srv.Serve(s.conns.listener(ln))
 }
 
 // Shutdown stops accepting connections and waits, until ctx is done, for the
@@ -211,6 +233,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case !bytes.Equal(orig, clean) && !s.rawPath(orig):
 		writeDetail(ctx, fasthttp.StatusNotFound, "Not Found")
 		return
+	default:
+		// Other routes get their body (if any) read here, under the same
+		// limit and in-flight budget, so that their handlers can use
+		// PostBody as usual.
+		if ctx.Request.Header.ContentLength() != 0 && ctx.RequestBodyStream() != nil {
+			bb, err := readRequestBody(ctx, s.policy.Load().limits.MaxBodyBytes, s.inflight)
+			if err != nil {
+				writeProblem(ctx, bodyProblem(ctx, err))
+				return
+			}
+			defer bb.release()
+			ctx.Request.SetBodyRaw(bb.b)
+		}
 	}
 	s.router.Handler(ctx)
 }
@@ -225,16 +260,25 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 		d.Reset()
 		decodedPool.Put(d)
 	}()
-	body, release, prob := requestBody(ctx, p.limits.MaxBodyBytes)
+	bb, prob := s.requestBody(ctx, p.limits.MaxBodyBytes)
 	if prob != nil {
 		writeProblem(ctx, prob)
 		return
 	}
-	defer release()
-	if prob := Decode(body, batch, p.lenient, p.limits, d); prob != nil {
+	defer bb.release()
+	// The decoded events are copies, about as large as the body: they are
+	// charged to the in-flight budget too, until they are committed.
+	decoded := len(bb.b)
+	if !s.inflight.take(decoded, decoded) {
+		writeProblem(ctx, bodyProblem(ctx, errOverBudget))
+		return
+	}
+	defer s.inflight.give(decoded)
+	if prob := Decode(bb.b, batch, p.lenient, p.limits, d); prob != nil {
 		writeProblem(ctx, prob)
 		return
 	}
+	bb.dropLarge()
 	var last []byte
 	for _, k := range d.Keys {
 		if last != nil && bytes.Equal(k, last) {

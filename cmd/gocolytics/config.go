@@ -64,7 +64,9 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxConnsPerIP     int
-	LogLevel          string
+	// MaxInflightBytes caps request bodies in memory at once.
+	MaxInflightBytes int
+	LogLevel         string
 	// Workers is the number of worker processes serving HTTP; 1 means
 	// this process alone.
 	Workers int
@@ -230,7 +232,8 @@ var settings = []setting{
 	{"READ_TIMEOUT", ingest.DefaultReadTimeout.String(), "longest time to read one request", durationSetting(func(c *Config) *time.Duration { return &c.ReadTimeout })},
 	{"WRITE_TIMEOUT", ingest.DefaultWriteTimeout.String(), "longest time to write one response", durationSetting(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 	{"IDLE_TIMEOUT", ingest.DefaultIdleTimeout.String(), "how long an idle keep-alive connection is kept", durationSetting(func(c *Config) *time.Duration { return &c.IdleTimeout })},
-	{"MAX_CONNS_PER_IP", strconv.Itoa(ingest.DefaultMaxConnsPerIP), "most open connections from one address (raise it behind a proxy)", intSetting(func(c *Config) *int { return &c.MaxConnsPerIP }, 1)},
+	{"MAX_CONNS_PER_IP", strconv.Itoa(ingest.DefaultMaxConnsPerIP), "most open connections from one client: an IPv4 address or an IPv6 /64 (raise it behind a proxy)", intSetting(func(c *Config) *int { return &c.MaxConnsPerIP }, 1)},
+	{"MAX_INFLIGHT_BYTES", strconv.Itoa(ingest.DefaultMaxInflightBytes), "most bytes of request bodies (raw and decompressed) held in memory at once; past it requests get 503 and Retry-After: 1", intSetting(func(c *Config) *int { return &c.MaxInflightBytes }, 1<<20)},
 	{"CORS_ORIGINS", DefaultCORSOrigins, "origins whose web pages may post events, comma-separated (https://game.example); * for any; off for none", func(c *Config, v string) (err error) {
 		c.CORSOrigins, err = parseCORSOrigins(v)
 		return err
@@ -383,6 +386,9 @@ func loadConfig(sub *subcommand, args []string, lookupEnv func(string) (string, 
 		if slices.Contains(c.APIKeys, k) {
 			problems = append(problems, fmt.Sprintf("ADMIN_KEYS: key %d is also an API key; API keys ship inside games and are public", i))
 		}
+	}
+	if c.MaxInflightBytes < 2*c.Limits.MaxBodyBytes+2 {
+		problems = append(problems, fmt.Sprintf("MAX_INFLIGHT_BYTES: %d is less than twice MAX_BODY_BYTES (%d): a body of that size and its decompressed form must fit", c.MaxInflightBytes, c.Limits.MaxBodyBytes))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		problems = append(problems, "TLS_CERT_FILE, TLS_KEY_FILE: set both for HTTPS, or neither")

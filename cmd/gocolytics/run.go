@@ -180,6 +180,7 @@ func ingestConfig(c *Config) ingest.Config {
 		WriteTimeout:     c.WriteTimeout,
 		IdleTimeout:      c.IdleTimeout,
 		MaxConnsPerIP:    c.MaxConnsPerIP,
+		MaxInflightBytes: c.MaxInflightBytes,
 		CORSOrigins:      c.CORSOrigins,
 		DocsOff:          !c.Docs,
 		DocsAssetsURL:    c.DocsAssetsURL,

@@ -1,0 +1,115 @@
+package ingest
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// connCap caps the open connections per client prefix: an IPv4 address, or
+// an IPv6 /64, since one host is usually given a whole /64 and could open
+// the cap from each of its 2^64 addresses. It replaces fasthttp's
+// MaxConnsPerIP, which counts single addresses. Connections over the cap
+// are closed as soon as they are accepted. Connections that are not TCP (a
+// Unix socket from systemd) are not counted.
+type connCap struct {
+	max  int
+	mu   sync.Mutex
+	open map[netip.Prefix]int
+}
+
+func newConnCap(max int) *connCap {
+	return &connCap{max: max, open: make(map[netip.Prefix]int)}
+}
+
+// connPrefix is the prefix a connection from a is counted under.
+func connPrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap().WithZone("")
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, 32)
+}
+
+// listener wraps ln so that its connections are counted.
+func (c *connCap) listener(ln net.Listener) net.Listener {
+	return &capListener{Listener: ln, cap: c}
+}
+
+// admit counts a new connection from key; false when the cap is reached.
+func (c *connCap) admit(key netip.Prefix) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[key] >= c.max {
+		return false
+	}
+	c.open[key]++
+	return true
+}
+
+func (c *connCap) done(key netip.Prefix) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[key] <= 1 {
+		delete(c.open, key)
+		return
+	}
+	c.open[key]--
+}
+
+var tooManyConns = func() []byte {
+	body := `{"detail":"Too many open connections from your network"}`
+	return []byte("HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}()
+
+type capListener struct {
+	net.Listener
+	cap *connCap
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tcp, ok := conn.RemoteAddr().(*net.TCPAddr)
+		if !ok {
+			return conn, nil
+		}
+		key := connPrefix(tcp.AddrPort().Addr())
+		if !l.cap.admit(key) {
+			// As fasthttp's MaxConnsPerIP did: a 429, then close. A
+			// fresh connection's send buffer takes it at once; the
+			// deadline is for a peer that never reads.
+			conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			conn.Write(tooManyConns)
+			conn.Close()
+			continue
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			// fasthttp turns TCP keep-alive on only for a bare
+			// *net.TCPConn, which it no longer sees.
+			tc.SetKeepAlive(true)
+		}
+		return &cappedConn{Conn: conn, cap: l.cap, key: key}, nil
+	}
+}
+
+// cappedConn gives its place back when closed (once).
+type cappedConn struct {
+	net.Conn
+	cap  *connCap
+	key  netip.Prefix
+	once sync.Once
+}
+
+func (c *cappedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.cap.done(c.key) })
+	return err
+}
