@@ -19,7 +19,7 @@ type rateLimit struct {
 	trusted []netip.Prefix
 	// local is the in-process budget built from the rates, kept by a
 	// reload that does not change them.
-	local *ratelimit.TollboothBudget
+	local *ratelimit.LocalBudget
 }
 
 // newRateLimit builds the rate limit of cfg. It keeps old's buckets when the
@@ -33,11 +33,11 @@ func newRateLimit(cfg Config, old *rateLimit, logger *slog.Logger) *rateLimit {
 		rl.budget = cfg.Budget
 		return rl
 	}
-	var prev *ratelimit.TollboothBudget
+	var prev *ratelimit.LocalBudget
 	if old != nil {
 		prev = old.local
 	}
-	rl.local = ratelimit.Rebuild(prev, cfg.Rates, ratelimit.TollboothOptions{MaxClients: cfg.RateLimitClients, Logger: logger})
+	rl.local = ratelimit.Rebuild(prev, cfg.Rates, ratelimit.LocalOptions{MaxClients: cfg.RateLimitClients, Logger: logger})
 	if rl.local != nil {
 		rl.budget = rl.local
 	}

@@ -287,6 +287,6 @@ func workerConfig(cfg *Config, lc *link.Client) ingest.Config {
 }
 
 // budgetOptions are the options of the supervisor's rate budget.
-func budgetOptions(cfg *Config, logger *slog.Logger) ratelimit.TollboothOptions {
-	return ratelimit.TollboothOptions{MaxClients: cfg.RateLimitClients, Logger: logger.With("component", "ingest")}
+func budgetOptions(cfg *Config, logger *slog.Logger) ratelimit.LocalOptions {
+	return ratelimit.LocalOptions{MaxClients: cfg.RateLimitClients, Logger: logger.With("component", "ingest")}
 }

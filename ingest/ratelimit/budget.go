@@ -2,12 +2,12 @@ package ratelimit
 
 import (
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/didip/tollbooth/v7"
-	"github.com/didip/tollbooth/v7/limiter"
+	"golang.org/x/time/rate"
 )
 
 // Budget is the per-client request budget behind RATE_LIMIT. Allow counts
@@ -16,7 +16,7 @@ import (
 // client should wait before trying again.
 //
 // The ingest server asks its Budget once per request, before reading the
-// body. TollboothBudget is the in-process implementation. Budget is an interface
+// body. LocalBudget is the in-process implementation. Budget is an interface
 // so that several worker processes can spend one budget: a worker's Budget
 // forwards Allow to the process that holds the buckets (a short key out,
 // three small values back), so a client gets the same budget whichever
@@ -27,64 +27,74 @@ type Budget interface {
 
 // Defaults of the in-process budget.
 const (
-	// DefaultMaxClients is how many clients a TollboothBudget tracks at
-	// most; see TollboothBudget for what happens when it is full.
+	// DefaultMaxClients is how many clients a LocalBudget tracks at most,
+	// and how many networks besides; see LocalBudget for what happens when
+	// both are full.
 	DefaultMaxClients = 100_000
-	// MinBucketTTL is the shortest time a client's buckets are kept.
+	// MinBucketTTL is the shortest time a client's buckets are kept after
+	// its last request.
 	MinBucketTTL = 10 * time.Minute
 	// maxSweepInterval is how often, at most, expired buckets are swept.
 	maxSweepInterval = time.Minute
 )
 
-// overflowKey is the budget shared by the clients that arrive while the
-// table is full. No ClientKey looks like it.
-const overflowKey = "overflow"
-
-// TollboothOptions tune a TollboothBudget; a zero field means its default.
-type TollboothOptions struct {
-	// MaxClients caps the tracked clients (DefaultMaxClients).
+// LocalOptions tune a LocalBudget; a zero field means its default.
+type LocalOptions struct {
+	// MaxClients caps the tracked clients, and the tracked networks
+	// (DefaultMaxClients).
 	MaxClients int
-	// TTL is how long a client's buckets live from their creation: by
-	// default ten times the longest period of the rates, at least
-	// MinBucketTTL.
+	// TTL is how long a client's buckets are kept after its last request:
+	// by default the longest period of the rates, at least MinBucketTTL.
+	// Buckets left alone that long have refilled, so dropping them gives
+	// no client more than its rate.
 	TTL time.Duration
-	// Logger is told, at most once a minute, that the table is full.
+	// Logger is told, at most once a minute, that the client table is full.
 	Logger *slog.Logger
 }
 
-// TollboothBudget keeps one token bucket per client and rate in
-// github.com/didip/tollbooth limiters: each bucket holds up to Count tokens,
-// starts full and refills continuously at Count per Period; a request takes
-// one token from every rate's bucket, in the order the rates were written,
-// and is refused by the first bucket that is empty (buckets before it have
+// LocalBudget keeps one token bucket per client and rate
+// (golang.org/x/time/rate): each bucket holds up to Count tokens, starts
+// full and refills continuously at Count per Period; a request takes one
+// token from every rate's bucket, in the order the rates were written, and
+// is refused by the first bucket that is empty (buckets before it have
 // still spent their token; a refusing bucket spends none).
 //
-// Memory is bounded two ways. Buckets expire TTL after they were created
-// (tollbooth counts from creation, not from the last request: a client
-// still active then starts again with full buckets, at most Count extra
-// requests per TTL, which is why the TTL is ten periods) and are swept at
-// most a minute after they expire, by the request that notices the sweep is
-// due. And at most MaxClients clients are tracked: while the table is full,
-// every client not in it shares one overflow budget of the same rates, so a
-// flood of distinct addresses neither grows memory nor gets more than one
-// client's worth of requests through; clients already tracked keep their own
-// budgets, and newcomers get theirs once the sweep has freed room.
-type TollboothBudget struct {
+// Memory is bounded two ways. Buckets are dropped TTL after their last
+// request (swept at most a minute later), so an active client keeps its
+// bucket, empty or not, for as long as it keeps sending. And at most
+// MaxClients clients are tracked. While that table is full, a client not in
+// it spends the budget of its network, an IPv4 /24 or IPv6 /48, of the same
+// rates (at most MaxClients networks are tracked), so a flood from one
+// network neither grows memory nor locks out clients from other networks.
+// Only when the networks are full as well do newcomers share one budget per
+// address family, which takes MaxClients distinct clients and MaxClients
+// distinct networks at once. (tollbooth, used before, counted a bucket's
+// life from its creation and gave an active client a full bucket again
+// each TTL; it offers no way to count from the last use.)
+type LocalBudget struct {
 	rates    []Rate
-	opts     TollboothOptions
-	limiters []*limiter.Limiter
+	opts     LocalOptions
 	sweepGap time.Duration
 
 	mu        sync.Mutex
-	clients   map[string]int64 // key -> expiry of its buckets, Unix nanoseconds
+	clients   map[string]*buckets // by client key
+	networks  map[string]*buckets // by network, for clients not in clients
+	families  map[string]*buckets // "ipv4", "ipv6", "other": the last resort
 	nextSweep time.Time
 	nextWarn  time.Time
 }
 
-// NewTollboothBudget returns the in-process budget for rates, which must not
+// buckets are one key's token buckets, one per rate, and its last request.
+type buckets struct {
+	limiters []*rate.Limiter
+	lastUse  time.Time
+}
+
+// NewLocalBudget returns the in-process budget for rates, which must not
 // be empty.
-func NewTollboothBudget(rates []Rate, opts TollboothOptions) *TollboothBudget {
-	if opts.MaxClients <= 0 {
+func NewLocalBudget(rates []Rate, opts LocalOptions) *LocalBudget {
+	opts.MaxClients = max(opts.MaxClients, 0)
+	if opts.MaxClients == 0 {
 		opts.MaxClients = DefaultMaxClients
 	}
 	if opts.TTL <= 0 {
@@ -92,25 +102,30 @@ func NewTollboothBudget(rates []Rate, opts TollboothOptions) *TollboothBudget {
 		for _, r := range rates {
 			longest = max(longest, r.Period())
 		}
-		opts.TTL = max(10*longest, MinBucketTTL)
+		opts.TTL = max(longest, MinBucketTTL)
 	}
-	b := &TollboothBudget{
+	b := &LocalBudget{
 		rates:    slices.Clone(rates),
 		opts:     opts,
 		sweepGap: min(opts.TTL/2, maxSweepInterval),
-		clients:  make(map[string]int64),
-	}
-	for _, r := range rates {
-		lmt := tollbooth.NewLimiter(float64(r.Count)/r.Period().Seconds(), &limiter.ExpirableOptions{DefaultExpirationTTL: opts.TTL})
-		lmt.SetBurst(r.Count).SetTokenBucketExpirationTTL(opts.TTL)
-		b.limiters = append(b.limiters, lmt)
+		clients:  make(map[string]*buckets),
+		networks: make(map[string]*buckets),
+		families: make(map[string]*buckets),
 	}
 	b.nextSweep = time.Now().Add(b.sweepGap)
 	return b
 }
 
+func (b *LocalBudget) newBuckets() *buckets {
+	bs := &buckets{limiters: make([]*rate.Limiter, len(b.rates))}
+	for i, r := range b.rates {
+		bs.limiters[i] = rate.NewLimiter(rate.Limit(float64(r.Count)/r.Period().Seconds()), r.Count)
+	}
+	return bs
+}
+
 // Allow counts one request of client; see Budget.
-func (b *TollboothBudget) Allow(client string) (bool, Rate, time.Duration) {
+func (b *LocalBudget) Allow(client string) (bool, Rate, time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := time.Now()
@@ -118,9 +133,10 @@ func (b *TollboothBudget) Allow(client string) (bool, Rate, time.Duration) {
 		b.sweep(now)
 		b.nextSweep = now.Add(b.sweepGap)
 	}
-	key := b.admit(client, now)
-	for i, lmt := range b.limiters {
-		if lmt.LimitReached(key) {
+	bs := b.admit(client, now)
+	bs.lastUse = now
+	for i, lmt := range bs.limiters {
+		if !lmt.AllowN(now, 1) {
 			r := b.rates[i]
 			return false, r, refillTime(r)
 		}
@@ -128,45 +144,70 @@ func (b *TollboothBudget) Allow(client string) (bool, Rate, time.Duration) {
 	return true, Rate{}, 0
 }
 
-// admit returns the bucket key of client: its own, or the overflow key when
-// it is not tracked and the table is full. The expiry recorded here is the
-// one tollbooth gives the buckets it creates in the same Allow (a few
-// microseconds later).
-func (b *TollboothBudget) admit(client string, now time.Time) string {
-	exp, ok := b.clients[client]
-	if ok && now.UnixNano() < exp {
-		return client
+// admit returns the buckets client spends: its own; or, when the client
+// table is full, its network's; or, when that table is full too, its
+// address family's.
+func (b *LocalBudget) admit(client string, now time.Time) *buckets {
+	if bs, ok := b.clients[client]; ok {
+		return bs
 	}
-	if !ok && len(b.clients) >= b.opts.MaxClients {
-		if b.opts.Logger != nil && !now.Before(b.nextWarn) {
-			b.nextWarn = now.Add(time.Minute)
-			b.opts.Logger.Warn("rate limit: client table full; new clients share one budget until buckets expire",
-				"max_clients", b.opts.MaxClients, "bucket_ttl", b.opts.TTL.String())
-		}
-		return overflowKey
+	if len(b.clients) < b.opts.MaxClients {
+		bs := b.newBuckets()
+		b.clients[client] = bs
+		return bs
 	}
-	b.clients[client] = now.Add(b.opts.TTL).UnixNano()
-	return client
+	if b.opts.Logger != nil && !now.Before(b.nextWarn) {
+		b.nextWarn = now.Add(time.Minute)
+		b.opts.Logger.Warn("rate limit: client table full; new clients share the budget of their network (IPv4 /24, IPv6 /48) until buckets expire",
+			"max_clients", b.opts.MaxClients, "bucket_ttl", b.opts.TTL.String())
+	}
+	network, family := networkOf(client)
+	if bs, ok := b.networks[network]; ok {
+		return bs
+	}
+	if len(b.networks) < b.opts.MaxClients {
+		bs := b.newBuckets()
+		b.networks[network] = bs
+		return bs
+	}
+	bs, ok := b.families[family]
+	if !ok {
+		bs = b.newBuckets()
+		b.families[family] = bs
+	}
+	return bs
 }
 
-// sweep drops the clients whose buckets have expired, here and in the
-// limiters.
-func (b *TollboothBudget) sweep(now time.Time) {
-	n := now.UnixNano()
-	for k, exp := range b.clients {
-		if exp <= n {
-			delete(b.clients, k)
-		}
+// networkOf is the network of a client key (from ClientKey): the /24 of an
+// IPv4 address, the /48 of an IPv6 /64; and its address family. A key that
+// is neither stands for itself in family "other".
+func networkOf(client string) (network, family string) {
+	if a, err := netip.ParseAddr(client); err == nil && a.Is4() {
+		p, _ := a.Prefix(24)
+		return p.String(), "ipv4"
 	}
-	for _, lmt := range b.limiters {
-		lmt.DeleteExpiredTokenBuckets()
+	if p, err := netip.ParsePrefix(client); err == nil && p.Addr().Is6() {
+		p, _ = p.Addr().Prefix(48)
+		return p.String(), "ipv6"
+	}
+	return client, "other"
+}
+
+// sweep drops the buckets not used for a TTL.
+func (b *LocalBudget) sweep(now time.Time) {
+	for _, m := range []map[string]*buckets{b.clients, b.networks, b.families} {
+		for k, bs := range m {
+			if now.Sub(bs.lastUse) >= b.opts.TTL {
+				delete(m, k)
+			}
+		}
 	}
 }
 
-// Rebuild is the budget of rates after a reload: old itself, buckets and
-// all, when the rates and MaxClients are unchanged, a new budget when they
-// changed, and nil when rates is empty (no limit).
-func Rebuild(old *TollboothBudget, rates []Rate, opts TollboothOptions) *TollboothBudget {
+// Rebuild returns the budget for rates and opts: old itself when it already
+// enforces them (so a reload keeps the clients' buckets), a new one
+// otherwise, nil for no rates.
+func Rebuild(old *LocalBudget, rates []Rate, opts LocalOptions) *LocalBudget {
 	if len(rates) == 0 {
 		return nil
 	}
@@ -176,18 +217,18 @@ func Rebuild(old *TollboothBudget, rates []Rate, opts TollboothOptions) *Tollboo
 	if old != nil && slices.Equal(old.rates, rates) && old.opts.MaxClients == opts.MaxClients {
 		return old
 	}
-	return NewTollboothBudget(rates, opts)
+	return NewLocalBudget(rates, opts)
 }
 
-// Len is the number of clients tracked.
-func (b *TollboothBudget) Len() int {
+// Len is the number of clients tracked (not counting networks).
+func (b *LocalBudget) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.clients)
 }
 
 // Rates are the rates the budget enforces.
-func (b *TollboothBudget) Rates() []Rate { return slices.Clone(b.rates) }
+func (b *LocalBudget) Rates() []Rate { return slices.Clone(b.rates) }
 
 // refillTime is how long one token of r takes to refill, in whole seconds
 // and at least one: when r's bucket is empty, it holds less than one token,

@@ -1,5 +1,5 @@
 // Package ratelimit owns the request budget behind RATE_LIMIT: the
-// notation parser (Parse), the in-process token buckets (TollboothBudget),
+// notation parser (Parse), the in-process token buckets (LocalBudget),
 // the client a request is counted against (ClientAddr, ClientKey,
 // ParseTrustedProxies), and the codec with which worker processes spend the
 // supervisor's one budget (LinkBudget, SharedBudget). It knows nothing of

@@ -177,8 +177,8 @@ func mustRates(tb testing.TB, s string) []ratelimit.Rate {
 	return r
 }
 
-func TestTollboothBudget_Allow(t *testing.T) {
-	b := ratelimit.NewTollboothBudget(mustRates(t, "2 per 1 hour; 3 per 1 day"), ratelimit.TollboothOptions{})
+func TestLocalBudget_Allow(t *testing.T) {
+	b := ratelimit.NewLocalBudget(mustRates(t, "2 per 1 hour; 3 per 1 day"), ratelimit.LocalOptions{})
 	for i := range 2 {
 		if ok, _, _ := b.Allow("a"); !ok {
 			t.Fatalf("request %d refused", i+1)
@@ -196,45 +196,84 @@ func TestTollboothBudget_Allow(t *testing.T) {
 	}
 }
 
-func TestTollboothBudget_CapAndExpiry(t *testing.T) {
+func TestLocalBudget_CapAndExpiry(t *testing.T) {
 	const ttl = 200 * time.Millisecond
-	b := ratelimit.NewTollboothBudget(mustRates(t, "1 per 1 hour"), ratelimit.TollboothOptions{MaxClients: 2, TTL: ttl})
+	b := ratelimit.NewLocalBudget(mustRates(t, "1 per 1 hour"), ratelimit.LocalOptions{MaxClients: 2, TTL: ttl})
 	allow := func(c string) bool { ok, _, _ := b.Allow(c); return ok }
-	if !allow("a") || !allow("b") {
+	if !allow("192.0.2.1") || !allow("192.0.2.2") {
 		t.Fatal("first requests refused")
 	}
-	// Full: newcomers share one overflow budget; tracked clients keep theirs.
-	if !allow("c") {
-		t.Error("the first newcomer should spend the overflow budget")
+	// Full: a newcomer spends its network's budget (a /24 here); tracked
+	// clients keep theirs.
+	if !allow("198.51.100.3") {
+		t.Error("the first newcomer of a network should spend the network's budget")
 	}
-	if allow("d") {
-		t.Error("a second newcomer should find the overflow budget spent")
+	if allow("198.51.100.4") {
+		t.Error("a second newcomer of the same /24 should find its budget spent")
 	}
-	if allow("a") {
+	if !allow("203.0.113.5") {
+		t.Error("a newcomer of another network was refused")
+	}
+	if allow("192.0.2.1") {
 		t.Error("a tracked client lost its budget")
 	}
 	if got := b.Len(); got != 2 {
 		t.Errorf("Len = %d, want 2 (the cap)", got)
 	}
-	// After the TTL the sweep frees the table: d gets a budget of its own,
-	// and a, back again, a fresh one.
+	// A TTL after its last request the sweep frees the table: the /24's
+	// client gets a budget of its own.
 	time.Sleep(ttl + ttl/2)
-	if !allow("d") {
+	if !allow("198.51.100.4") {
 		t.Error("after the TTL: newcomer refused")
-	}
-	if !allow("a") {
-		t.Error("after the TTL: a's buckets did not expire")
-	}
-	if got := b.Len(); got != 2 {
-		t.Errorf("after the sweep: Len = %d, want 2 (a and d)", got)
 	}
 }
 
-// TestTollboothBudget_Memory measures the heap after a million distinct
+// TestLocalBudget_StarvedOverflow is the first rate-limit attack:
+// with RATE_LIMIT_CLIENTS=3 and 5/minute, three addresses fill the table
+// and a fourth spends five requests; before, every newcomer then shared
+// that one spent overflow budget and got 429 on its first request. Now
+// only the attacker's own network is spent.
+func TestLocalBudget_StarvedOverflow(t *testing.T) {
+	b := ratelimit.NewLocalBudget(mustRates(t, "5/minute"), ratelimit.LocalOptions{MaxClients: 3})
+	for _, c := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		b.Allow(c)
+	}
+	for range 5 {
+		b.Allow("198.51.100.4")
+	}
+	if ok, _, _ := b.Allow("198.51.100.4"); ok {
+		t.Error("the attacker's sixth request was allowed")
+	}
+	for _, c := range []string{"192.0.2.7", "203.0.113.8", "2001:db8:1:2::/64", "2001:db8:2:2::/64"} {
+		if ok, _, _ := b.Allow(c); !ok {
+			t.Errorf("brand-new client %s refused on its first request", c)
+		}
+	}
+}
+
+// TestLocalBudget_ExpiryFromLastUse is the second rate-limit
+// attack: a client that never pauses got a full bucket again once per TTL,
+// counted from the bucket's creation. Now the TTL counts from the last
+// request, so a client that keeps sending keeps its empty bucket.
+func TestLocalBudget_ExpiryFromLastUse(t *testing.T) {
+	const ttl = 100 * time.Millisecond
+	b := ratelimit.NewLocalBudget(mustRates(t, "1 per 1 hour"), ratelimit.LocalOptions{TTL: ttl})
+	allowed := 0
+	for deadline := time.Now().Add(5 * ttl); time.Now().Before(deadline); time.Sleep(ttl / 10) {
+		if ok, _, _ := b.Allow("192.0.2.1"); ok {
+			allowed++
+		}
+	}
+	if allowed != 1 {
+		t.Errorf("a client sending without a pause for 5 TTLs got %d requests through, want 1", allowed)
+	}
+}
+
+// TestLocalBudget_Memory measures the heap after a million distinct
 // clients. Run it with
 //
-//	GOCOLYTICS_RATELIMIT_MEMORY=1 go test -run TestTollboothBudget_Memory -v ./ingest/ratelimit/
-func TestTollboothBudget_Memory(t *testing.T) {
+//	GOCOLYTICS_RATELIMIT_MEMORY=1 go test -run TestLocalBudget_Memory -v ./ingest/ratelimit/
+func TestLocalBudget_Memory(t *testing.T) {
 	if os.Getenv("GOCOLYTICS_RATELIMIT_MEMORY") == "" {
 		t.Skip("set GOCOLYTICS_RATELIMIT_MEMORY=1 to measure the memory of a million clients")
 	}
@@ -254,7 +293,7 @@ func TestTollboothBudget_Memory(t *testing.T) {
 			return m.HeapAlloc
 		}
 		before := heap()
-		b := ratelimit.NewTollboothBudget(mustRates(t, tc.rates), ratelimit.TollboothOptions{MaxClients: tc.max})
+		b := ratelimit.NewLocalBudget(mustRates(t, tc.rates), ratelimit.LocalOptions{MaxClients: tc.max})
 		for i := range n {
 			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 			b.Allow(ratelimit.ClientKey(a))
@@ -266,10 +305,10 @@ func TestTollboothBudget_Memory(t *testing.T) {
 	}
 }
 
-// BenchmarkTollboothBudget_Allow is the rate limit's cost per request: the
+// BenchmarkLocalBudget_Allow is the rate limit's cost per request: the
 // client key and one Allow, over 10,000 clients.
-func BenchmarkTollboothBudget_Allow(b *testing.B) {
-	budget := ratelimit.NewTollboothBudget(mustRates(b, "60/minute"), ratelimit.TollboothOptions{})
+func BenchmarkLocalBudget_Allow(b *testing.B) {
+	budget := ratelimit.NewLocalBudget(mustRates(b, "60/minute"), ratelimit.LocalOptions{})
 	addrs := make([]netip.Addr, 10_000)
 	for i := range addrs {
 		addrs[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})

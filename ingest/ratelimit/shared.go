@@ -9,7 +9,7 @@ import (
 // Worker processes spend one budget: the supervisor's. A worker's Budget is
 // a LinkBudget, which sends each Allow over the link to the supervisor
 // (shard/link's FrameCall, PROTOCOL.md), where a SharedBudget answers it from
-// the one TollboothBudget of the whole server. So a client has one budget
+// the one LocalBudget of the whole server. So a client has one budget
 // whichever worker its connections land on, and a worker that dies loses
 // nothing of it.
 //
@@ -67,11 +67,11 @@ func decodeRefusal(p []byte) (Rate, time.Duration, bool) {
 // SharedBudget is the supervisor's end of LinkBudget: the one budget of
 // every worker, kept across reloads that do not change the rates.
 type SharedBudget struct {
-	local atomic.Pointer[TollboothBudget] // nil: no limit
+	local atomic.Pointer[LocalBudget] // nil: no limit
 }
 
 // NewSharedBudget returns the budget of rates (none: no limit).
-func NewSharedBudget(rates []Rate, opts TollboothOptions) *SharedBudget {
+func NewSharedBudget(rates []Rate, opts LocalOptions) *SharedBudget {
 	s := &SharedBudget{}
 	s.Reconfigure(rates, opts)
 	return s
@@ -79,7 +79,7 @@ func NewSharedBudget(rates []Rate, opts TollboothOptions) *SharedBudget {
 
 // Reconfigure applies rates to every later question, keeping the buckets
 // when they are unchanged (Rebuild).
-func (s *SharedBudget) Reconfigure(rates []Rate, opts TollboothOptions) {
+func (s *SharedBudget) Reconfigure(rates []Rate, opts LocalOptions) {
 	s.local.Store(Rebuild(s.local.Load(), rates, opts))
 }
 

@@ -14,7 +14,7 @@ func TestLinkBudget_Allow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared := ratelimit.NewSharedBudget(rates, ratelimit.TollboothOptions{})
+	shared := ratelimit.NewSharedBudget(rates, ratelimit.LocalOptions{})
 	asks := 0
 	b := ratelimit.LinkBudget{Call: func(q []byte) ([]byte, error) { asks++; return shared.Answer(q), nil }}
 	for i := range 3 {
@@ -34,11 +34,11 @@ func TestLinkBudget_Allow(t *testing.T) {
 	}
 
 	// A reload with the same rates keeps the buckets; "off" lets all through.
-	shared.Reconfigure(rates, ratelimit.TollboothOptions{})
+	shared.Reconfigure(rates, ratelimit.LocalOptions{})
 	if ok, _, _ := b.Allow("client-a"); ok {
 		t.Errorf("a reload with the same rates refilled the budget")
 	}
-	shared.Reconfigure(nil, ratelimit.TollboothOptions{})
+	shared.Reconfigure(nil, ratelimit.LocalOptions{})
 	if ok, _, _ := b.Allow("client-a"); !ok {
 		t.Errorf("refused with the rate limit off")
 	}
