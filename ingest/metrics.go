@@ -129,7 +129,7 @@ func (s *Server) noteLimited(ctx *fasthttp.RequestCtx) {
 	if secs, err := strconv.Atoi(string(ctx.Response.Header.Peek(fasthttp.HeaderRetryAfter))); err == nil && secs > 0 {
 		wait = time.Duration(secs) * time.Second
 	}
-	s.metrics.observeLimited(ratelimit.ClientKey(requestClient(ctx, p.rateLimit.trusted)), wait)
+	s.metrics.observeLimited(ratelimit.ClientKey(p.rateLimit.client(ctx)), wait)
 }
 
 // observeLimited records a client answered 429 that is to wait wait.

@@ -17,6 +17,7 @@ import (
 type rateLimit struct {
 	budget  ratelimit.Budget // nil: no limit
 	trusted []netip.Prefix
+	header  ratelimit.ClientIPHeader
 	// local is the in-process budget built from the rates, kept by a
 	// reload that does not change them.
 	local *ratelimit.LocalBudget
@@ -25,7 +26,7 @@ type rateLimit struct {
 // newRateLimit builds the rate limit of cfg. It keeps old's buckets when the
 // rates and options are unchanged, and starts afresh when they changed.
 func newRateLimit(cfg Config, old *rateLimit, logger *slog.Logger) *rateLimit {
-	rl := &rateLimit{trusted: cfg.TrustedProxies}
+	rl := &rateLimit{trusted: cfg.TrustedProxies, header: cfg.ClientIPHeader}
 	if rl.trusted == nil {
 		rl.trusted = ratelimit.DefaultTrusted()
 	}
@@ -61,7 +62,7 @@ func (rl *rateLimit) allow(ctx *fasthttp.RequestCtx) bool {
 	if rl == nil || rl.budget == nil {
 		return true
 	}
-	ok, r, wait := rl.budget.Allow(ratelimit.ClientKey(requestClient(ctx, rl.trusted)))
+	ok, r, wait := rl.budget.Allow(ratelimit.ClientKey(rl.client(ctx)))
 	if ok {
 		return true
 	}
@@ -80,22 +81,30 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return netip.AddrFrom4([4]byte{127, 0, 0, 1})
 }
 
-// requestClient is ratelimit.ClientAddr for a request. Forwarding headers are read
-// from the header block only, never from trailers, in the order received.
-func requestClient(ctx *fasthttp.RequestCtx, trusted []netip.Prefix) netip.Addr {
+// client is the address whose budget the request spends: the TCP peer,
+// or, from a trusted proxy, the address in the one header CLIENT_IP_HEADER
+// names (read from the header block only, never from trailers, in the
+// order received). No other header is looked at.
+func (rl *rateLimit) client(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer := peerAddr(ctx)
-	if !ratelimit.IsTrusted(peer, trusted) {
+	if rl.header == ratelimit.HeaderNone || !ratelimit.IsTrusted(peer, rl.trusted) {
 		return peer
+	}
+	name := []byte("X-Forwarded-For")
+	if rl.header == ratelimit.HeaderRealIP {
+		name = []byte("X-Real-IP")
 	}
 	var forwardedFor [][]byte
 	var realIP []byte
 	for k, v := range ctx.Request.Header.AllInOrder() {
-		switch {
-		case bytes.EqualFold(k, []byte("X-Forwarded-For")):
-			forwardedFor = append(forwardedFor, v)
-		case bytes.EqualFold(k, []byte("X-Real-IP")):
+		if !bytes.EqualFold(k, name) {
+			continue
+		}
+		if rl.header == ratelimit.HeaderRealIP {
 			realIP = v
+		} else {
+			forwardedFor = append(forwardedFor, v)
 		}
 	}
-	return ratelimit.ClientAddr(peer, forwardedFor, realIP, trusted)
+	return ratelimit.ClientAddr(peer, forwardedFor, realIP, rl.trusted)
 }

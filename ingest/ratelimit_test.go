@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -172,8 +173,9 @@ func TestServer_RateLimitUntrustedPeer(t *testing.T) {
 }
 
 func TestServer_RateLimitTrustedProxy(t *testing.T) {
-	// Default TRUSTED_PROXIES: loopback, so the test client is a proxy.
-	s := startServer(t, ingest.Config{Rates: mustRates(t, "2 per 1 hour")})
+	// Default TRUSTED_PROXIES: 127.0.0.1, so the test client is a proxy
+	// whose X-Forwarded-For is believed.
+	s := startServer(t, ingest.Config{Rates: mustRates(t, "2 per 1 hour"), ClientIPHeader: ratelimit.HeaderForwardedFor})
 	xff := func(v string) []string { return []string{"X-Forwarded-For", v} }
 	a := xff("203.0.113.1")
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, a...)
@@ -182,9 +184,10 @@ func TestServer_RateLimitTrustedProxy(t *testing.T) {
 	// A forged left part, or a trusted hop after the client, is the same
 	// client.
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusTooManyRequests, xff("198.51.100.77, 203.0.113.1")...)
-	wantStatus(t, s, "/v1.0/event", "{}", http.StatusTooManyRequests, xff("203.0.113.1, 127.0.0.2")...)
+	wantStatus(t, s, "/v1.0/event", "{}", http.StatusTooManyRequests, xff("203.0.113.1, 127.0.0.1")...)
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusTooManyRequests, "X-Forwarded-For", "198.51.100.77", "X-Forwarded-For", "203.0.113.1")
-	// Another client behind the proxy has its own budget; so has the proxy.
+	// Another client behind the proxy has its own budget; so has the proxy
+	// (X-Real-IP is not the header named, so it is not read).
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, xff("203.0.113.1, 203.0.113.2")...)
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, "X-Real-IP", "203.0.113.3")
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity)
@@ -194,4 +197,61 @@ func TestServer_RateLimitTrustedProxy(t *testing.T) {
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, xff("2001:db8:1:2::2")...)
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusTooManyRequests, xff("2001:db8:1:2:abcd::99")...)
 	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, xff("2001:db8:1:3::1")...)
+}
+
+// TestServer_ClientIPHeader is the third rate-limit attack: a
+// client picking its own budget with a header of its making. Only the header
+// CLIENT_IP_HEADER names is read, and only from a trusted proxy.
+func TestServer_ClientIPHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		header ratelimit.ClientIPHeader
+		// sent are the headers of three requests; want their statuses
+		// under a limit of 2 per hour.
+		sent [][]string
+		want []int
+	}{
+		{"none (default): a loopback forwarder that adds nothing", ratelimit.HeaderNone,
+			[][]string{{"X-Forwarded-For", "198.51.100.1"}, {"X-Forwarded-For", "198.51.100.2", "X-Real-IP", "198.51.100.3"}, {"X-Forwarded-For", "198.51.100.4"}},
+			[]int{422, 422, 429}},
+		{"X-Real-IP: a proxy that sets only X-Real-IP, a client that adds X-Forwarded-For", ratelimit.HeaderRealIP,
+			[][]string{{"X-Real-IP", "203.0.113.9", "X-Forwarded-For", "198.51.100.1"}, {"X-Real-IP", "203.0.113.9", "X-Forwarded-For", "198.51.100.2"}, {"X-Real-IP", "203.0.113.9", "X-Forwarded-For", "198.51.100.3"}},
+			[]int{422, 422, 429}},
+		{"X-Real-IP: distinct clients behind the proxy", ratelimit.HeaderRealIP,
+			[][]string{{"X-Real-IP", "203.0.113.1"}, {"X-Real-IP", "203.0.113.2"}, {"X-Real-IP", "203.0.113.3"}},
+			[]int{422, 422, 422}},
+		{"X-Forwarded-For: the rightmost untrusted hop", ratelimit.HeaderForwardedFor,
+			[][]string{{"X-Forwarded-For", "198.51.100.1, 203.0.113.9"}, {"X-Forwarded-For", "198.51.100.2, 203.0.113.9"}, {"X-Forwarded-For", "198.51.100.3, 203.0.113.9", "X-Real-IP", "198.51.100.4"}},
+			[]int{422, 422, 429}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, ingest.Config{Rates: mustRates(t, "2 per 1 hour"), ClientIPHeader: tc.header})
+			for i, h := range tc.sent {
+				wantStatus(t, s, "/v1.0/event", "{}", tc.want[i], h...)
+			}
+		})
+	}
+	// From a peer not in TRUSTED_PROXIES the named header is not read.
+	none, _ := ratelimit.ParseTrustedProxies("")
+	s := startServer(t, ingest.Config{Rates: mustRates(t, "2 per 1 hour"), ClientIPHeader: ratelimit.HeaderRealIP, TrustedProxies: none})
+	for i, want := range []int{422, 422, 429} {
+		wantStatus(t, s, "/v1.0/event", "{}", want, "X-Real-IP", fmt.Sprintf("203.0.113.%d", i))
+	}
+}
+
+// TestServer_RateLimitStarvation is the overflow attack through the
+// server: with RATE_LIMIT_CLIENTS=3 and 5/minute, three forwarded addresses
+// fill the table and five requests from a fourth spend its budget; a
+// brand-new client from another network still gets its first request in.
+func TestServer_RateLimitStarvation(t *testing.T) {
+	s := startServer(t, ingest.Config{Rates: mustRates(t, "5/minute"), RateLimitClients: 3, ClientIPHeader: ratelimit.HeaderRealIP})
+	for i := range 3 {
+		wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, "X-Real-IP", fmt.Sprintf("198.51.100.%d", i+1))
+	}
+	for range 5 {
+		wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, "X-Real-IP", "198.51.100.4")
+	}
+	wantStatus(t, s, "/v1.0/event", "{}", http.StatusTooManyRequests, "X-Real-IP", "198.51.100.5")
+	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, "X-Real-IP", "192.0.2.77")
+	wantStatus(t, s, "/v1.0/event", "{}", http.StatusUnprocessableEntity, "X-Real-IP", "2001:db8:77::1")
 }

@@ -46,7 +46,10 @@ type Config struct {
 	Rates   []ratelimit.Rate
 	// TrustedProxies are the peers whose X-Forwarded-For and X-Real-IP are
 	// believed; nil means ratelimit.DefaultTrustedProxies, an empty list none.
+	// ClientIPHeader is the one header they name the client in; the zero
+	// value, none, reads no header.
 	TrustedProxies []netip.Prefix
+	ClientIPHeader ratelimit.ClientIPHeader
 	// RateLimitClients caps the clients the in-process budget tracks.
 	RateLimitClients int
 	// Budget, when set, replaces the in-process budget built from Rates

@@ -41,6 +41,8 @@ type Config struct {
 	RateLimit      string
 	Rates          []ratelimit.Rate
 	TrustedProxies []netip.Prefix
+	// ClientIPHeader is the header trusted proxies name the client in.
+	ClientIPHeader ratelimit.ClientIPHeader
 	// RateLimitClients caps the clients the rate limit tracks.
 	RateLimitClients int
 
@@ -175,7 +177,7 @@ var settings = []setting{
 		c.RateLimit, c.Rates = v, r
 		return nil
 	}},
-	{"TRUSTED_PROXIES", ratelimit.DefaultTrustedProxies, "addresses or CIDRs of reverse proxies whose X-Forwarded-For/X-Real-IP name the client; empty for none", func(c *Config, v string) error {
+	{"TRUSTED_PROXIES", ratelimit.DefaultTrustedProxies, "addresses or CIDRs of reverse proxies whose CLIENT_IP_HEADER names the client; empty for none", func(c *Config, v string) error {
 		p, err := ratelimit.ParseTrustedProxies(v)
 		if err != nil {
 			return err
@@ -183,7 +185,11 @@ var settings = []setting{
 		c.TrustedProxies = p
 		return nil
 	}},
-	{"RATE_LIMIT_CLIENTS", strconv.Itoa(ratelimit.DefaultMaxClients), "most clients the rate limit tracks; when full, new clients share one budget", intSetting(func(c *Config) *int { return &c.RateLimitClients }, 1)},
+	{"CLIENT_IP_HEADER", "none", "the one header a proxy in TRUSTED_PROXIES names the client in: X-Forwarded-For (rightmost hop not a trusted proxy), X-Real-IP, or none (the TCP peer)", func(c *Config, v string) (err error) {
+		c.ClientIPHeader, err = ratelimit.ParseClientIPHeader(v)
+		return err
+	}},
+	{"RATE_LIMIT_CLIENTS", strconv.Itoa(ratelimit.DefaultMaxClients), "most clients the rate limit tracks (and as many networks); when full, a new client spends its network's budget (IPv4 /24, IPv6 /48)", intSetting(func(c *Config) *int { return &c.RateLimitClients }, 1)},
 	{"HOST", DefaultHost, "address to listen on", func(c *Config, v string) error { c.Host = strings.TrimSpace(v); return nil }},
 	{"PORT", strconv.Itoa(DefaultPort), "port to listen on (0 picks a free one)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))

@@ -17,8 +17,16 @@ func TestLoadConfig_RateLimitSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := prefixes(c); got != "127.0.0.0/8 ::1/128" || c.RateLimitClients != ratelimit.DefaultMaxClients {
-		t.Errorf("defaults: TRUSTED_PROXIES %q, RATE_LIMIT_CLIENTS %d", got, c.RateLimitClients)
+	if got := prefixes(c); got != "127.0.0.1/32 ::1/128" || c.RateLimitClients != ratelimit.DefaultMaxClients || c.ClientIPHeader != ratelimit.HeaderNone {
+		t.Errorf("defaults: TRUSTED_PROXIES %q, RATE_LIMIT_CLIENTS %d, CLIENT_IP_HEADER %v", got, c.RateLimitClients, c.ClientIPHeader)
+	}
+	for v, want := range map[string]ratelimit.ClientIPHeader{"x-real-ip": ratelimit.HeaderRealIP, "X-Forwarded-For": ratelimit.HeaderForwardedFor, "none": ratelimit.HeaderNone} {
+		if c, err := load(map[string]string{"CLIENT_IP_HEADER": v}); err != nil || c.ClientIPHeader != want {
+			t.Errorf("CLIENT_IP_HEADER=%s: got %v, %v; want %v", v, c, err, want)
+		}
+	}
+	if _, err := load(map[string]string{"CLIENT_IP_HEADER": "Forwarded"}); err == nil || !strings.Contains(err.Error(), "CLIENT_IP_HEADER") {
+		t.Errorf("CLIENT_IP_HEADER=Forwarded: got %v, want an error naming the setting", err)
 	}
 	c, err = load(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, 2001:db8::1", "RATE_LIMIT_CLIENTS": "5", "RATE_LIMIT": "off"})
 	if err != nil {

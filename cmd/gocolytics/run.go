@@ -175,6 +175,7 @@ func ingestConfig(c *Config) ingest.Config {
 		Lenient:          c.LenientJSON,
 		Rates:            c.Rates,
 		TrustedProxies:   c.TrustedProxies,
+		ClientIPHeader:   c.ClientIPHeader,
 		RateLimitClients: c.RateLimitClients,
 		ReadTimeout:      c.ReadTimeout,
 		WriteTimeout:     c.WriteTimeout,

@@ -11,12 +11,55 @@ import (
 // DefaultTrustedProxies is the default of TRUSTED_PROXIES: loopback only,
 // as uvicorn's default, so that a reverse proxy on the same machine works
 // without a setting.
-const DefaultTrustedProxies = "127.0.0.0/8,::1"
+const DefaultTrustedProxies = "127.0.0.1,::1"
+
+// ClientIPHeader is the one header a trusted proxy names the client in
+// (CLIENT_IP_HEADER). Only that header is read, and only from a peer in
+// TRUSTED_PROXIES.
+type ClientIPHeader int
+
+const (
+	// HeaderNone takes the TCP peer as the client and reads no header:
+	// the default, since a loopback forwarder that adds nothing (ssh -R,
+	// socat, stunnel, haproxy in TCP mode) would otherwise pass on
+	// whatever a client wrote.
+	HeaderNone ClientIPHeader = iota
+	// HeaderForwardedFor reads X-Forwarded-For: the rightmost hop that is
+	// not a trusted proxy.
+	HeaderForwardedFor
+	// HeaderRealIP reads X-Real-IP.
+	HeaderRealIP
+)
+
+// ParseClientIPHeader reads a CLIENT_IP_HEADER value: X-Forwarded-For,
+// X-Real-IP or none (any case); empty is none.
+func ParseClientIPHeader(s string) (ClientIPHeader, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "none":
+		return HeaderNone, nil
+	case "x-forwarded-for":
+		return HeaderForwardedFor, nil
+	case "x-real-ip":
+		return HeaderRealIP, nil
+	}
+	return HeaderNone, fmt.Errorf("%q is not X-Forwarded-For, X-Real-IP or none", s)
+}
+
+// String is the header's name, or "none".
+func (h ClientIPHeader) String() string {
+	switch h {
+	case HeaderForwardedFor:
+		return "X-Forwarded-For"
+	case HeaderRealIP:
+		return "X-Real-IP"
+	}
+	return "none"
+}
 
 // DefaultTrusted is DefaultTrustedProxies, parsed.
 func DefaultTrusted() []netip.Prefix {
 	return []netip.Prefix{
-		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("127.0.0.1/32"),
 		netip.MustParsePrefix("::1/128"),
 	}
 }

@@ -74,7 +74,7 @@ func TestRate_String(t *testing.T) {
 
 func TestParseTrustedProxies(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{ratelimit.DefaultTrustedProxies, "127.0.0.0/8 ::1/128"},
+		{ratelimit.DefaultTrustedProxies, "127.0.0.1/32 ::1/128"},
 		{"10.0.0.1", "10.0.0.1/32"},
 		{"10.1.2.3/8, 192.0.2.0/24\t2001:db8::/32", "10.0.0.0/8 192.0.2.0/24 2001:db8::/32"},
 		{"::ffff:10.0.0.1", "10.0.0.1/32"},
