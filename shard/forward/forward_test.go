@@ -90,6 +90,22 @@ func waitPosition(t *testing.T, f *forward.Forwarder, want int64, limit time.Dur
 	t.Fatalf("position %+v, want %d", f.Status(), want)
 }
 
+// waitBehind waits until the forwarder says it is behind for a reason
+// holding want, and returns that error.
+func waitBehind(t *testing.T, f *forward.Forwarder, want string) error {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := f.Behind(); err != nil && strings.Contains(err.Error(), want) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	err := f.Behind()
+	t.Errorf("Behind() = %v, want an error saying %q", err, want)
+	return err
+}
+
 func checkExactlyOnce(t *testing.T, got map[int64]int, n int) {
 	t.Helper()
 	if len(got) != n {
@@ -253,24 +269,12 @@ func TestForwarder_NodeIDInUse(t *testing.T) {
 	fa := startForwarder(t, forward.Config{SQLitePath: a.Path(), PostgresURL: url, NodeID: "same"}, &log)
 	waitPosition(t, fa, 10, 30*time.Second)
 	fb := startForwarder(t, forward.Config{SQLitePath: b.Path(), PostgresURL: url, NodeID: "same"}, &log)
-	deadline := time.Now().Add(20 * time.Second)
-	for fb.Behind() == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := fb.Behind(); err == nil || !strings.Contains(err.Error(), "another process is forwarding with this NODE_ID") {
-		t.Errorf("second node with the same NODE_ID: Behind() = %v", err)
-	}
+	waitBehind(t, fb, "another process is forwarding with this NODE_ID")
 	fa.Close()
 	// With the first one gone, the second sees that the position belongs to
 	// another database (row 10's time differs) and still refuses.
 	write(t, b, 11, 1)
-	deadline = time.Now().Add(30 * time.Second)
-	for (fb.Behind() == nil || !strings.Contains(fb.Behind().Error(), "another SQLite")) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err := fb.Behind(); err == nil || !strings.Contains(err.Error(), "another SQLite database") {
-		t.Errorf("after the first stopped: Behind() = %v", err)
-	}
+	waitBehind(t, fb, "another SQLite database")
 	if got := len(pgtest.NodeRows(t, srv.Conn(t, "inuse"), "same")); got != 10 {
 		t.Errorf("%d rows for NODE_ID same, want the first node's 10", got)
 	}
@@ -287,13 +291,7 @@ func TestForwarder_RefusesNewerSchema(t *testing.T) {
 	write(t, db, 1, 3)
 	var log syncBuffer
 	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "n"}, &log)
-	deadline := time.Now().Add(20 * time.Second)
-	for f.Behind() == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := f.Behind(); err == nil || !strings.Contains(err.Error(), "schema is newer") {
-		t.Errorf("Behind() = %v, want the newer schema refused", err)
-	}
+	waitBehind(t, f, "schema is newer")
 	var tables int
 	c.QueryRow(context.Background(), "SELECT count(*) FROM pg_tables WHERE tablename = 'event'").Scan(&tables)
 	if tables != 0 {
@@ -308,14 +306,7 @@ func TestForwarder_WrongPasswordRedacted(t *testing.T) {
 	url := strings.Replace(srv.URL("postgres"), pgtest.Password, wrong, 1)
 	var log syncBuffer
 	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "n"}, &log)
-	deadline := time.Now().Add(20 * time.Second)
-	for f.Behind() == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	err := f.Behind()
-	if err == nil || !strings.Contains(err.Error(), "password authentication failed") {
-		t.Errorf("Behind() = %v, want the authentication failure", err)
-	}
+	err := waitBehind(t, f, "password authentication failed")
 	for _, s := range []string{log.String(), fmt.Sprint(err)} {
 		if strings.Contains(s, wrong) {
 			t.Errorf("the password shows: %s", s)
