@@ -46,11 +46,18 @@ var november10 = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
 // path, on 127.0.0.1:0, and returns its base URL.
 func startDashboard(tb testing.TB, path string) string {
 	tb.Helper()
-	h := dashboard.New(dashboard.Config{
+	return serveDashboard(tb, dashboard.Config{
 		DB:    querytest.OpenReadOnly(tb, path),
 		Guard: keyGuard{ingest.NewKeys([]string{adminKey})},
 		Now:   func() time.Time { return november10 },
 	})
+}
+
+// serveDashboard serves the handlers of cfg on 127.0.0.1:0 and returns the
+// base URL.
+func serveDashboard(tb testing.TB, cfg dashboard.Config) string {
+	tb.Helper()
+	h := dashboard.New(cfg)
 	r := router.New()
 	h.Register(r)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
