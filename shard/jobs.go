@@ -63,7 +63,11 @@ func (db *DB) submit(j *job) (int64, error) {
 // ending) the chunks committed so far stay deleted, and the count says how
 // many rows they held; erasing again deletes the rest.
 func (db *DB) Erase(ctx context.Context, userID, application string) (int64, error) {
-	return db.submit(db.eraseJob(ctx, userID, application, 0))
+	n, err := db.submit(db.eraseJob(ctx, userID, application, 0))
+	if err == nil && db.AfterErase != nil {
+		err = db.AfterErase(ctx, userID, application)
+	}
+	return n, err
 }
 
 // eraseJob deletes the rows of userID (and application) whose id is below

@@ -102,6 +102,10 @@ type DB struct {
 	// OnCommit, when set before Open, is called by the writer after every
 	// transaction with its size, duration and outcome (for metrics).
 	OnCommit func(events int, took time.Duration, err error)
+	// AfterErase, when set, is called after Erase has deleted a player's
+	// rows here, to erase them where copies went (PostgreSQL); its error
+	// is Erase's error, so that the caller knows to erase again.
+	AfterErase func(ctx context.Context, userID, application string) error
 }
 
 // New returns a DB for the file at path. It does no I/O.

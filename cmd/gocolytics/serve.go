@@ -63,6 +63,10 @@ func openBackend(cfg *Config, logger *slog.Logger, metrics *ingest.Metrics, icfg
 		db.Close()
 		return nil, err
 	}
+	if fwd != nil {
+		// Erasure (the admin API, gocolytics forget) reaches PostgreSQL.
+		db.AfterErase = fwd.Erase
+	}
 	stopLocal, stopMaintenance := startLocalRetention(cfg, db, fwd, logger), startMaintenance(cfg, db, logger)
 	return &backend{db: db, fwd: fwd, stopMaintenance: func() { stopLocal(); stopMaintenance() }}, nil
 }

@@ -125,9 +125,10 @@ type Forwarder struct {
 	cfg    Config
 	logger *slog.Logger
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	erases chan eraseRequest
 
 	mu     sync.Mutex
 	status Status
@@ -148,6 +149,7 @@ func New(cfg Config, logger *slog.Logger) *Forwarder {
 		logger: logger.With("component", "forward"),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+		erases: make(chan eraseRequest),
 		set:    metrics.NewSet(),
 	}
 	f.addMetrics()
@@ -346,6 +348,14 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 			ahead.free <- b
 			f.setStatus(func(s *Status) { s.Position = pos })
 			f.refreshLag(ctx, src)
+		case r := <-f.erases:
+			// Batches read ahead may hold rows read before the local
+			// erasure: drop them and read again after the delete.
+			ahead.stop()
+			if err := f.erase(ctx, conn, r); err != nil {
+				return err
+			}
+			ahead = f.startReadAhead(ctx, src, pos)
 		case err := <-ahead.errc:
 			return err
 		case <-tick.C:

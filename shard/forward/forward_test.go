@@ -369,3 +369,54 @@ func TestForwarder_IDsReused(t *testing.T) {
 		t.Errorf("postgresql has %d old rows and %d of the 5 rows written after the erasure, want 10 and 5 (%d of the erased ones)\n%s", old, n5, n2, log.String())
 	}
 }
+
+// TestForwarder_Erase: with AfterErase set to the forwarder's Erase, erasing
+// a player deletes their rows in PostgreSQL too, from every node, and rows
+// written before the erasure never arrive afterwards.
+func TestForwarder_Erase(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "erase")
+	c := srv.Conn(t, "erase")
+	if _, err := c.Exec(context.Background(), "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	db := openNode(t)
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-e", BatchRows: 50}, &log)
+	db.AfterErase = f.Erase
+	evs := make([]shard.Event, 400)
+	for i := range evs {
+		evs[i] = event(i, "{}")
+		if i%4 == 0 {
+			evs[i].UserID = "leaver"
+		}
+	}
+	if err := db.Write(0, evs[:200]); err != nil {
+		t.Fatal(err)
+	}
+	waitPosition(t, f, 200, 30*time.Second)
+	// Another node's rows of the same player go too.
+	if _, err := c.Exec(context.Background(), `INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, time, node_id, src_id)
+		VALUES ('t', 'game', '1', 'p', 'leaver', 's', '{}', '2026-11-30 01:00:00', 'other-node', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(0, evs[200:]); err != nil { // not all forwarded yet
+		t.Fatal(err)
+	}
+	n, err := db.Erase(context.Background(), "leaver", "")
+	if err != nil || n != 100 {
+		t.Fatalf("Erase: %d, %v; want 100 rows", n, err)
+	}
+	var left int
+	c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE user_id = 'leaver'").Scan(&left)
+	if left != 0 {
+		t.Errorf("%d rows of the erased player in postgresql right after Erase", left)
+	}
+	waitPosition(t, f, 400, 30*time.Second)
+	c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE user_id = 'leaver'").Scan(&left)
+	var others int
+	c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE node_id = 'node-e'").Scan(&others)
+	if left != 0 || others != 300 {
+		t.Errorf("after forwarding the rest: %d rows of the erased player, %d others; want 0 and 300", left, others)
+	}
+}
