@@ -73,9 +73,6 @@ type Options struct {
 	MergeRows int
 	// MergeMaxRows caps the events one merge transaction moves.
 	MergeMaxRows int
-	// MergeSorted inserts each merged group in user_id order instead of id
-	// order (a candidate measured in DESIGN.md; ids are the same either way).
-	MergeSorted bool
 	// PageSize is the page size of a new database file; 0 keeps SQLite's
 	// (4096). An existing file keeps its own.
 	PageSize int

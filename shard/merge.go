@@ -228,11 +228,7 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 	if hi-lo+1 > int64(db.opts.MergeMaxRows) {
 		upto = lo + int64(db.opts.MergeMaxRows) - 1
 	}
-	order := "id"
-	if db.opts.MergeSorted {
-		order = "user_id, id"
-	}
-	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY %s", mergeColumns, mergeColumns, upto, order)
+	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY id", mergeColumns, mergeColumns, upto)
 	res, err := c.Exec(ins, nil)
 	if err != nil {
 		var se sqlite3.Error

@@ -58,7 +58,6 @@ type Config struct {
 	// off (the group commit inserts into event directly).
 	MergeInterval     time.Duration
 	MergeRows         int
-	MergeSorted       bool
 	PageSize          int
 	WALAutocheckpoint int
 	ShutdownTimeout   time.Duration
@@ -231,8 +230,14 @@ var settings = []setting{
 		return nil
 	}},
 	{"MERGE_ROWS", strconv.Itoa(shard.DefaultMergeRows), "merge the staging table as soon as it holds this many events", intSetting(func(c *Config) *int { return &c.MergeRows }, 1)},
-	{"MERGE_SORTED", "false", "insert each merged group in user_id order (ids stay in arrival order)", boolSetting(func(c *Config) *bool { return &c.MergeSorted })},
-	{"SQLITE_PAGE_SIZE", "4096", "page size of a new database file (an existing one keeps its own)", intSetting(func(c *Config) *int { return &c.PageSize }, 512)},
+	{"SQLITE_PAGE_SIZE", "4096", "page size of a new database file, a power of two from 512 to 65536 (an existing file keeps its own)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 512 || n > 65536 || n&(n-1) != 0 {
+			return fmt.Errorf("%q is not a power of two from 512 to 65536", v)
+		}
+		c.PageSize = n
+		return nil
+	}},
 	{"SQLITE_WAL_AUTOCHECKPOINT", "1000", "WAL pages after which the writer copies the WAL into the database file", intSetting(func(c *Config) *int { return &c.WALAutocheckpoint }, 1)},
 	{"SHUTDOWN_TIMEOUT", DefaultShutdownTimeout.String(), "how long a shutdown waits for requests under way", durationSetting(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"READ_TIMEOUT", ingest.DefaultReadTimeout.String(), "longest time to read one request", durationSetting(func(c *Config) *time.Duration { return &c.ReadTimeout })},

@@ -160,7 +160,6 @@ func shardOptions(c *Config) shard.Options {
 		LocalTime:         c.LocalTime,
 		MergeInterval:     c.MergeInterval,
 		MergeRows:         c.MergeRows,
-		MergeSorted:       c.MergeSorted,
 		PageSize:          c.PageSize,
 		WALAutocheckpoint: c.WALAutocheckpoint,
 		// ERASE_EVENT_TYPE
