@@ -358,3 +358,32 @@ func TestForward_LocalRetention(t *testing.T) {
 		t.Errorf("the log holds the password")
 	}
 }
+
+// TestForward_Erase: DELETE /v1.0/users/… and gocolytics forget on a
+// forwarding node erase the player in PostgreSQL too; other players stay.
+func TestForward_Erase(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "erase_api")
+	c := srv.Conn(t, "erase_api")
+	p := startNode(t, filepath.Join(t.TempDir(), "events.db"), url, "eraser", "--admin-keys", `["`+testAdminKey+`"]`)
+	postEvents(t, p.Addr, victimEvents("victim", "A", 50))
+	postEvents(t, p.Addr, victimEvents("quitter", "A", 20))
+	postEvents(t, p.Addr, victimEvents("bystander", "A", 30))
+	count := func(user string) int {
+		var n int
+		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM event WHERE user_id = $1", user).Scan(&n); err != nil {
+			return -1 // the forwarder has not created the table yet
+		}
+		return n
+	}
+	gctest.WaitFor(t, func() bool { return count("victim")+count("quitter")+count("bystander") == 100 }, "100 rows in postgresql")
+	if code, body, _ := adminReq(t, "DELETE", "http://"+p.Addr+"/v1.0/users/victim", testAdminKey); code != 200 || body != `{"deleted":50}` {
+		t.Errorf("erase: %d %s, want 200 {\"deleted\":50}", code, body)
+	}
+	if stdout, stderr, code := cli(t, "forget", "quitter", "--sqlite-file-path", p.DBPath); code != 0 || stdout != "{\"deleted\":20}\n" {
+		t.Errorf("forget: exit %d, %q %q", code, stdout, stderr)
+	}
+	if v, q, b := count("victim"), count("quitter"), count("bystander"); v != 0 || q != 0 || b != 30 {
+		t.Errorf("postgresql after erasure: victim %d, quitter %d, bystander %d rows; want 0, 0, 30", v, q, b)
+	}
+}
