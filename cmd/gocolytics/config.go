@@ -412,6 +412,7 @@ func loadConfig(sub *subcommand, args []string, lookupEnv func(string) (string, 
 			c.Forward.NodeID = forward.DefaultNodeID()
 		}
 		c.Forward.SQLitePath = c.SQLiteFilePath
+		c.Forward.RetentionDays = c.DataOut.RetentionDays
 		if err := c.Forward.Validate(); err != nil {
 			problems = append(problems, err.Error())
 		}

@@ -52,6 +52,10 @@ type Config struct {
 	Interval  time.Duration
 	// BehindAfter: see DefaultBehindAfter.
 	BehindAfter time.Duration
+	// RetentionDays, above 0, applies RETENTION_DAYS in PostgreSQL too, at
+	// connection and hourly: old monthly partitions are dropped, the rest
+	// of the boundary month deleted.
+	RetentionDays int
 }
 
 // DefaultNodeID is the host name, the default NODE_ID.
@@ -311,6 +315,9 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 	if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
 		return err
 	}
+	if err := f.retain(ctx, conn, known, time.Now()); err != nil {
+		return err
+	}
 	f.setStatus(func(s *Status) { s.Connected, s.Position, s.LastError = true, pos, nil })
 	f.logger.Info("forwarding to postgresql", "node_id", f.cfg.NodeID, "position", pos)
 
@@ -322,6 +329,9 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 	for {
 		if time.Since(lastAhead) > time.Hour {
 			if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
+				return err
+			}
+			if err := f.retain(ctx, conn, known, time.Now()); err != nil {
 				return err
 			}
 			lastAhead = time.Now()

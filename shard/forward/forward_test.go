@@ -420,3 +420,45 @@ func TestForwarder_Erase(t *testing.T) {
 		t.Errorf("after forwarding the rest: %d rows of the erased player, %d others; want 0 and 300", left, others)
 	}
 }
+
+// TestForwarder_Retention: with RetentionDays, whole old months are dropped
+// as partitions and the older rows of the boundary month deleted; recent
+// rows stay.
+func TestForwarder_Retention(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "retention")
+	c := srv.Conn(t, "retention")
+	db := openNode(t)
+	now := time.Now().UTC()
+	times := []time.Time{time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC), now.AddDate(0, 0, -31), now.AddDate(0, 0, -29), now}
+	evs := make([]shard.Event, len(times))
+	for i, tm := range times {
+		evs[i] = event(i, "{}")
+		evs[i].Time = tm
+	}
+	if err := db.Write(0, evs); err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	cfg := forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-old", RetentionDays: 30}
+	f := startForwarder(t, cfg, &log)
+	waitPosition(t, f, 4, 30*time.Second)
+	f.Close() // retention runs when a connection starts, then hourly
+	f = startForwarder(t, cfg, &log)
+	deadline := time.Now().Add(30 * time.Second)
+	var n, old int
+	for time.Now().Before(deadline) {
+		c.QueryRow(context.Background(), "SELECT count(*) FROM event").Scan(&n)
+		c.QueryRow(context.Background(), "SELECT count(*) FROM pg_class WHERE relname = 'event_y2020m05'").Scan(&old)
+		if n == 2 && old == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n != 2 || old != 0 {
+		t.Errorf("%d rows left (want the 2 of the last 30 days), partition of 2020-05 present: %v\n%s", n, old == 1, log.String())
+	}
+	if s := f.Status(); s.Position != 4 {
+		t.Errorf("position %d, want 4 (nothing forwarded again)", s.Position)
+	}
+}
