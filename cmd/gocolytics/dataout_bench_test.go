@@ -75,17 +75,6 @@ func benchDB(b *testing.B, name string, n int, at func(i int) time.Time) string 
 	return path
 }
 
-func statusKiB(pid int, field string) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return n
-		}
-	}
-	return -1
-}
-
 // BenchmarkDataOut_Export: the server's resident size while it streams an
 // export of every row over HTTP, and the subcommand's peak resident size.
 func BenchmarkDataOut_Export(b *testing.B) {
@@ -102,13 +91,13 @@ func BenchmarkDataOut_Export(b *testing.B) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		before := statusKiB(pid, "VmRSS")
+		before := procStatusKiB(pid, "VmRSS")
 		var peak int64
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			for {
-				peak = max(peak, statusKiB(pid, "VmRSS"))
+				peak = max(peak, procStatusKiB(pid, "VmRSS"))
 				select {
 				case <-stop:
 					return
