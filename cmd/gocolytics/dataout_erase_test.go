@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,6 +245,29 @@ func TestDataOut_BadInput(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%.60v: exit %d, %q; want 2 naming %s", tc.args, code, stderr, tc.want)
 		}
+	}
+	// A file that is not a regular one (here a pipe; /dev/null alike) is
+	// written in place, never replaced by a renamed file.
+	fifo := filepath.Join(t.TempDir(), "pipe")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- string(b)
+	}()
+	if _, stderr, code := cli(t, "export", "--sqlite-file-path", db, "--output", fifo); code != 0 {
+		t.Errorf("export to a pipe: exit %d %s", code, stderr)
+	}
+	if out := <-got; strings.Count(out, "\n") != 5 {
+		t.Errorf("read from the pipe: %q, want 5 lines", out)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the pipe was replaced: %v %v", fi.Mode(), err)
+	}
+	if _, _, code := cli(t, "export", "--sqlite-file-path", db, "--output", t.TempDir()); code != 2 {
+		t.Errorf("export to a folder: exit %d, want 2", code)
 	}
 	if _, _, code := cli(t, "export", "--sqlite-file-path", filepath.Join(t.TempDir(), "none.db")); code != 2 {
 		t.Errorf("export of a missing database: exit %d, want 2", code)

@@ -135,11 +135,29 @@ func problemText(p *ingest.Problem) string {
 	return "--" + strings.ReplaceAll(name, "_", "-") + ": " + p.Fields[0].Msg
 }
 
-// outputFile is stdout, or a temporary file beside path that finish renames
-// to path once everything is written (and removes on an error).
+// outputFile is stdout; for a path that is not a regular file (a device
+// such as /dev/null, a pipe) that file itself, written in place; else a
+// temporary file beside path that finish renames to path once everything
+// is written (and removes on an error), so a failed export never leaves a
+// half file behind under the name asked for.
 func outputFile(path string, stdout io.Writer) (io.Writer, func(error) error, error) {
 	if path == "" || path == "-" {
 		return stdout, func(err error) error { return err }, nil
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return nil, nil, &usageError{fmt.Errorf("--output: %s is a folder", path)}
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, nil, &usageError{fmt.Errorf("--output: %w", err)}
+		}
+		return f, func(err error) error {
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		}, nil
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		// A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written
