@@ -86,39 +86,43 @@ const (
 
 // Register adds the stats API and the dashboard to r.
 func (h *Handlers) Register(r *router.Router) {
-	r.GET(StatsPath, h.guarded(h.stats))
-	r.GET(FunnelPath, h.guarded(h.funnel))
-	r.GET(ValuePath, h.guarded(h.value))
-	r.GET(SeriesPath, h.guarded(h.series))
+	r.GET(StatsPath, h.guarded(h.withFilter("series", h.stats)))
+	r.GET(FunnelPath, h.guarded(h.withFilter("steps", h.funnel)))
+	r.GET(ValuePath, h.guarded(h.withFilter("field", h.value)))
+	r.GET(SeriesPath, h.guarded(h.withFilter("by", h.series)))
 	r.GET(RecentPath, h.guarded(h.recent))
 	r.GET(ApplicationsPath, h.guarded(h.applications))
 	h.registerPage(r)
 }
 
-// guarded answers with next only requests the Guard lets through.
-func (h *Handlers) guarded(next func(ctx *fasthttp.RequestCtx) (any, error)) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		setSecurityHeaders(ctx)
-		ctx.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
-		if h.cfg.Guard == nil || !h.cfg.Guard.Allow(ctx) {
+// handler computes an answer from a request's parameters within ctx, the
+// request's time limit.
+type handler func(ctx context.Context, p *params) (any, error)
+
+// guarded answers with next only requests the Guard lets through, as JSON.
+func (h *Handlers) guarded(next handler) fasthttp.RequestHandler {
+	return func(rc *fasthttp.RequestCtx) {
+		setSecurityHeaders(rc)
+		rc.Response.Header.Set(fasthttp.HeaderCacheControl, "no-store")
+		if h.cfg.Guard == nil || !h.cfg.Guard.Allow(rc) {
 			if h.cfg.Guard == nil {
-				writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusUnauthorized, Detail: "Invalid or missing admin key"})
+				writeProblem(rc, &ingest.Problem{Status: fasthttp.StatusUnauthorized, Detail: "Invalid or missing admin key"})
 			}
 			return
 		}
-		v, err := next(ctx)
-		if err != nil {
-			h.writeError(ctx, err)
-			return
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+		defer cancel()
+		v, err := next(ctx, &params{args: rc.QueryArgs()})
+		if err == nil {
+			var b []byte
+			if b, err = json.Marshal(v); err == nil {
+				rc.SetStatusCode(fasthttp.StatusOK)
+				rc.SetContentType("application/json")
+				rc.SetBody(b)
+				return
+			}
 		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			h.writeError(ctx, err)
-			return
-		}
-		ctx.SetStatusCode(fasthttp.StatusOK)
-		ctx.SetContentType("application/json")
-		ctx.SetBody(b)
+		h.writeError(rc, timedOut(ctx, err))
 	}
 }
 
@@ -191,10 +195,6 @@ func (h *Handlers) filter(p *params) query.Filter {
 
 func (h *Handlers) today() time.Time { return query.Today(h.cfg.Now(), h.cfg.LocalTime) }
 
-func (h *Handlers) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), h.cfg.Timeout)
-}
-
 // timedOut marks err as a timeout when ctx's time ran out: SQLite reports
 // an interrupted query as an ordinary error.
 func timedOut(ctx context.Context, err error) error {
@@ -204,70 +204,44 @@ func timedOut(ctx context.Context, err error) error {
 	return err
 }
 
-func (h *Handlers) stats(rc *fasthttp.RequestCtx) (any, error) {
-	p := &params{args: rc.QueryArgs()}
-	f := h.filter(p)
-	if p.err != nil {
-		return nil, p.err
+// withFilter is an endpoint over a Filter and one more parameter, extra:
+// it reads and checks both, then runs compute within the time limit.
+func (h *Handlers) withFilter(extra string, compute func(ctx context.Context, f query.Filter, v string) (any, error)) handler {
+	return func(ctx context.Context, p *params) (any, error) {
+		f := h.filter(p)
+		v := p.text(extra)
+		if p.err != nil {
+			return nil, p.err
+		}
+		return compute(ctx, f, v)
 	}
-	var series []string
-	if v := p.text("series"); v != "" {
-		series = strings.Split(v, ",")
-	}
-	if p.err != nil {
-		return nil, p.err
-	}
-	ctx, cancel := h.ctx()
-	defer cancel()
-	v, err := query.ComputeStats(ctx, h.cfg.DB, f, h.today(), series...)
-	return v, timedOut(ctx, err)
 }
 
-func (h *Handlers) funnel(rc *fasthttp.RequestCtx) (any, error) {
-	p := &params{args: rc.QueryArgs()}
-	f := h.filter(p)
-	steps := p.text("steps")
-	if p.err != nil {
-		return nil, p.err
+func (h *Handlers) stats(ctx context.Context, f query.Filter, series string) (any, error) {
+	var list []string
+	if series != "" {
+		list = strings.Split(series, ",")
 	}
+	return query.ComputeStats(ctx, h.cfg.DB, f, h.today(), list...)
+}
+
+func (h *Handlers) funnel(ctx context.Context, f query.Filter, steps string) (any, error) {
 	list, err := query.ParseSteps(steps)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.ctx()
-	defer cancel()
-	v, err := query.ComputeFunnel(ctx, h.cfg.DB, f, list)
-	return v, timedOut(ctx, err)
+	return query.ComputeFunnel(ctx, h.cfg.DB, f, list)
 }
 
-func (h *Handlers) value(rc *fasthttp.RequestCtx) (any, error) {
-	p := &params{args: rc.QueryArgs()}
-	f := h.filter(p)
-	field := p.text("field")
-	if p.err != nil {
-		return nil, p.err
-	}
-	ctx, cancel := h.ctx()
-	defer cancel()
-	v, err := query.ComputeValue(ctx, h.cfg.DB, f, field)
-	return v, timedOut(ctx, err)
+func (h *Handlers) value(ctx context.Context, f query.Filter, field string) (any, error) {
+	return query.ComputeValue(ctx, h.cfg.DB, f, field)
 }
 
-func (h *Handlers) series(rc *fasthttp.RequestCtx) (any, error) {
-	p := &params{args: rc.QueryArgs()}
-	f := h.filter(p)
-	by := p.text("by")
-	if p.err != nil {
-		return nil, p.err
-	}
-	ctx, cancel := h.ctx()
-	defer cancel()
-	v, err := query.ComputeSeries(ctx, h.cfg.DB, f, by)
-	return v, timedOut(ctx, err)
+func (h *Handlers) series(ctx context.Context, f query.Filter, by string) (any, error) {
+	return query.ComputeSeries(ctx, h.cfg.DB, f, by)
 }
 
-func (h *Handlers) recent(rc *fasthttp.RequestCtx) (any, error) {
-	p := &params{args: rc.QueryArgs()}
+func (h *Handlers) recent(ctx context.Context, p *params) (any, error) {
 	app, limit := p.text("application"), p.text("limit")
 	if p.err != nil {
 		return nil, p.err
@@ -276,15 +250,9 @@ func (h *Handlers) recent(rc *fasthttp.RequestCtx) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := h.ctx()
-	defer cancel()
-	v, err := query.Recent(ctx, h.cfg.DB, app, n)
-	return v, timedOut(ctx, err)
+	return query.Recent(ctx, h.cfg.DB, app, n)
 }
 
-func (h *Handlers) applications(*fasthttp.RequestCtx) (any, error) {
-	ctx, cancel := h.ctx()
-	defer cancel()
-	v, err := query.Applications(ctx, h.cfg.DB)
-	return v, timedOut(ctx, err)
+func (h *Handlers) applications(ctx context.Context, _ *params) (any, error) {
+	return query.Applications(ctx, h.cfg.DB)
 }
