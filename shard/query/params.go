@@ -79,13 +79,15 @@ func (f *Filter) Days() int {
 	return int(f.Until.Sub(f.Since).Hours()/24) + 1
 }
 
-// dayList lists the range's days as text.
-func (f *Filter) dayList() []string {
-	out := make([]string, 0, f.Days())
+// dayList lists the range's days as text, and the index of each.
+func (f *Filter) dayList() ([]string, map[string]int) {
+	days := make([]string, 0, f.Days())
+	index := make(map[string]int, f.Days())
 	for d := f.Since; !d.After(f.Until); d = d.AddDate(0, 0, 1) {
-		out = append(out, d.Format(DayFormat))
+		index[d.Format(DayFormat)] = len(days)
+		days = append(days, d.Format(DayFormat))
 	}
-	return out
+	return days, index
 }
 
 // where returns the WHERE clause and arguments selecting the filter's

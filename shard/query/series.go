@@ -49,11 +49,7 @@ func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series
 		return nil, fmt.Errorf("query series: %w", err)
 	}
 	defer rows.Close()
-	days := f.dayList()
-	index := make(map[string]int, len(days))
-	for i, d := range days {
-		index[d] = i
-	}
+	days, index := f.dayList()
 	byName := map[string][]int64{}
 	for rows.Next() {
 		var name, d string

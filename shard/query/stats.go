@@ -103,11 +103,7 @@ func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time, ser
 			return nil, &ParamError{"series", "must list event_type, version or platform"}
 		}
 	}
-	days := f.dayList()
-	index := make(map[string]int, len(days))
-	for i, d := range days {
-		index[d] = i
-	}
+	days, index := f.dayList()
 	st := &Stats{Days: make([]Day, len(days)), Retention: make([]Cohort, len(days))}
 	for i, d := range days {
 		st.Days[i].Day = d

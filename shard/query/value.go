@@ -50,11 +50,7 @@ FROM event WHERE `+renumber(where, 2)+`)`, append([]any{path}, args...)...)
 		return nil, fmt.Errorf("query value: %w", err)
 	}
 	defer rows.Close()
-	days := f.dayList()
-	index := make(map[string]int, len(days))
-	for i, d := range days {
-		index[d] = i
-	}
+	days, index := f.dayList()
 	nums := make([][]float64, len(days))
 	out := make([]ValueDay, len(days))
 	for rows.Next() {
