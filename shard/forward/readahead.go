@@ -17,8 +17,9 @@ type readAhead struct {
 	done   chan struct{}
 }
 
-// startReadAhead reads batches of rows after pos until stopped; when it
-// finds no new rows it looks again after interval.
+// startReadAhead reads batches of rows after pos until stopped; after a
+// batch that is not full (no backlog) it waits an interval before reading
+// again.
 func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readAhead{ready: make(chan *batch), free: make(chan *batch, 2), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
@@ -54,6 +55,16 @@ func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) 
 			case r.ready <- b:
 			case <-ctx.Done():
 				return
+			}
+			if len(rows) < f.cfg.BatchRows {
+				// Caught up: let rows gather for an interval, so that a
+				// busy node sends one transaction a second, not one per
+				// group commit (each PostgreSQL commit is an fsync).
+				select {
+				case <-time.After(f.cfg.Interval):
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
