@@ -33,17 +33,6 @@ const (
 	DefaultMergeMaxRows = 50000
 )
 
-// A merge aims to take about mergeTarget: the rows one merge may move
-// (merger.chunk) double after a merge quicker than half of it that left rows
-// behind, and halve after one slower than twice it, between mergeChunkMin
-// and MergeMaxRows. Requests that arrive during a merge wait for it, so this
-// bounds their extra wait on a slow disk or a busy machine; fewer, larger
-// merges write fewer bytes, so the bound is not tighter.
-const (
-	mergeTarget   = 100 * time.Millisecond
-	mergeChunkMin = 2000
-)
-
 // mergeQuietRows and mergeQuietFactor adapt the interval to the load: while
 // fewer than mergeQuietRows events are staged, a merge waits
 // mergeQuietFactor times the interval. A merge costs a few pages whatever it
@@ -94,8 +83,6 @@ type merger struct {
 	// oldest of them was committed.
 	staged int
 	since  time.Time
-	// chunk is how many events the next merge may move (see mergeTarget).
-	chunk int
 	// failures counts merges failed in a row, for the log.
 	failures    int
 	lastFailLog time.Time
@@ -117,7 +104,7 @@ func (db *DB) openStaging() error {
 		st.Close()
 		return fmt.Errorf("prepare next id: %w", err)
 	}
-	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext), chunk: db.opts.MergeMaxRows}
+	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext)}
 	lo, hi, err := stagedIDs(c)
 	if err != nil {
 		return fmt.Errorf("read staging table: %w", err)
@@ -219,7 +206,7 @@ func (w *writer) mergeIfDue() {
 	}
 }
 
-// mergeOnce moves at most merger.chunk of the oldest staged events into
+// mergeOnce moves at most MergeMaxRows of the oldest staged events into
 // event in one transaction: INSERT ... SELECT in id (arrival) order, then
 // DELETE of the same ids. Either both happen or neither, so after a crash at
 // any point each event is in exactly one of the two tables.
@@ -238,8 +225,8 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 		return 0, false, rollback(c, nil)
 	}
 	upto := hi
-	if hi-lo+1 > int64(m.chunk) {
-		upto = lo + int64(m.chunk) - 1
+	if hi-lo+1 > int64(db.opts.MergeMaxRows) {
+		upto = lo + int64(db.opts.MergeMaxRows) - 1
 	}
 	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY id", mergeColumns, mergeColumns, upto)
 	res, err := c.Exec(ins, nil)
@@ -271,12 +258,6 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 	db.merges.Add(1)
 	db.merged.Add(uint64(n))
 	more = upto < hi
-	switch took := time.Since(start); {
-	case took > 2*mergeTarget:
-		m.chunk = max(m.chunk/2, min(mergeChunkMin, db.opts.MergeMaxRows))
-	case took < mergeTarget/2 && more:
-		m.chunk = min(m.chunk*2, db.opts.MergeMaxRows)
-	}
 	if more {
 		m.staged = int(hi - upto)
 		// The rest is older than the interval already: due at once.
