@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
+	"github.com/gocolytics/gocolytics/shard"
 )
 
 // floodDialer dials from the loopback address 127.0.0.(2+i%4), so that a
@@ -141,7 +142,8 @@ func bodyFlood(t *testing.T, s *gctest.Server, conns int, enc string, size func(
 	return codes
 }
 
-// markerRows is the number of stored rows carrying marker (NewEvent's
+// markerRows is the number of stored rows (in event and the staging
+// table, through shard.ViewAll) carrying marker (NewEvent's
 // value {"m":marker}).
 func markerRows(t *testing.T, path, marker string) int {
 	t.Helper()
@@ -151,7 +153,7 @@ func markerRows(t *testing.T, path, marker string) int {
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM event WHERE json_extract(value, '$.m') = ?`, marker).Scan(&n); err != nil {
+	if err := db.QueryRow(`SELECT count(*) FROM `+shard.ViewAll+` WHERE json_extract(value, '$.m') = ?`, marker).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -165,7 +167,7 @@ func sessionCounts(t *testing.T, path string) map[string]int {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT session_id, count(*) FROM event WHERE event_type = 'flood' GROUP BY session_id`)
+	rows, err := db.Query(`SELECT session_id, count(*) FROM `+shard.ViewAll+` WHERE event_type = 'flood' GROUP BY session_id`)
 	if err != nil {
 		t.Fatal(err)
 	}
