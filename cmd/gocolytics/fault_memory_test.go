@@ -167,7 +167,7 @@ func sessionCounts(t *testing.T, path string) map[string]int {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT session_id, count(*) FROM `+shard.ViewAll+` WHERE event_type = 'flood' GROUP BY session_id`)
+	rows, err := db.Query(`SELECT session_id, count(*) FROM ` + shard.ViewAll + ` WHERE event_type = 'flood' GROUP BY session_id`)
 	if err != nil {
 		t.Fatal(err)
 	}
