@@ -43,6 +43,9 @@ const (
 	mergeQuietFactor = 5
 )
 
+// mergeColumns are event's columns in its own order, for the view and the merge.
+const mergeColumns = `event_type, application, version, platform, user_id, session_id, value, id, time`
+
 const createStaging = `
 CREATE TABLE IF NOT EXISTS event_staging (
 	event_type VARCHAR NOT NULL,
@@ -57,9 +60,9 @@ CREATE TABLE IF NOT EXISTS event_staging (
 	PRIMARY KEY (id)
 );
 CREATE VIEW IF NOT EXISTS event_all AS
-	SELECT event_type, application, version, platform, user_id, session_id, value, id, time FROM event
+	SELECT ` + mergeColumns + ` FROM event
 	UNION ALL
-	SELECT event_type, application, version, platform, user_id, session_id, value, id, time FROM event_staging;
+	SELECT ` + mergeColumns + ` FROM event_staging;
 `
 
 // stageSQL takes the eight columns of insertSQL in the same order, then the
@@ -69,8 +72,6 @@ const stageSQL = `INSERT INTO event_staging (event_type, application, version, p
 // nextIDSQL is the id the next event gets: after every id in event and in
 // staging, as INTEGER PRIMARY KEY would pick it.
 const nextIDSQL = `SELECT max(coalesce((SELECT max(id) FROM event), 0), coalesce((SELECT max(id) FROM event_staging), 0)) + 1`
-
-const mergeColumns = `event_type, application, version, platform, user_id, session_id, value, id, time`
 
 // stagedRange returns the lowest and highest staged id and the count.
 const stagedRange = `SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM event_staging`
