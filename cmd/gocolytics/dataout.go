@@ -77,9 +77,9 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 		a.server = admin.NewServer(r.Handler, admin.ServerConfig{ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
 			IdleTimeout: cfg.IdleTimeout, Logger: logger})
 	}
-	dashboard.New(dashboard.Config{DB: reader, Guard: a.Guard, LocalTime: cfg.LocalTime, Logger: logger}).Register(r)
+	dashboard.New(dashboard.Config{Source: reader, Guard: a.Guard, LocalTime: cfg.LocalTime, Logger: logger}).Register(r)
 	admin.New(admin.Config{
-		Reader:       reader,
+		Source:       reader,
 		Eraser:       eraser,
 		WriteTimeout: cfg.WriteTimeout,
 		MaxIDLength:  cfg.Limits.MaxStringLength,

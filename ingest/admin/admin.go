@@ -26,8 +26,9 @@ const DefaultMaxIDLength = ingest.DefaultMaxStringLength
 
 // Config is what the admin endpoints need; nil parts answer 503.
 type Config struct {
-	// Reader is the read-only handle exports read through.
-	Reader *query.Reader
+	// Source is what exports read: the node's SQLite through read-only
+	// connections, or PostgreSQL (STATS_SOURCE=postgres).
+	Source query.Source
 	// Eraser runs erasures through the one writer.
 	Eraser Eraser
 	// WriteTimeout is how long each chunk of an export may take to be

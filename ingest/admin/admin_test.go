@@ -47,7 +47,7 @@ func start(tb testing.TB, rates []ratelimit.Rate) *server {
 		tb.Fatal(err)
 	}
 	g := admin.NewGuard([]string{adminKey}, ingest.NewRequestLimiter(cfg, logger))
-	admin.New(admin.Config{Reader: reader, Eraser: db, Logger: logger}, g).Register(srv.Router())
+	admin.New(admin.Config{Source: reader, Eraser: db, Logger: logger}, g).Register(srv.Router())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

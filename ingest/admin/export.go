@@ -103,7 +103,7 @@ func (h *Handlers) export(ctx *fasthttp.RequestCtx) {
 		writeProblem(ctx, prob)
 		return
 	}
-	if h.cfg.Reader == nil {
+	if h.cfg.Source == nil {
 		writeJSON(ctx, fasthttp.StatusServiceUnavailable, (&ingest.Problem{Detail: "Export is not available"}).Body())
 		return
 	}
@@ -118,7 +118,7 @@ func (h *Handlers) export(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.Response.Header.SetTrailer(TrailerLastID + ", " + TrailerRows)
 	body := &exportBody{
-		cursor:  h.cfg.Reader.NewExport(req.Filter, req.Format),
+		cursor:  h.cfg.Source.NewExport(req.Filter, req.Format),
 		conn:    ctx.Conn(),
 		header:  &ctx.Response.Header,
 		timeout: h.cfg.WriteTimeout,
@@ -135,7 +135,7 @@ func (h *Handlers) export(ctx *fasthttp.RequestCtx) {
 // gone out: so the trailers can be set at its end, and nothing of the
 // request outlives the response.
 type exportBody struct {
-	cursor  *query.ExportCursor
+	cursor  query.ExportStream
 	conn    net.Conn
 	header  *fasthttp.ResponseHeader
 	timeout time.Duration

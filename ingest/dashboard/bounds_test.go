@@ -14,7 +14,7 @@ import (
 // limit answers 503 with a detail, not 500 and not a wait without end.
 func TestStats_TimeLimit(t *testing.T) {
 	base := serveDashboard(t, dashboard.Config{
-		DB:      querytest.OpenReadOnly(t, querytest.Known(t)),
+		Source:  querytest.OpenReader(t, querytest.Known(t)),
 		Guard:   keyGuard{ingest.NewKeys([]string{adminKey})},
 		Now:     func() time.Time { return november10 },
 		Timeout: time.Nanosecond,

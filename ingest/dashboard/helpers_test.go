@@ -47,9 +47,9 @@ var november10 = time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
 func startDashboard(tb testing.TB, path string) string {
 	tb.Helper()
 	return serveDashboard(tb, dashboard.Config{
-		DB:    querytest.OpenReadOnly(tb, path),
-		Guard: keyGuard{ingest.NewKeys([]string{adminKey})},
-		Now:   func() time.Time { return november10 },
+		Source: querytest.OpenReader(tb, path),
+		Guard:  keyGuard{ingest.NewKeys([]string{adminKey})},
+		Now:    func() time.Time { return november10 },
 	})
 }
 

@@ -40,8 +40,9 @@ type Guard interface {
 
 // Config is what the stats API and the page need.
 type Config struct {
-	// DB is the read-only handle.
-	DB query.Querier
+	// Source answers the statistics: the node's SQLite through read-only
+	// connections, or PostgreSQL (STATS_SOURCE=postgres).
+	Source query.Source
 	// Guard checks the admin key of every request.
 	Guard Guard
 	// LocalTime says the time column is in local time (LOCAL_TIME): "today"
@@ -222,7 +223,7 @@ func (h *Handlers) stats(ctx context.Context, f query.Filter, series string) (an
 	if series != "" {
 		list = strings.Split(series, ",")
 	}
-	return query.ComputeStats(ctx, h.cfg.DB, f, h.today(), list...)
+	return h.cfg.Source.Stats(ctx, f, h.today(), list...)
 }
 
 func (h *Handlers) funnel(ctx context.Context, f query.Filter, steps string) (any, error) {
@@ -230,15 +231,15 @@ func (h *Handlers) funnel(ctx context.Context, f query.Filter, steps string) (an
 	if err != nil {
 		return nil, err
 	}
-	return query.ComputeFunnel(ctx, h.cfg.DB, f, list)
+	return h.cfg.Source.Funnel(ctx, f, list)
 }
 
 func (h *Handlers) value(ctx context.Context, f query.Filter, field string) (any, error) {
-	return query.ComputeValue(ctx, h.cfg.DB, f, field)
+	return h.cfg.Source.Value(ctx, f, field)
 }
 
 func (h *Handlers) series(ctx context.Context, f query.Filter, by string) (any, error) {
-	return query.ComputeSeries(ctx, h.cfg.DB, f, by)
+	return h.cfg.Source.Series(ctx, f, by)
 }
 
 func (h *Handlers) recent(ctx context.Context, p *params) (any, error) {
@@ -250,9 +251,9 @@ func (h *Handlers) recent(ctx context.Context, p *params) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return query.Recent(ctx, h.cfg.DB, app, n)
+	return h.cfg.Source.Recent(ctx, app, n)
 }
 
 func (h *Handlers) applications(ctx context.Context, _ *params) (any, error) {
-	return query.Applications(ctx, h.cfg.DB)
+	return h.cfg.Source.Applications(ctx)
 }

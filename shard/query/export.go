@@ -1,8 +1,10 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -100,7 +102,7 @@ type ExportResult struct {
 // ExportCursor); ctx bounds the whole export. Before each chunk it calls
 // tick, if not nil.
 func (r *Reader) Export(ctx context.Context, f ExportFilter, format Format, w io.Writer, tick func()) (ExportResult, error) {
-	c := r.NewExport(f, format)
+	c := r.newExport(f, format)
 	for {
 		if tick != nil {
 			tick()
@@ -135,8 +137,12 @@ type ExportCursor struct {
 }
 
 // NewExport returns a cursor over the rows f selects, in id order.
-func (r *Reader) NewExport(f ExportFilter, format Format) *ExportCursor {
-	q, args := exportSQL(r.events, f, r.loc)
+func (r *Reader) NewExport(f ExportFilter, format Format) ExportStream {
+	return r.newExport(f, format)
+}
+
+func (r *Reader) newExport(f ExportFilter, format Format) *ExportCursor {
+	q, args := exportSQL(r.dialect, r.events, f, r.loc)
 	return &ExportCursor{r: r, f: f, q: q, args: args, enc: encoder{format: format}, res: ExportResult{LastID: f.AfterID}}
 }
 
@@ -193,9 +199,17 @@ func (r *Reader) exportChunk(ctx context.Context, q string, args []any, enc *enc
 	var row Row
 	dest := []any{&row.ID, &row.cols[0], &row.cols[1], &row.cols[2], &row.cols[3], &row.cols[4], &row.cols[5], &row.cols[6], &row.cols[7]}
 	var got int64
+	var compact bytes.Buffer
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return false, fmt.Errorf("export: %w", err)
+		}
+		if r.dialect == Postgres {
+			// jsonb's text, without its spaces.
+			compact.Reset()
+			if json.Compact(&compact, row.cols[valueCol]) == nil {
+				row.cols[valueCol] = compact.Bytes()
+			}
 		}
 		enc.row(&row)
 		got++
@@ -214,9 +228,9 @@ func (r *Reader) exportChunk(ctx context.Context, q string, args []any, enc *enc
 // exportSQL builds the chunk query of f on table (or view) from: its first argument is the id to
 // read after, its last the chunk's size. The time column is read as text
 // (CAST), so it comes out exactly as stored.
-func exportSQL(from string, f ExportFilter, loc *time.Location) (string, []any) {
+func exportSQL(d Dialect, from string, f ExportFilter, loc *time.Location) (string, []any) {
 	var b strings.Builder
-	b.WriteString("SELECT id, event_type, application, version, platform, user_id, session_id, value, CAST(time AS TEXT) FROM " + from + " WHERE id > ?")
+	b.WriteString("SELECT id, event_type, application, version, platform, user_id, session_id, " + d.value() + ", " + d.text("time") + " FROM " + from + " WHERE id > ?")
 	args := []any{f.AfterID}
 	if f.Application != "" {
 		b.WriteString(" AND application = ?")
@@ -235,7 +249,7 @@ func exportSQL(from string, f ExportFilter, loc *time.Location) (string, []any) 
 		args = append(args, f.Until.In(loc).Format(TimeFormat))
 	}
 	b.WriteString(" ORDER BY id LIMIT ?")
-	return b.String(), append(args, int64(0))
+	return d.bind(b.String()), append(args, int64(0))
 }
 
 // Row is one exported row. Its text columns are raw bytes valid until the

@@ -53,8 +53,9 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 			args = append(args, s)
 		}
 	}
-	rows, err := q.QueryContext(ctx, `SELECT user_id, event_type, time || '' FROM event WHERE `+where+
-		` AND event_type IN (`+strings.Join(in, ",")+`) ORDER BY user_id, time, id`, args...)
+	d := dialectOf(q)
+	rows, err := q.QueryContext(ctx, d.bind(`SELECT user_id, event_type, `+d.text("time")+` FROM event WHERE `+where+
+		` AND event_type IN (`+strings.Join(in, ",")+`) ORDER BY user_id, time, id`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query funnel: %w", err)
 	}

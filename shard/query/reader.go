@@ -65,6 +65,8 @@ type Reader struct {
 	// holds every acknowledged event, the last second's too; event
 	// otherwise.
 	events string
+	// dialect is the database's SQL (SQLite unless NewReader says).
+	dialect Dialect
 }
 
 // Open opens the pool on the database at path. It checks that the file is a

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,8 +47,14 @@ func Recent(ctx context.Context, q Querier, application string, limit int) ([]Re
 	if application != "" {
 		where, args = "WHERE application = ?", append(args, application)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT id, event_type, application, version, platform, user_id, session_id, value, time || ''
-FROM event `+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
+	d, order := dialectOf(q), "id DESC"
+	if d == Postgres {
+		// No index on id there (and ids of several nodes interleave): the
+		// newest by time, through the (application, time) index.
+		order = "time DESC, id DESC"
+	}
+	rows, err := q.QueryContext(ctx, d.bind(`SELECT id, event_type, application, version, platform, user_id, session_id, `+d.value()+`, `+d.text("time")+`
+FROM event `+where+` ORDER BY `+order+` LIMIT ?`), append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("query recent events: %w", err)
 	}
@@ -59,7 +66,9 @@ FROM event `+where+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 		if err := rows.Scan(&e.ID, &e.EventType, &e.Application, &e.Version, &e.Platform, &e.UserID, &e.SessionID, &v, &e.Time); err != nil {
 			return nil, fmt.Errorf("read recent events: %w", err)
 		}
-		if json.Valid([]byte(v)) {
+		if d == Postgres && compactJSON(&e.Value, []byte(v)) {
+			// jsonb's text, without its spaces.
+		} else if json.Valid([]byte(v)) {
 			e.Value = json.RawMessage(v)
 		} else {
 			e.Value, _ = json.Marshal(v)
@@ -87,10 +96,19 @@ type Application struct {
 // found through the same index), which is the time order for rows this
 // server wrote.
 func Applications(ctx context.Context, q Querier) ([]Application, error) {
-	rows, err := q.QueryContext(ctx, `SELECT application, n,
+	query := `SELECT application, n,
   (SELECT substr(time, 1, 10) FROM event WHERE id = lo), (SELECT substr(time, 1, 10) FROM event WHERE id = hi)
 FROM (SELECT application, COUNT(*) AS n, MIN(id) AS lo, MAX(id) AS hi FROM event GROUP BY application)
-ORDER BY n DESC, application`)
+ORDER BY n DESC, application`
+	if dialectOf(q) == Postgres {
+		// PostgreSQL has no index on id: the first and last days are those
+		// of the earliest and latest times (the same for rows a server
+		// wrote), through the (application, time) index; names sort by
+		// their bytes, as SQLite's do.
+		query = `SELECT application, COUNT(*) AS n, to_char(MIN(time), 'YYYY-MM-DD'), to_char(MAX(time), 'YYYY-MM-DD')
+FROM event GROUP BY application ORDER BY n DESC, application COLLATE "C"`
+	}
+	rows, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("query applications: %w", err)
 	}
@@ -107,4 +125,15 @@ ORDER BY n DESC, application`)
 		return nil, fmt.Errorf("read applications: %w", err)
 	}
 	return out, nil
+}
+
+// compactJSON sets *dst to the JSON text b without insignificant spaces
+// and reports whether b was JSON.
+func compactJSON(dst *json.RawMessage, b []byte) bool {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return false
+	}
+	*dst = buf.Bytes()
+	return true
 }

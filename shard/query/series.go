@@ -44,7 +44,8 @@ func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series
 		measure = "COUNT(*)"
 	}
 	where, args := f.where(f.Since, f.Until, true)
-	rows, err := q.QueryContext(ctx, `SELECT `+by+`, substr(time, 1, 10) AS day, `+measure+` FROM event WHERE `+where+` GROUP BY `+by+`, day`, args...)
+	d := dialectOf(q)
+	rows, err := q.QueryContext(ctx, d.bind(`SELECT `+by+`, `+d.day("time")+` AS day, `+measure+` FROM event WHERE `+where+` GROUP BY `+by+`, day`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query series: %w", err)
 	}

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -207,9 +208,10 @@ var shareColumns = []string{"event_type", "version", "platform"}
 // type, version, platform and day.
 func activity(ctx context.Context, q Querier, f Filter, since time.Time, index map[string]int) (*activityData, error) {
 	where, args := f.where(since, f.Until, true)
-	rows, err := q.QueryContext(ctx, `SELECT session_id, user_id, event_type, version, platform, substr(time, 1, 10) AS day,
-COUNT(*), MIN(time) || '', MAX(time) || '', MIN(id)
-FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, platform, day`, args...)
+	dl := dialectOf(q)
+	rows, err := q.QueryContext(ctx, dl.bind(`SELECT session_id, user_id, event_type, version, platform, `+dl.day("time")+` AS day,
+COUNT(*), `+dl.text("MIN(time)")+`, `+dl.text("MAX(time)")+`, MIN(id)
+FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, platform, day`), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query activity: %w", err)
 	}
@@ -289,7 +291,7 @@ func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityDat
 		return int64(len(seen)), nil
 	}
 	where, args := f.where(f.Until.AddDate(0, 0, 1-n), f.Until, true)
-	rows, err := q.QueryContext(ctx, `SELECT COUNT(DISTINCT user_id) FROM event WHERE `+where, args...)
+	rows, err := q.QueryContext(ctx, dialectOf(q).bind(`SELECT COUNT(DISTINCT user_id) FROM event WHERE `+where), args...)
 	if err != nil {
 		return 0, fmt.Errorf("count active users: %w", err)
 	}
@@ -318,6 +320,9 @@ func firstDays(ctx context.Context, q Querier, f Filter, a *activityData) (map[s
 	first := map[string]string{}
 	if len(a.users) == 0 {
 		return first, nil
+	}
+	if dialectOf(q) == Postgres {
+		return firstDaysPostgres(ctx, q, f, a)
 	}
 	since := f.Since.Format(DayFormat)
 	late := map[string]bool{}
@@ -363,6 +368,37 @@ WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND e.id < ?3 
 	if err != nil {
 		return nil, fmt.Errorf("query first days: %w", err)
 	}
+	return readFirstDays(rows, f, a, first)
+}
+
+// firstDaysPostgres is firstDays in PostgreSQL: ids there come from every
+// node and say nothing of time, so "an earlier event" is looked for
+// directly, through the (application, time) index.
+func firstDaysPostgres(ctx context.Context, q Querier, f Filter, a *activityData) (map[string]string, error) {
+	list := make([]string, 0, len(a.users))
+	for u := range a.users {
+		list = append(list, u)
+	}
+	js, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	firstDay := "NULL"
+	if f.Version != "" || f.Platform != "" || f.EventType != "" {
+		firstDay = "(SELECT to_char(MIN(e.time), 'YYYY-MM-DD') FROM event e WHERE e.user_id = a.value AND e.application = $1)"
+	}
+	rows, err := q.QueryContext(ctx, `SELECT a.value, `+firstDay+` FROM jsonb_array_elements_text($2::jsonb) AS a(value)
+WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND e.application = $1 AND e.time < $3)`,
+		f.Application, string(js), f.Since.Format(DayFormat))
+	if err != nil {
+		return nil, fmt.Errorf("query first days: %w", err)
+	}
+	return readFirstDays(rows, f, a, map[string]string{})
+}
+
+// readFirstDays reads the new users and their first days (NULL: their
+// first day in the range) into first, and closes rows.
+func readFirstDays(rows *sql.Rows, f Filter, a *activityData, first map[string]string) (map[string]string, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var u string

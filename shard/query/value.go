@@ -43,9 +43,18 @@ func ComputeValue(ctx context.Context, q Querier, f Filter, field string) ([]Val
 	// A value that is not valid JSON (never written by gocolytics, but
 	// possible in an old database) counts as skipped instead of failing the
 	// whole query.
-	rows, err := q.QueryContext(ctx, `SELECT substr(time, 1, 10), v FROM (
+	query := `SELECT substr(time, 1, 10), v FROM (
 SELECT time, CASE WHEN json_valid(value) AND json_type(value, ?1) IN ('integer', 'real') THEN json_extract(value, ?1) END AS v
-FROM event WHERE `+renumber(where, 2)+`)`, append([]any{path}, args...)...)
+FROM event WHERE ` + renumber(where, 2) + `)`
+	if dialectOf(q) == Postgres {
+		// The same path in strict mode, so that a name never reaches into
+		// an array (as SQLite's does not); a missing field is NULL.
+		path = "strict " + path
+		query = Postgres.bind(`SELECT to_char(time, 'YYYY-MM-DD'), CASE WHEN jsonb_typeof(x) = 'number' THEN x::float8 END FROM (
+SELECT time, jsonb_path_query_first(value, ?1::jsonpath, '{}', true) AS x
+FROM event WHERE ` + renumber(where, 2) + `) s`)
+	}
+	rows, err := q.QueryContext(ctx, query, append([]any{path}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("query value: %w", err)
 	}

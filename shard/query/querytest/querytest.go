@@ -16,6 +16,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the read-only handle's driver
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/query"
 )
 
 // KnownDataset is the path of the dataset with known answers
@@ -89,6 +90,18 @@ func OpenReadOnly(tb testing.TB, path string) *sql.DB {
 	}
 	tb.Cleanup(func() { db.Close() })
 	return db
+}
+
+// OpenReader opens the read-only pool (query.Open) on the database at
+// path, closed when the test ends.
+func OpenReader(tb testing.TB, path string) *query.Reader {
+	tb.Helper()
+	r, err := query.Open(path, query.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	return r
 }
 
 // Known writes the dataset with known answers into a new database and
