@@ -27,6 +27,9 @@ const (
 	// DefaultBehindAfter is the lag from which /healthz says forwarding is
 	// behind.
 	DefaultBehindAfter = 60 * time.Second
+	// firstBackoff is the wait after the first failed attempt to reach
+	// PostgreSQL; it doubles with each failure up to maxBackoff.
+	firstBackoff = time.Second
 	// maxBackoff caps the wait between attempts to reach PostgreSQL.
 	maxBackoff = 10 * time.Second
 )
@@ -56,6 +59,12 @@ type Config struct {
 	// connection and hourly: old monthly partitions are dropped, the rest
 	// of the boundary month deleted.
 	RetentionDays int
+
+	// backoff and maxBackoff are the first and the longest wait between
+	// attempts to reach PostgreSQL (firstBackoff and maxBackoff when zero).
+	// Unexported: operators have no reason to change them; the package's
+	// tests shorten them so that a cut connection costs milliseconds.
+	backoff, maxBackoff time.Duration
 }
 
 // DefaultNodeID is the host name, the default NODE_ID.
@@ -97,6 +106,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NodeID == "" {
 		c.NodeID = DefaultNodeID()
+	}
+	if c.backoff <= 0 {
+		c.backoff = firstBackoff
+	}
+	if c.maxBackoff <= 0 {
+		c.maxBackoff = maxBackoff
 	}
 	return c
 }
@@ -232,7 +247,7 @@ func (f *Forwarder) run(src *source) {
 		<-f.stop
 		cancel()
 	}()
-	backoff := time.Second
+	backoff := f.cfg.backoff
 	for {
 		err := f.session(ctx, src)
 		if ctx.Err() != nil {
@@ -251,9 +266,9 @@ func (f *Forwarder) run(src *source) {
 			case <-time.After(min(time.Second, time.Until(deadline))):
 			}
 		}
-		backoff = min(2*backoff, maxBackoff)
+		backoff = min(2*backoff, f.cfg.maxBackoff)
 		if errors.Is(err, ErrNodeInUse) || errors.Is(err, ErrOtherDatabase) || errors.Is(err, ErrNewerSchema) {
-			backoff = maxBackoff
+			backoff = f.cfg.maxBackoff
 		}
 	}
 }

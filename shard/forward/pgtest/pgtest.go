@@ -213,11 +213,17 @@ func (s *Server) URL(dbname string) string {
 	return fmt.Sprintf("postgres://postgres:%s@%s/%s?sslmode=disable", Password, s.Addr(), dbname)
 }
 
-// CreateDB creates a new database and returns its URL.
+// CreateDB creates a new, empty database and returns its URL. A database
+// of that name left by an earlier run of the test (go test -count=N on the
+// shared server) is dropped first.
 func (s *Server) CreateDB(t testing.TB, name string) string {
 	t.Helper()
 	c := s.Conn(t, "postgres")
-	if _, err := c.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	id := pgx.Identifier{name}.Sanitize()
+	if _, err := c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+id+" WITH (FORCE)"); err != nil {
+		t.Fatalf("drop database %s: %v", name, err)
+	}
+	if _, err := c.Exec(context.Background(), "CREATE DATABASE "+id); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
 	return s.URL(name)
