@@ -413,6 +413,7 @@ func loadConfig(sub *subcommand, args []string, lookupEnv func(string) (string, 
 		}
 		c.Forward.SQLitePath = c.SQLiteFilePath
 		c.Forward.RetentionDays = c.DataOut.RetentionDays
+		c.Forward.EraseEventType = c.DataOut.EraseEventType
 		if err := c.Forward.Validate(); err != nil {
 			problems = append(problems, err.Error())
 		}

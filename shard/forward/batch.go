@@ -17,6 +17,8 @@ var columns = []string{"event_type", "application", "version", "platform", "user
 // pgx.CopyFromSource of CopyFrom.
 type batch struct {
 	nodeID    string
+	eraseType string
+	erasures  []eraseEvent
 	rows      []row
 	times     []time.Time
 	values    [][]byte
@@ -29,14 +31,14 @@ type batch struct {
 	vals      []any
 }
 
-func newBatch(nodeID string, size int) *batch {
-	return &batch{nodeID: nodeID, rows: make([]row, 0, size), vals: make([]any, len(columns))}
+func newBatch(nodeID, eraseType string, size int) *batch {
+	return &batch{nodeID: nodeID, eraseType: eraseType, rows: make([]row, 0, size), vals: make([]any, len(columns))}
 }
 
 // prepare converts the rows read into what PostgreSQL takes.
 func (b *batch) prepare() {
 	b.times, b.values, b.originals, b.months = b.times[:0], b.values[:0], b.originals[:0], b.months[:0]
-	b.converted, b.i = 0, -1
+	b.converted, b.i, b.erasures = 0, -1, b.erasures[:0]
 	seen := map[month]bool{}
 	for k := range b.rows {
 		r := &b.rows[k]
@@ -53,6 +55,9 @@ func (b *batch) prepare() {
 		}
 		if changed {
 			b.converted++
+		}
+		if b.eraseType != "" && r.eventType == b.eraseType {
+			b.erasures = append(b.erasures, eraseEvent{userID: r.userID, application: r.application, srcID: r.id, time: t})
 		}
 		b.times, b.values, b.originals = append(b.times, t), append(b.values, v), append(b.originals, orig)
 		if m := monthOf(t); !seen[m] {
@@ -133,6 +138,11 @@ func (f *Forwarder) copyBatch(ctx context.Context, conn *pgx.Conn, b *batch, pos
 		return fmt.Errorf("copy rows after id %d: %w", pos, err)
 	} else if int(n) != len(b.rows) {
 		return fmt.Errorf("copy rows after id %d: %d of %d copied", pos, n, len(b.rows))
+	}
+	for _, e := range b.erasures {
+		if err := f.eraseEarlier(ctx, tx, e); err != nil {
+			return err
+		}
 	}
 	tag, err := tx.Exec(ctx, "UPDATE forward_position SET last_id = $2, last_time = $3, updated_at = now() WHERE node_id = $1 AND last_id = $4",
 		f.cfg.NodeID, b.lastID, b.lastTime, pos)

@@ -61,3 +61,31 @@ func (f *Forwarder) erase(ctx context.Context, conn *pgx.Conn, r eraseRequest) e
 	r.done <- nil
 	return nil
 }
+
+// eraseEvent is a forwarded row of ERASE_EVENT_TYPE: on the node it
+// deletes the rows of its user_id and application (every application when
+// that is empty) with a smaller id (shard's erasure job).
+type eraseEvent struct {
+	userID, application string
+	srcID               int64
+	time                time.Time
+}
+
+// eraseEarlier does in PostgreSQL what e did on the node, inside the
+// transaction that copies e's row: it deletes the player's rows this node
+// sent with a smaller src_id (every one of them is in PostgreSQL by then,
+// since rows go in id order, those of this batch included), and those other
+// nodes sent with an earlier time. Being part of the batch's transaction
+// makes it as durable as the row itself: while PostgreSQL is down the
+// batch waits in SQLite with the rest, and a batch sent again deletes
+// again, which changes nothing.
+func (f *Forwarder) eraseEarlier(ctx context.Context, tx pgx.Tx, e eraseEvent) error {
+	tag, err := tx.Exec(ctx, `DELETE FROM event WHERE user_id = $1 AND ($2 = '' OR application = $2)
+	AND CASE WHEN node_id = $3 THEN src_id < $4 ELSE time < $5 END`,
+		e.userID, e.application, f.cfg.NodeID, e.srcID, e.time)
+	if err != nil {
+		return fmt.Errorf("erase the earlier rows of an %s event (id %d): %w", f.cfg.EraseEventType, e.srcID, err)
+	}
+	f.logger.Info("erased a player's earlier rows in postgresql", "event_type", f.cfg.EraseEventType, "src_id", e.srcID, "rows", tag.RowsAffected())
+	return nil
+}

@@ -59,6 +59,10 @@ type Config struct {
 	// connection and hourly: old monthly partitions are dropped, the rest
 	// of the boundary month deleted.
 	RetentionDays int
+	// EraseEventType is ERASE_EVENT_TYPE: when a row of this type is
+	// forwarded, the earlier rows of its user_id (and application) are
+	// deleted from PostgreSQL in the same transaction (see eraseEvent).
+	EraseEventType string
 
 	// backoff and maxBackoff are the first and the longest wait between
 	// attempts to reach PostgreSQL (firstBackoff and maxBackoff when zero).

@@ -435,6 +435,127 @@ func TestForwarder_Erase(t *testing.T) {
 	}
 }
 
+// TestForwarder_EraseEventType: an ERASE_EVENT_TYPE row deletes in
+// PostgreSQL what it deletes on the node (the player's earlier rows), and
+// also the player's rows other nodes sent before it, even when PostgreSQL
+// is down at the time: the erasure waits with the row and happens when the
+// row is forwarded. Later rows of the player, the erasure event itself and
+// other players' rows stay.
+func TestForwarder_EraseEventType(t *testing.T) {
+	srv := pgtest.Shared(t)
+	srv.CreateDB(t, "erase_type")
+	c := srv.Conn(t, "erase_type")
+	proxy := pgtest.NewProxy(t, srv.Addr())
+	url := strings.Replace(srv.URL("erase_type"), srv.Addr(), proxy.Addr(), 1)
+	db := shard.New(filepath.Join(t.TempDir(), "node.db"), shard.Options{EraseEventType: "forget_me"}, nil)
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-t", BatchRows: 64, EraseEventType: "forget_me"}, &log)
+	ctx := context.Background()
+	player := func(i int, user string) shard.Event {
+		e := event(i, "{}")
+		e.UserID = user
+		return e
+	}
+	// 200 rows, one in four of the leaver, in PostgreSQL before the erasure.
+	evs := make([]shard.Event, 200)
+	for i := range evs {
+		evs[i] = event(i, "{}")
+		if i%4 == 0 {
+			evs[i].UserID = "leaver"
+		}
+	}
+	if err := db.Write(0, evs); err != nil {
+		t.Fatal(err)
+	}
+	waitPosition(t, f, 200, 30*time.Second)
+	// Rows of the leaver from another node: one before the erasure event
+	// (an hour earlier), one after it (an hour later); and one of the
+	// leaver in another application.
+	if _, err := c.Exec(ctx, `INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, time, node_id, src_id)
+		VALUES ('t', 'game', '1', 'p', 'leaver', 's', '{}', '2026-11-30 00:02:03', 'other-node', 1),
+		       ('t', 'game', '1', 'p', 'leaver', 's', '{}', '2026-11-30 02:02:03', 'other-node', 2),
+		       ('t', 'other-game', '1', 'p', 'leaver', 's', '{}', '2026-11-30 00:02:03', 'other-node', 3)`); err != nil {
+		t.Fatal(err)
+	}
+
+	// PostgreSQL goes away; the node takes more rows of the leaver, the
+	// erasure event (id 221), then rows after it.
+	proxy.Refuse(true)
+	more := make([]shard.Event, 0, 100)
+	for i := 200; i < 220; i++ {
+		more = append(more, player(i, "leaver"))
+	}
+	erase := player(220, "leaver")
+	erase.EventType = "forget_me"
+	more = append(more, erase)
+	for i := 221; i < 300; i++ {
+		if i%2 == 0 {
+			more = append(more, player(i, "leaver"))
+		} else {
+			more = append(more, event(i, "{}"))
+		}
+	}
+	if err := db.Write(0, more); err != nil {
+		t.Fatal(err)
+	}
+	waitBehind(t, f, "postgresql")
+	var before int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM event WHERE user_id = 'leaver' AND node_id = 'node-t'").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if before != 50 {
+		t.Errorf("%d rows of the leaver in postgresql while it was unreachable, want the 50 forwarded before", before)
+	}
+
+	proxy.Refuse(false)
+	waitPosition(t, f, 300, 60*time.Second)
+	got := pgtest.NodeRows(t, c, "node-t")
+	for id := int64(1); id <= 300; id++ {
+		// The leaver's rows before the erasure event (id 221) are gone;
+		// the event itself and the leaver's rows after it stay.
+		erased := (id <= 200 && (id-1)%4 == 0) || (id > 200 && id < 221)
+		want := 1
+		if erased {
+			want = 0
+		}
+		if got[id] != want {
+			t.Errorf("src_id %d (erased %v) is in postgresql %d times, want %d", id, erased, got[id], want)
+		}
+	}
+	var others string
+	if err := c.QueryRow(ctx, "SELECT string_agg(application || ':' || src_id, ',' ORDER BY src_id) FROM event WHERE node_id = 'other-node'").Scan(&others); err != nil {
+		t.Fatal(err)
+	}
+	if others != "game:2,other-game:3" {
+		t.Errorf("other node's rows left: %q, want its later row and the other application's (game:2,other-game:3)", others)
+	}
+	if !strings.Contains(log.String(), "erased a player's earlier rows in postgresql") {
+		t.Errorf("no log line of the erasure in postgresql:\n%s", log.String())
+	}
+
+	// Sent again (the position moved back by hand), the erasure deletes
+	// nothing it should not, and nothing is duplicated.
+	f.Close()
+	if _, err := c.Exec(ctx, "UPDATE forward_position SET last_id = 150 WHERE node_id = 'node-t'"); err != nil {
+		t.Fatal(err)
+	}
+	f = startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-t", BatchRows: 64, EraseEventType: "forget_me"}, &log)
+	waitPosition(t, f, 300, 60*time.Second)
+	again := pgtest.NodeRows(t, c, "node-t")
+	if len(again) != len(got) {
+		t.Errorf("sent again: %d rows, want %d", len(again), len(got))
+	}
+	for id, n := range got {
+		if again[id] != n {
+			t.Errorf("sent again: src_id %d is in postgresql %d times, want %d", id, again[id], n)
+		}
+	}
+}
+
 // TestForwarder_Retention: with RetentionDays, whole old months are dropped
 // as partitions and the older rows of the boundary month deleted; recent
 // rows stay.

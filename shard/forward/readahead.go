@@ -23,8 +23,8 @@ type readAhead struct {
 func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &readAhead{ready: make(chan *batch), free: make(chan *batch, 2), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
-	r.free <- newBatch(f.cfg.NodeID, f.cfg.BatchRows)
-	r.free <- newBatch(f.cfg.NodeID, f.cfg.BatchRows)
+	r.free <- newBatch(f.cfg.NodeID, f.cfg.EraseEventType, f.cfg.BatchRows)
+	r.free <- newBatch(f.cfg.NodeID, f.cfg.EraseEventType, f.cfg.BatchRows)
 	go func() {
 		defer close(r.done)
 		for {

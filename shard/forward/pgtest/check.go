@@ -42,6 +42,7 @@ type Proxy struct {
 	conns    []net.Conn
 	upBytes  atomic.Int64
 	cutAfter atomic.Int64 // cut every connection once this many bytes went up; 0 = never
+	refuse   atomic.Bool  // close every new connection at once (the server is "down")
 	Cuts     atomic.Int64
 }
 
@@ -82,11 +83,24 @@ func (p *Proxy) CutAll() {
 	p.Cuts.Add(1)
 }
 
+// Refuse, while on, closes every connection as soon as it is accepted,
+// as if the server were down; turning it on cuts those open as well.
+func (p *Proxy) Refuse(on bool) {
+	p.refuse.Store(on)
+	if on {
+		p.CutAll()
+	}
+}
+
 func (p *Proxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.refuse.Load() {
+			c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
