@@ -442,12 +442,13 @@ func TestForwarder_Erase(t *testing.T) {
 // row is forwarded. Later rows of the player, the erasure event itself and
 // other players' rows stay.
 func TestForwarder_EraseEventType(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Shared(t)
 	srv.CreateDB(t, "erase_type")
 	c := srv.Conn(t, "erase_type")
 	proxy := pgtest.NewProxy(t, srv.Addr())
 	url := strings.Replace(srv.URL("erase_type"), srv.Addr(), proxy.Addr(), 1)
-	db := shard.New(filepath.Join(t.TempDir(), "node.db"), shard.Options{EraseEventType: "forget_me"}, nil)
+	db := shard.New(filepath.Join(t.TempDir(), "node.db"), shard.Options{EraseEventType: "forget_me", MergeInterval: 50 * time.Millisecond}, nil)
 	if err := db.Open(); err != nil {
 		t.Fatal(err)
 	}
