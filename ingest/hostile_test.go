@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,5 +127,76 @@ func TestServer_AnnouncedLength(t *testing.T) {
 	code, _, body := rawExchange(t, s.Addr, fmt.Sprintf("POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n[%s", 64<<20, strings.Repeat(" ", 8<<10)))
 	if code != 413 || !strings.Contains(body, "too large") {
 		t.Errorf("got %d %s, want 413", code, body)
+	}
+}
+
+// TestServer_SlowClientsTimedOut: a client that sends its request, body
+// included, slower than READ_TIMEOUT allows, or stops halfway, has its
+// connection answered or closed within about READ_TIMEOUT, whatever the
+// stage it stalls in: a streamed body is read under the same deadline as
+// the headers, and a body over the in-flight budget is drained under it too.
+func TestServer_SlowClientsTimedOut(t *testing.T) {
+	const readTimeout = time.Second
+	s := startServer(t, ingest.Config{ReadTimeout: readTimeout, MaxInflightBytes: 64 << 10})
+	ev := event("slow", "", testKey)
+	full := fmt.Sprintf("POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(ev), ev)
+	cases := []struct {
+		name        string
+		first, each string
+	}{
+		{"headers trickle", "POST /v1.0/event HTTP/1.1\r\n", "X-A: b\r\n"},
+		{"body stops", "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"event_type\"", ""},
+		{"body trickle", "POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n[", " "},
+		{"chunked trickle", "POST /v1.0/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n", "1\r\n \r\n"},
+		{"chunked stops mid-size", "POST /v1.0/events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1", ""},
+		{"over the budget, trickle", "POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n[" + strings.Repeat(" ", 200<<10), " "},
+		{"other route body trickle", "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", " "},
+		{"second request trickle", full + "POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n[", " "},
+		{"100-continue then silence", "POST /v1.0/event HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", ""},
+	}
+	// All at once, each on its own connection (t.Parallel would run only
+	// GOMAXPROCS of them at a time).
+	took := make([]time.Duration, len(cases))
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Go(func() {
+			conn, err := net.Dial("tcp", s.Addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(15 * time.Second))
+			start := time.Now()
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				if _, err := io.WriteString(conn, c.first); err != nil || c.each == "" {
+					return
+				}
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+					if _, err := io.WriteString(conn, c.each); err != nil {
+						return
+					}
+				}
+			}()
+			// Read whatever the server answers until it closes the connection.
+			io.Copy(io.Discard, conn)
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, c := range cases {
+		if took[i] > 3*readTimeout {
+			t.Errorf("%s: connection open for %v, want it answered and closed within about %v", c.name, took[i].Round(time.Millisecond), readTimeout)
+		}
+	}
+	if code, body := s.post(t, "/v1.0/event", ev); code != 204 {
+		t.Errorf("after the slow clients: got %d %s, want 204", code, body)
 	}
 }
