@@ -78,7 +78,9 @@ FROM event WHERE ` + renumber(where, 2) + `) s`)
 			out[i].Skipped++
 			continue
 		}
-		nums[i] = append(nums[i], *v)
+		// -0 counts as 0, as PostgreSQL's numeric (jsonb) has it: the
+		// answer is the same from either database.
+		nums[i] = append(nums[i], *v+0)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read value: %w", err)
