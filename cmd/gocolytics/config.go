@@ -31,6 +31,12 @@ const (
 	DefaultEnvFile         = ".env"
 )
 
+// The values of STATS_SOURCE.
+const (
+	StatsSQLite   = "sqlite"
+	StatsPostgres = "postgres"
+)
+
 // Config is every setting, typed.
 type Config struct {
 	SQLiteFilePath string
@@ -95,6 +101,10 @@ type Config struct {
 	// LocalRetentionDays, with forwarding on, deletes local rows older
 	// than this many days once they are in PostgreSQL; 0 keeps them.
 	LocalRetentionDays int
+	// StatsSource is where the stats API, the dashboard and export read:
+	// StatsSQLite (the node's own database) or StatsPostgres (every node's
+	// rows, in POSTGRES_URL's database).
+	StatsSource string
 
 	EnvFile string
 	Version bool
@@ -277,6 +287,14 @@ var settings = []setting{
 	{"NODE_ID", "", "this node's name in PostgreSQL, unique per node; empty for the host name", func(c *Config, v string) error { c.Forward.NodeID = strings.TrimSpace(v); return nil }},
 	{"POSTGRES_BATCH_ROWS", strconv.Itoa(forward.DefaultBatchRows), "most rows forwarded in one PostgreSQL transaction", intSetting(func(c *Config) *int { return &c.Forward.BatchRows }, 1)},
 	{"LOCAL_RETENTION_DAYS", "0", "with POSTGRES_URL: delete local rows older than this many days once they are in PostgreSQL (never rows not yet forwarded), at start and hourly; 0 keeps them", intSetting(func(c *Config) *int { return &c.LocalRetentionDays }, 0)},
+	{"STATS_SOURCE", StatsSQLite, "where the stats API, the dashboard and export read: sqlite (this node's database) or postgres (POSTGRES_URL's database, so every node's events)", func(c *Config, v string) error {
+		v = strings.ToLower(strings.TrimSpace(v))
+		if v != StatsSQLite && v != StatsPostgres {
+			return fmt.Errorf("%q is not sqlite or postgres", v)
+		}
+		c.StatsSource = v
+		return nil
+	}},
 	{"POSTGRES_INTERVAL", forward.DefaultInterval.String(), "how often the forwarder looks for new rows once it has caught up", durationSetting(func(c *Config) *time.Duration { return &c.Forward.Interval })},
 	{"ADMIN_KEYS", "", `keys that may read and manage data (export, erase, dashboard), a JSON list such as ["key1"], sent as "Authorization: Bearer KEY"; none means one generated into a file beside the database`, func(c *Config, v string) (err error) {
 		c.DataOut.AdminKeys, err = parseAdminKeys(v)
@@ -406,6 +424,9 @@ func loadConfig(sub *subcommand, args []string, lookupEnv func(string) (string, 
 	}
 	if c.LocalRetentionDays > 0 && c.Forward.PostgresURL == "" {
 		problems = append(problems, "LOCAL_RETENTION_DAYS: needs POSTGRES_URL (without forwarding, RETENTION_DAYS deletes old rows)")
+	}
+	if c.StatsSource == StatsPostgres && c.Forward.PostgresURL == "" {
+		problems = append(problems, "STATS_SOURCE: postgres needs POSTGRES_URL")
 	}
 	if c.Forward.PostgresURL != "" {
 		if c.Forward.NodeID == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/gocolytics/gocolytics/ingest/admin"
 	"github.com/gocolytics/gocolytics/ingest/dashboard"
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/pgquery"
 	"github.com/gocolytics/gocolytics/shard/query"
 )
 
@@ -61,7 +62,7 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	reader, err := query.Open(cfg.SQLiteFilePath, query.Options{BusyTimeout: cfg.BusyTimeout, LocalTime: cfg.LocalTime})
+	reader, err := openReader(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open the database for reading: %w", err)
 	}
@@ -89,6 +90,17 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 		srv.KeepRawPaths(admin.UsersPath)
 	}
 	return a, nil
+}
+
+// openReader opens what the stats API, the dashboard and export read
+// (STATS_SOURCE): read-only connections to the node's database, or to
+// PostgreSQL, which holds every node's rows.
+func openReader(cfg *Config) (*query.Reader, error) {
+	o := query.Options{BusyTimeout: cfg.BusyTimeout, LocalTime: cfg.LocalTime}
+	if cfg.StatsSource == StatsPostgres {
+		return pgquery.Open(cfg.Forward.PostgresURL, o)
+	}
+	return query.Open(cfg.SQLiteFilePath, o)
 }
 
 // serve listens on ADMIN_ADDR, when it names a listener of its own, and

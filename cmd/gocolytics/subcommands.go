@@ -16,7 +16,6 @@ import (
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/admin"
 	"github.com/gocolytics/gocolytics/shard"
-	"github.com/gocolytics/gocolytics/shard/query"
 )
 
 // subcommand is one of the data-out commands: gocolytics NAME [flags] ARGS.
@@ -105,7 +104,7 @@ func (e *exportFlags) run(ctx context.Context, cfg *Config, _ []string, stdout, 
 	if prob != nil {
 		return &usageError{errors.New(problemText(prob))}
 	}
-	r, err := query.Open(cfg.SQLiteFilePath, query.Options{BusyTimeout: cfg.BusyTimeout, LocalTime: cfg.LocalTime})
+	r, err := openReader(cfg)
 	if err != nil {
 		return &usageError{err}
 	}
