@@ -290,6 +290,51 @@ func TestForwarder_NodeIDInUse(t *testing.T) {
 	}
 }
 
+// TestForwarder_MigratesVersion1: a database a version-1 build created and
+// filled is taken to the current schema at connection, keeping its rows:
+// the text columns then compare byte by byte, as SQLite does.
+func TestForwarder_MigratesVersion1(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "migrate_v1")
+	c := srv.Conn(t, "migrate_v1")
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, forward.Migration(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `CREATE TABLE gocolytics_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL);
+		INSERT INTO gocolytics_schema (version) VALUES (1);
+		CREATE TABLE event_y2026m11 PARTITION OF event FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
+		INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, time, node_id, src_id)
+		VALUES ('t', 'Zebra', '1', 'p', 'u', 's', '{}', '2026-11-30 00:00:00', 'old-node', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db := openNode(t)
+	write(t, db, 1, 10)
+	var log syncBuffer
+	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-m"}, &log)
+	waitPosition(t, f, 10, 30*time.Second)
+	var version int
+	var collations, apps string
+	if err := c.QueryRow(ctx, "SELECT version FROM gocolytics_schema").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(ctx, `SELECT string_agg(a.attname || '=' || coalesce(co.collname, '-'), ',' ORDER BY a.attnum)
+		FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
+		WHERE a.attrelid = 'event_y2026m11'::regclass AND a.attnum > 0 AND a.atttypid = 'text'::regtype`).Scan(&collations); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(ctx, "SELECT string_agg(DISTINCT application, ',' ORDER BY application) FROM event").Scan(&apps); err != nil {
+		t.Fatal(err)
+	}
+	const want = "event_type=C,application=C,version=C,platform=C,user_id=C,session_id=C,node_id=C,value_text=default"
+	if version != forward.SchemaVersion || collations != want || apps != "Zebra,game" {
+		t.Errorf("after migration: version %d, collations %s, applications %q; want %d, %s, \"Zebra,game\" (byte order, the old row kept)",
+			version, collations, apps, forward.SchemaVersion, want)
+	}
+	checkExactlyOnce(t, pgtest.NodeRows(t, c, "node-m"), 10)
+}
+
 func TestForwarder_RefusesNewerSchema(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.Shared(t)

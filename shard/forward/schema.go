@@ -12,7 +12,7 @@ import (
 // SchemaVersion is the PostgreSQL schema this build creates and writes. A
 // database whose gocolytics_schema says more was migrated by a newer build;
 // this one refuses to write to it.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // ErrNewerSchema is returned for a database migrated by a newer gocolytics.
 var ErrNewerSchema = errors.New("postgresql schema is newer than this build knows")
@@ -64,6 +64,25 @@ CREATE TABLE forward_position (
 	updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE forward_position IS 'per node: the id of the last row forwarded, advanced in the transaction that copies the rows';
+`,
+	// 2: the text columns compare byte by byte (COLLATE "C"), as SQLite's
+	// BINARY does: the same order and grouping as on the node, and index
+	// inserts that compare with memcmp instead of the database locale's
+	// strcoll, which was the largest single cost of a COPY (DESIGN.md,
+	// "Cost"). Indexes are rebuilt; the table is not rewritten. The id
+	// sequence hands each session 1,000 values at a time instead of
+	// locking and logging it per row (ids stay unique, not gapless).
+	`
+ALTER TABLE event
+	ALTER COLUMN event_type TYPE text COLLATE "C",
+	ALTER COLUMN application TYPE text COLLATE "C",
+	ALTER COLUMN version TYPE text COLLATE "C",
+	ALTER COLUMN platform TYPE text COLLATE "C",
+	ALTER COLUMN user_id TYPE text COLLATE "C",
+	ALTER COLUMN session_id TYPE text COLLATE "C",
+	ALTER COLUMN node_id TYPE text COLLATE "C";
+ALTER TABLE forward_position ALTER COLUMN node_id TYPE text COLLATE "C";
+ALTER SEQUENCE event_id_seq CACHE 1000;
 `,
 }
 
