@@ -1,98 +1,141 @@
 package forward
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// columns are the event columns a batch copies, in the order of batch.Values.
+// columns are the event columns a batch copies, in the order batch.add
+// writes them.
 var columns = []string{"event_type", "application", "version", "platform", "user_id", "session_id", "value", "time", "node_id", "src_id", "value_text"}
 
-// batch holds the rows of one transaction, ready for COPY; it is the
-// pgx.CopyFromSource of CopyFrom.
+// copyColumns is columns as COPY's column list.
+var copyColumns = strings.Join(columns, ", ")
+
+// batch holds the rows of one transaction already in COPY's binary format
+// (one buffer, no value per row for pgx to encode): read from SQLite as raw
+// bytes, checked, converted only when PostgreSQL could not take them as they
+// are (convert.go), and appended. See DESIGN.md, "Cost".
 type batch struct {
 	nodeID    string
 	eraseType string
-	erasures  []eraseEvent
-	rows      []row
-	times     []time.Time
-	values    [][]byte
-	originals [][]byte
+	buf       []byte
+	rows      int
 	months    []month
+	erasures  []eraseEvent
 	lastID    int64
 	lastTime  time.Time
 	converted int
-	i         int
-	vals      []any
 }
 
 func newBatch(nodeID, eraseType string, size int) *batch {
-	return &batch{nodeID: nodeID, eraseType: eraseType, rows: make([]row, 0, size), vals: make([]any, len(columns))}
+	return &batch{nodeID: nodeID, eraseType: eraseType, buf: make([]byte, 0, size*256)}
 }
 
-// prepare converts the rows read into what PostgreSQL takes.
-func (b *batch) prepare() {
-	b.times, b.values, b.originals, b.months = b.times[:0], b.values[:0], b.originals[:0], b.months[:0]
-	b.converted, b.i, b.erasures = 0, -1, b.erasures[:0]
-	seen := map[month]bool{}
-	for k := range b.rows {
-		r := &b.rows[k]
-		changed := false
-		for _, s := range []*string{&r.eventType, &r.application, &r.version, &r.platform, &r.userID, &r.sessionID} {
-			if c := cleanText(*s); c != *s {
-				*s, changed = c, true
-			}
-		}
-		t, ok := parseTime(r.timeText)
-		v, orig := jsonbValue(r.value)
-		if orig != nil || !ok {
+// copyHeader starts COPY's binary format: the signature, no flags, no
+// header extension.
+var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+
+// pgEpoch is where PostgreSQL's timestamp counts microseconds from.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+
+// reset empties b for the next rows.
+func (b *batch) reset() {
+	b.buf = append(b.buf[:0], copyHeader...)
+	b.rows, b.months, b.erasures, b.converted = 0, b.months[:0], b.erasures[:0], 0
+	b.lastID, b.lastTime = 0, time.Time{}
+}
+
+// add appends one row as SQLite stored it (cols: event_type, application,
+// version, platform, user_id, session_id, value, time as text).
+func (b *batch) add(id int64, cols *[8][]byte) {
+	changed := false
+	b.buf = binary.BigEndian.AppendUint16(b.buf, uint16(len(columns)))
+	for _, c := range cols[:6] {
+		if textClean(c) {
+			b.buf = appendField(b.buf, c)
+		} else {
+			b.buf = appendField(b.buf, []byte(cleanText(string(c))))
 			changed = true
 		}
-		if changed {
-			b.converted++
-		}
-		if b.eraseType != "" && r.eventType == b.eraseType {
-			b.erasures = append(b.erasures, eraseEvent{userID: r.userID, application: r.application, srcID: r.id, time: t})
-		}
-		b.times, b.values, b.originals = append(b.times, t), append(b.values, v), append(b.originals, orig)
-		if m := monthOf(t); !seen[m] {
-			seen[m] = true
-			b.months = append(b.months, m)
-		}
 	}
-	if n := len(b.rows); n > 0 {
-		b.lastID, b.lastTime = b.rows[n-1].id, b.times[n-1]
+	v, orig := jsonbValue(cols[6])
+	b.buf = binary.BigEndian.AppendUint32(b.buf, uint32(len(v)+1))
+	b.buf = append(b.buf, 1) // jsonb's binary format: version 1, then the text
+	b.buf = append(b.buf, v...)
+	t, ok := storedTime(cols[7])
+	if orig != nil || !ok {
+		changed = true
 	}
-}
-
-// Next, Values and Err make batch a pgx.CopyFromSource.
-func (b *batch) Next() bool { b.i++; return b.i < len(b.rows) }
-
-func (b *batch) Values() ([]any, error) {
-	r := &b.rows[b.i]
-	v := b.vals
-	v[0], v[1], v[2], v[3], v[4], v[5] = r.eventType, r.application, r.version, r.platform, r.userID, r.sessionID
-	v[6], v[7], v[8], v[9] = b.values[b.i], b.times[b.i], b.nodeID, r.id
-	if o := b.originals[b.i]; o != nil {
-		v[10] = string(o)
+	b.buf = binary.BigEndian.AppendUint32(b.buf, 8)
+	b.buf = binary.BigEndian.AppendUint64(b.buf, uint64((t.Unix()-pgEpoch)*1_000_000+int64(t.Nanosecond()/1000)))
+	b.buf = appendField(b.buf, []byte(b.nodeID))
+	b.buf = binary.BigEndian.AppendUint32(b.buf, 8)
+	b.buf = binary.BigEndian.AppendUint64(b.buf, uint64(id))
+	if orig != nil {
+		b.buf = appendField(b.buf, orig)
 	} else {
-		v[10] = nil
+		b.buf = binary.BigEndian.AppendUint32(b.buf, 0xffffffff) // NULL
 	}
-	return v, nil
+	if changed {
+		b.converted++
+	}
+	if m := monthOf(t); len(b.months) == 0 || (b.months[len(b.months)-1] != m && !slices.Contains(b.months, m)) {
+		b.months = append(b.months, m)
+	}
+	if b.eraseType != "" && string(cols[0]) == b.eraseType {
+		b.erasures = append(b.erasures, eraseEvent{userID: cleanText(string(cols[4])), application: cleanText(string(cols[1])), srcID: id, time: t})
+	}
+	b.rows++
+	b.lastID, b.lastTime = id, t
 }
 
-func (b *batch) Err() error { return nil }
+// finish ends COPY's data.
+func (b *batch) finish() { b.buf = append(b.buf, 0xff, 0xff) }
+
+func appendField(buf, v []byte) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(v)))
+	return append(buf, v...)
+}
+
+// storedTime reads the time column; the writer's own format is read by
+// hand (it is every row of a gocolytics database), any other by parseTime.
+func storedTime(b []byte) (time.Time, bool) {
+	if len(b) == len(storedTimeFormat) && b[4] == '-' && b[7] == '-' && b[10] == ' ' && b[13] == ':' && b[16] == ':' && b[19] == '.' {
+		n := func(i, j int) int {
+			v := 0
+			for _, c := range b[i:j] {
+				if c < '0' || c > '9' {
+					return -1
+				}
+				v = v*10 + int(c-'0')
+			}
+			return v
+		}
+		y, mo, d, h, mi, s, us := n(0, 4), n(5, 7), n(8, 10), n(11, 13), n(14, 16), n(17, 19), n(20, 26)
+		if y >= 0 && mo >= 1 && mo <= 12 && d >= 1 && d <= 31 && h >= 0 && h < 24 && mi >= 0 && mi < 60 && s >= 0 && s < 60 && us >= 0 {
+			t := time.Date(y, time.Month(mo), d, h, mi, s, us*1000, time.UTC)
+			if t.Day() == d {
+				return t, true
+			}
+		}
+	}
+	return parseTime(string(b))
+}
 
 // forwardBatch copies the rows of b, which follow pos, and moves the node's
 // position to the last of them, in one transaction: either both happen or
 // neither.
 func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, b *batch, known map[month]bool, pos int64) error {
-	b.i = -1
 	if err := ensurePartitions(ctx, conn, known, b.months); err != nil {
 		return err
 	}
@@ -103,13 +146,12 @@ func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, b *batch, 
 		// already although the position says otherwise — only possible if
 		// the position was moved back by hand. Copy the rest, skip those.
 		f.logger.Warn("rows already in postgresql; skipping the duplicates", "node_id", f.cfg.NodeID, "after_id", pos)
-		b.i = -1
 		err = f.copyBatch(ctx, conn, b, pos, true)
 	}
 	if err != nil {
 		return err
 	}
-	f.forwarded.Add(len(b.rows))
+	f.forwarded.Add(b.rows)
 	if b.converted > 0 {
 		f.converted.Add(b.converted)
 		f.logger.Warn("rows converted for postgresql (originals kept in value_text; NUL in text columns became U+FFFD)",
@@ -128,16 +170,16 @@ func (f *Forwarder) copyBatch(ctx context.Context, conn *pgx.Conn, b *batch, pos
 		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE forward_batch (LIKE event INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
 			return fmt.Errorf("create temp table: %w", err)
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"forward_batch"}, columns, b); err != nil {
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b.buf), "COPY forward_batch ("+copyColumns+") FROM STDIN (FORMAT binary)"); err != nil {
 			return fmt.Errorf("copy rows after id %d: %w", pos, err)
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO event SELECT * FROM forward_batch ON CONFLICT DO NOTHING"); err != nil {
 			return fmt.Errorf("insert rows after id %d: %w", pos, err)
 		}
-	} else if n, err := tx.CopyFrom(ctx, pgx.Identifier{"event"}, columns, b); err != nil {
+	} else if tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b.buf), "COPY event ("+copyColumns+") FROM STDIN (FORMAT binary)"); err != nil {
 		return fmt.Errorf("copy rows after id %d: %w", pos, err)
-	} else if int(n) != len(b.rows) {
-		return fmt.Errorf("copy rows after id %d: %d of %d copied", pos, n, len(b.rows))
+	} else if n := tag.RowsAffected(); int(n) != b.rows {
+		return fmt.Errorf("copy rows after id %d: %d of %d copied", pos, n, b.rows)
 	}
 	for _, e := range b.erasures {
 		if err := f.eraseEarlier(ctx, tx, e); err != nil {

@@ -60,7 +60,7 @@ const (
 // jsonb takes it as it is, convSome when a string holds \u0000 or a number
 // is out of range, convInvalid when it is not valid UTF-8 JSON.
 func needsConversion(b []byte) conversion {
-	if !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 {
+	if !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0 || len(bytes.TrimSpace(b)) == 0 {
 		return convInvalid
 	}
 	out := convNone
@@ -141,6 +141,10 @@ func convertValue(v any) any {
 	}
 	return v
 }
+
+// textClean says whether PostgreSQL's text type takes b as it is (valid
+// UTF-8 without NUL), so that cleanText need not run.
+func textClean(b []byte) bool { return bytes.IndexByte(b, 0) < 0 && utf8.Valid(b) }
 
 // cleanText makes a string PostgreSQL's text type takes: NUL becomes U+FFFD
 // and invalid UTF-8 the replacement character as well. It reports whether

@@ -34,13 +34,11 @@ func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) 
 			case <-ctx.Done():
 				return
 			}
-			rows, err := src.read(ctx, pos, f.cfg.BatchRows, b.rows)
-			if err != nil {
+			if err := src.read(ctx, pos, f.cfg.BatchRows, b); err != nil {
 				r.errc <- err
 				return
 			}
-			b.rows = rows
-			if len(rows) == 0 {
+			if b.rows == 0 {
 				r.free <- b
 				select {
 				case <-time.After(f.cfg.Interval):
@@ -49,14 +47,13 @@ func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) 
 					return
 				}
 			}
-			b.prepare()
 			pos = b.lastID
 			select {
 			case r.ready <- b:
 			case <-ctx.Done():
 				return
 			}
-			if len(rows) < f.cfg.BatchRows {
+			if b.rows < f.cfg.BatchRows {
 				// Caught up: let rows gather for an interval, so that a
 				// busy node sends one transaction a second, not one per
 				// group commit (each PostgreSQL commit is an fsync).

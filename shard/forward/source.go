@@ -12,14 +12,6 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver, read-only here
 )
 
-// row is one event row of the node's SQLite database, as stored.
-type row struct {
-	id                                                           int64
-	eventType, application, version, platform, userID, sessionID string
-	value                                                        []byte
-	timeText                                                     string
-}
-
 // source reads committed rows of the node's SQLite database through a
 // read-only connection of its own, so it never writes and never holds up
 // the writer (WAL lets it read beside it).
@@ -47,34 +39,42 @@ func (s *source) Close() error {
 	return s.db.Close()
 }
 
-// read returns up to limit rows with an id above after, in id order, from
-// one snapshot. The writer is the only one that inserts and ids grow with
-// each commit, so every row a later snapshot shows has a larger id than
-// the largest one this snapshot shows (DESIGN.md: ids and snapshots).
-func (s *source) read(ctx context.Context, after int64, limit int, buf []row) ([]row, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, event_type, application, version, platform, user_id, session_id,
-	CAST(value AS TEXT), CAST(time AS TEXT) FROM event WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+// readSQL reads rows as stored, as text (CAST: the driver would parse a
+// DATETIME column itself); a NULL value is read as JSON null.
+const readSQL = `SELECT id, event_type, application, version, platform, user_id, session_id,
+	coalesce(CAST(value AS TEXT), 'null'), CAST(time AS TEXT) FROM event WHERE id > ? ORDER BY id LIMIT ?`
+
+// read appends to b (reset first) up to limit rows with an id above after,
+// in id order, from one snapshot. The writer is the only one that inserts
+// and ids grow with each commit, so every row a later snapshot shows has a
+// larger id than the largest one this snapshot shows (DESIGN.md: ids and
+// snapshots). The columns are scanned as raw bytes straight into the
+// batch's COPY buffer, with no string per column on the Go side.
+func (s *source) read(ctx context.Context, after int64, limit int, b *batch) error {
+	b.reset()
+	rows, err := s.db.QueryContext(ctx, readSQL, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read rows after id %d: %w", after, err)
+		return fmt.Errorf("read rows after id %d: %w", after, err)
 	}
 	defer rows.Close()
-	buf = buf[:0]
+	var id int64
+	var cols [8][]byte
+	raw := make([]sql.RawBytes, len(cols))
+	dest := []any{&id, &raw[0], &raw[1], &raw[2], &raw[3], &raw[4], &raw[5], &raw[6], &raw[7]}
 	for rows.Next() {
-		var r row
-		var value, tm sql.NullString
-		if err := rows.Scan(&r.id, &r.eventType, &r.application, &r.version, &r.platform, &r.userID, &r.sessionID, &value, &tm); err != nil {
-			return nil, fmt.Errorf("read rows after id %d: %w", after, err)
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("read rows after id %d: %w", after, err)
 		}
-		r.value, r.timeText = []byte(value.String), tm.String
-		if !value.Valid {
-			r.value = []byte("null")
+		for i := range raw {
+			cols[i] = raw[i]
 		}
-		buf = append(buf, r)
+		b.add(id, &cols)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read rows after id %d: %w", after, err)
+		return fmt.Errorf("read rows after id %d: %w", after, err)
 	}
-	return buf, nil
+	b.finish()
+	return nil
 }
 
 // lag returns the largest id and the time of the first row after the given
