@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -31,6 +32,37 @@ func startForwarder(cfg *Config, logger *slog.Logger, icfg *ingest.Config) (*for
 	}
 	logger.Info("forwarding to postgresql is on", "node_id", f.NodeID())
 	return f, nil
+}
+
+// forwardAsk opens a worker's call (shard/link/PROTOCOL.md) asking the
+// supervisor, where the forwarder runs, how forwarding goes: the answer is
+// empty when it is fine, else why it is behind (Forwarder.Behind).
+const forwardAsk byte = 'F'
+
+// forwardNote is a worker's /healthz note on the supervisor's forwarder,
+// asked through call (link.Client's Call).
+func forwardNote(call func(question []byte) ([]byte, error)) ingest.HealthNote {
+	return ingest.HealthNote{Name: "forwarding", Check: func() error {
+		a, err := call([]byte{forwardAsk})
+		if err != nil {
+			return fmt.Errorf("ask the supervisor: %w", err)
+		}
+		if len(a) > 0 {
+			return errors.New(string(a))
+		}
+		return nil
+	}}
+}
+
+// answerForward answers a worker's forwardAsk for the forwarder f.
+func answerForward(f *forward.Forwarder) []byte {
+	if f == nil {
+		return []byte("forwarding is off in the supervisor")
+	}
+	if err := f.Behind(); err != nil {
+		return []byte(err.Error())
+	}
+	return nil
 }
 
 // forwardStatus is the forwarder's part of the systemd status line.

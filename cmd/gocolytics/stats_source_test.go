@@ -103,3 +103,51 @@ func TestStatsSource_Postgres(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkers_ForwardMetrics: with two workers the forwarder runs in the
+// supervisor, and every worker's /metrics shows it like the other
+// process-wide figures (rows forwarded, lag, errors, connected), and every
+// worker's /healthz says how forwarding goes, ok or behind.
+func TestWorkers_ForwardMetrics(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.CreateDB(t, "workers_metrics")
+	p := startNode(t, filepath.Join(t.TempDir(), "events.db"), url, "w", "--workers", "2")
+	const n = 40
+	l := gctest.Load{Addr: p.Addr, Clients: 4, Requests: n / 4, NewConns: true}.Start()
+	l.Wait()
+	if got := l.Count(204); got != n {
+		t.Fatalf("got %d × 204 (statuses %v), want %d", got, l.Statuses(), n)
+	}
+	gctest.WaitFor(t, func() bool { return gctest.Metric(p.Addr, "gocolytics_forward_rows_total") == n }, "forwarded rows on /metrics")
+	// Each scrape is a new connection, so both workers answer some.
+	for i := range 10 {
+		got := gctest.Metrics(t, p.Addr)
+		for name, want := range map[string]float64{"gocolytics_forward_rows_total": n, "gocolytics_forward_lag_events": 0,
+			"gocolytics_forward_errors_total": 0, "gocolytics_forward_connected": 1, "gocolytics_forward_position": n} {
+			if v, ok := got[name]; !ok || v != want {
+				t.Errorf("scrape %d: %s = %v (present %v), want %v", i, name, v, ok, want)
+			}
+		}
+	}
+	// Every worker's /healthz asks the supervisor how forwarding goes.
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	health := func(p *gctest.Server) (int, string) {
+		req, _ := http.NewRequest("GET", p.URL("/healthz"), nil)
+		return gctest.Do(t, fresh, req)
+	}
+	for range 6 {
+		if code, body := health(p); code != 200 || !strings.Contains(body, `"forwarding":"ok"`) {
+			t.Errorf("/healthz: %d %s, want 200 with forwarding ok", code, body)
+		}
+	}
+	down := startNode(t, filepath.Join(t.TempDir(), "down.db"), fmt.Sprintf("postgres://postgres@127.0.0.1:%d/x?connect_timeout=1", gctest.FreePort(t)), "down", "--workers", "2")
+	gctest.WaitFor(t, func() bool {
+		_, body := health(down)
+		return strings.Contains(body, "forwarding to postgresql is behind")
+	}, "a worker's /healthz saying forwarding is behind")
+	for range 6 {
+		if code, body := health(down); code != 200 || !strings.Contains(body, "forwarding to postgresql is behind") {
+			t.Errorf("/healthz with postgresql unreachable: %d %s, want 200 saying forwarding is behind", code, body)
+		}
+	}
+}

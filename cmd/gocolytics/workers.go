@@ -45,7 +45,8 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 		return err
 	}
 	// The forwarder runs here, beside the writer; the workers' /metrics
-	// show it, their /healthz does not (the systemd status line does).
+	// show it (it is in this Metrics) and their /healthz asks it here
+	// (forwardAsk).
 	// The one Metrics of the server: the writer feeds it here, the workers
 	// send it their request records, and their /metrics show it.
 	metrics := ingest.NewMetrics()
@@ -125,8 +126,13 @@ func (m *supervisor) reload() {
 // answer answers a worker's call on its link: a question for the rate
 // budget, or the worker's metrics records and scrapes.
 func (m *supervisor) answer(q []byte) []byte {
-	if len(q) > 0 && q[0] == ratelimit.BudgetAsk {
-		return m.budget.Answer(q)
+	if len(q) > 0 {
+		switch q[0] {
+		case ratelimit.BudgetAsk:
+			return m.budget.Answer(q)
+		case forwardAsk:
+			return answerForward(m.b.fwd)
+		}
 	}
 	return m.metrics.Answer(q)
 }
@@ -282,6 +288,9 @@ func workerConfig(cfg *Config, lc *link.Client) ingest.Config {
 	c := ingestConfig(cfg)
 	if len(c.Rates) > 0 {
 		c.Budget = ratelimit.LinkBudget{Call: lc.Call}
+	}
+	if cfg.Forward.PostgresURL != "" {
+		c.HealthNotes = append(c.HealthNotes, forwardNote(lc.Call))
 	}
 	return c
 }
