@@ -15,6 +15,7 @@ import (
 
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/query"
+	"github.com/gocolytics/gocolytics/shard/query/querytest"
 )
 
 // newDB writes events into a new database through the real writer and
@@ -35,16 +36,6 @@ func newDB(tb testing.TB, events []shard.Event) string {
 	return path
 }
 
-func openReader(tb testing.TB, path string) *query.Reader {
-	tb.Helper()
-	r, err := query.Open(path, query.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { r.Close() })
-	return r
-}
-
 func event(i int, app, typ string, at time.Time) shard.Event {
 	return shard.Event{EventType: typ, Application: app, Version: "1.0", Platform: "Linux",
 		UserID: fmt.Sprintf("user-%d", i%7), SessionID: fmt.Sprintf("s-%d", i), Value: fmt.Sprintf(`{"i":%d}`, i), Time: at}
@@ -56,7 +47,7 @@ func TestReader_Export_NDJSONValues(t *testing.T) {
 		UserID: "u", SessionID: "s", Value: `{"big":1e99999,"s":"😀\u0000","n":[1,2.5,null]}`, Time: at}
 	path := newDB(t, []shard.Event{odd})
 	var out bytes.Buffer
-	res, err := openReader(t, path).Export(context.Background(), query.ExportFilter{}, query.NDJSON, &out, nil)
+	res, err := querytest.OpenReader(t, path).Export(context.Background(), query.ExportFilter{}, query.NDJSON, &out, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +92,7 @@ func TestReader_Export_FiltersAndPaging(t *testing.T) {
 		}
 		events = append(events, event(i, app, typ, day.Add(time.Duration(i)*time.Minute)))
 	}
-	r := openReader(t, newDB(t, events))
+	r := querytest.OpenReader(t, newDB(t, events))
 	ids := func(f query.ExportFilter) []int64 {
 		t.Helper()
 		var out bytes.Buffer
@@ -179,7 +170,7 @@ func TestReader_Export_CSV(t *testing.T) {
 	path := newDB(t, []shard.Event{{EventType: `say "hi"`, Application: "a,b", Version: "line\nbreak", Platform: "p",
 		UserID: "u", SessionID: "s", Value: `{"q":"\""}`, Time: at}})
 	var out bytes.Buffer
-	if _, err := openReader(t, path).Export(context.Background(), query.ExportFilter{}, query.CSV, &out, nil); err != nil {
+	if _, err := querytest.OpenReader(t, path).Export(context.Background(), query.ExportFilter{}, query.CSV, &out, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := "id,event_type,application,version,platform,user_id,session_id,value,time\r\n" +

@@ -345,26 +345,14 @@ func firstDays(ctx context.Context, q Querier, f Filter, a *activityData) (map[s
 		return nil, fmt.Errorf("read first days: %w", err)
 	}
 
-	list := make([]string, 0, len(a.users))
-	for u := range a.users {
-		if !late[u] {
-			list = append(list, u)
-		}
-	}
-	js, err := json.Marshal(list)
+	js, err := userList(a, late)
 	if err != nil {
 		return nil, err
 	}
-	// Without filters a new user's first day is their first day in the
-	// range; with them, it may be a day the filters leave out, so it is read
-	// from the user's rows (a new user's rows are all in the range).
-	firstDay := "NULL"
-	if f.Version != "" || f.Platform != "" || f.EventType != "" {
-		firstDay = "(SELECT substr(MIN(e.time), 1, 10) FROM event e WHERE e.user_id = a.value AND +e.application = ?1)"
-	}
+	firstDay := firstDayOf(f, "(SELECT substr(MIN(e.time), 1, 10) FROM event e WHERE e.user_id = a.value AND +e.application = ?1)")
 	rows, err = q.QueryContext(ctx, `SELECT a.value, `+firstDay+` FROM json_each(?2) a
 WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND e.id < ?3 AND +e.application = ?1 AND e.time < ?4)`,
-		f.Application, string(js), a.minID, since)
+		f.Application, js, a.minID, since)
 	if err != nil {
 		return nil, fmt.Errorf("query first days: %w", err)
 	}
@@ -375,25 +363,41 @@ WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND e.id < ?3 
 // node and say nothing of time, so "an earlier event" is looked for
 // directly, through the (application, time) index.
 func firstDaysPostgres(ctx context.Context, q Querier, f Filter, a *activityData) (map[string]string, error) {
-	list := make([]string, 0, len(a.users))
-	for u := range a.users {
-		list = append(list, u)
-	}
-	js, err := json.Marshal(list)
+	js, err := userList(a, nil)
 	if err != nil {
 		return nil, err
 	}
-	firstDay := "NULL"
-	if f.Version != "" || f.Platform != "" || f.EventType != "" {
-		firstDay = "(SELECT to_char(MIN(e.time), 'YYYY-MM-DD') FROM event e WHERE e.user_id = a.value AND e.application = $1)"
-	}
+	firstDay := firstDayOf(f, "(SELECT to_char(MIN(e.time), 'YYYY-MM-DD') FROM event e WHERE e.user_id = a.value AND e.application = $1)")
 	rows, err := q.QueryContext(ctx, `SELECT a.value, `+firstDay+` FROM jsonb_array_elements_text($2::jsonb) AS a(value)
 WHERE NOT EXISTS (SELECT 1 FROM event e WHERE e.user_id = a.value AND e.application = $1 AND e.time < $3)`,
-		f.Application, string(js), f.Since.Format(DayFormat))
+		f.Application, js, f.Since.Format(DayFormat))
 	if err != nil {
 		return nil, fmt.Errorf("query first days: %w", err)
 	}
 	return readFirstDays(rows, f, a, map[string]string{})
+}
+
+// userList is the range's users but those in late, as a JSON list.
+func userList(a *activityData, late map[string]bool) (string, error) {
+	list := make([]string, 0, len(a.users))
+	for u := range a.users {
+		if !late[u] {
+			list = append(list, u)
+		}
+	}
+	js, err := json.Marshal(list)
+	return string(js), err
+}
+
+// firstDayOf is what the first-days query selects as a new user's first
+// day: without filters NULL, their first day in the range; with them, it
+// may be a day the filters leave out, so it is read from the user's rows
+// with expr (a new user's rows are all in the range).
+func firstDayOf(f Filter, expr string) string {
+	if f.Version == "" && f.Platform == "" && f.EventType == "" {
+		return "NULL"
+	}
+	return expr
 }
 
 // readFirstDays reads the new users and their first days (NULL: their
