@@ -14,6 +14,7 @@ import (
 // TestBinary_InvalidConfig: exit code 2, every bad setting named, nothing
 // created or bound.
 func TestBinary_InvalidConfig(t *testing.T) {
+	t.Parallel()
 	bin := gctest.Binary(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "sub", "events.db")
@@ -36,6 +37,7 @@ func TestBinary_InvalidConfig(t *testing.T) {
 }
 
 func TestBinary_Version(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command(gctest.Binary(t), "--version").Output()
 	if err != nil || !strings.HasPrefix(string(out), "gocolytics ") {
 		t.Errorf("got %q, %v", out, err)
@@ -45,6 +47,7 @@ func TestBinary_Version(t *testing.T) {
 // TestBinary_DevKeyWarning: without keys the dev key works, with a warning,
 // and the log never shows a key.
 func TestBinary_DevKeyWarning(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--api-keys", `["I-am-an-unsecure-dev-key-REPLACE_ME","secret-key-xyz"]`)
 	if code, body := gctest.Post(t, nil, p.URL("/v1.0/event"), gctest.NewEvent("x").WithKey("secret-key-xyz").JSON()); code != 204 {
 		t.Errorf("got %d %s", code, body)
@@ -62,6 +65,7 @@ func TestBinary_DevKeyWarning(t *testing.T) {
 // TestBinary_SIGTERM: SIGTERM under load answers every request in flight,
 // stores every 204, and exits 0; as a single process and with two workers.
 func TestBinary_SIGTERM(t *testing.T) {
+	t.Parallel()
 	for _, workers := range []string{"1", "2"} {
 		t.Run("workers="+workers, func(t *testing.T) {
 			p := gctest.Start(t, "", "--workers", workers)

@@ -52,6 +52,7 @@ func getWithKey(t *testing.T, url, key string) (int, http.Header, string) {
 // answers the admin key only (not an ingest key, nor a wrong one), sees the
 // events just posted, and the page carries its security headers.
 func TestBinary_Dashboard(t *testing.T) {
+	t.Parallel()
 	s := gctest.Start(t, "", "--admin-keys", `["the-admin-key"]`)
 	if code, body := gctest.Post(t, nil, s.URL("/v1.0/events"), gctest.MarkedBatch("a", "b", "c")); code != 204 {
 		t.Fatalf("post: %d %s", code, body)
@@ -87,6 +88,7 @@ func TestBinary_Dashboard(t *testing.T) {
 // workers), where the generated key's link points; off serves them
 // nowhere.
 func TestBinary_AdminAddr(t *testing.T) {
+	t.Parallel()
 	adminPaths := []string{"/dashboard", "/v1.0/stats/applications", "/v1.0/export"}
 	for _, workers := range []string{"1", "2"} {
 		t.Run("workers="+workers, func(t *testing.T) {

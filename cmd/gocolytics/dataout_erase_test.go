@@ -36,6 +36,7 @@ func victimEvents(user, app string, n int) string {
 // stays, /metrics counts them; ingest keys get 401; SQL-looking and
 // over-long user ids change nothing.
 func TestDataOut_Erase(t *testing.T) {
+	t.Parallel()
 	for _, workers := range []string{"1", "2"} {
 		t.Run("workers="+workers, func(t *testing.T) {
 			p := gctest.Start(t, "", "--workers", workers, "--admin-keys", `["`+testAdminKey+`"]`)
@@ -94,6 +95,7 @@ func TestDataOut_Erase(t *testing.T) {
 // TestDataOut_ForgetOffline: with no server running, forget opens the
 // database itself.
 func TestDataOut_ForgetOffline(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "")
 	postEvents(t, p.Addr, victimEvents("victim", "A", 12))
 	postEvents(t, p.Addr, victimEvents("other", "A", 3))
@@ -113,6 +115,7 @@ func TestDataOut_ForgetOffline(t *testing.T) {
 // TestDataOut_EraseEventType: an event of ERASE_EVENT_TYPE deletes the
 // earlier rows of its user and application.
 func TestDataOut_EraseEventType(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--erase-event-type", "delete_my_data")
 	postEvents(t, p.Addr, victimEvents("player", "A", 50))
 	postEvents(t, p.Addr, victimEvents("player", "B", 5))
@@ -161,6 +164,7 @@ func agedDatabase(t *testing.T) string {
 // TestDataOut_Retention: rows from 2020 are deleted at start, recent ones
 // kept, and /metrics counts them.
 func TestDataOut_Retention(t *testing.T) {
+	t.Parallel()
 	path := agedDatabase(t)
 	p := gctest.Start(t, path, "--retention-days", "30")
 	gctest.WaitFor(t, func() bool { return queryInt(t, path, "SELECT count(*) FROM event_all WHERE user_id = 'old'") == 0 }, "rows from 2020 deleted")
@@ -174,6 +178,7 @@ func TestDataOut_Retention(t *testing.T) {
 // holds every event acknowledged before it started; scheduled backups
 // keep BACKUP_KEEP.
 func TestDataOut_Backup(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := gctest.Start(t, "", "--backup-dir", filepath.Join(dir, "scheduled"), "--backup-interval", "1s", "--backup-keep", "2")
 	before := gctest.Load{Addr: p.Addr, Prefix: "before", Clients: 8, Batches: true}.Start()
@@ -219,6 +224,7 @@ func TestDataOut_Backup(t *testing.T) {
 // TestDataOut_BadInput: bad parameters of the subcommands exit 2 naming
 // what is wrong, and change nothing; --help exits 0.
 func TestDataOut_BadInput(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "")
 	postEvents(t, p.Addr, victimEvents("u", "A", 5))
 	db := p.DBPath

@@ -16,6 +16,7 @@ import (
 // and leaves it a device (renaming a finished file over it, as for a
 // regular file, replaced /dev/null with a file for the whole machine).
 func TestExport_OutputDevice(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := db.Open(); err != nil {

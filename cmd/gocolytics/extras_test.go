@@ -52,6 +52,7 @@ func TestLoadConfig_ExtrasSettings(t *testing.T) {
 // TestBinary_MetricsAddr runs the program with /healthz and /metrics on a
 // listener of their own, and checks the commit hook feeds the metrics.
 func TestBinary_MetricsAddr(t *testing.T) {
+	t.Parallel()
 	ops := fmt.Sprintf("127.0.0.1:%d", gctest.FreePort(t))
 	p := gctest.Start(t, "", "--metrics-addr", ops, "--cors-origins", "https://game.example")
 	if !strings.Contains(p.Log(), `msg="serving /healthz and /metrics" addr=`+ops) {
@@ -85,6 +86,7 @@ func TestBinary_MetricsAddr(t *testing.T) {
 }
 
 func TestBinary_DocsAndMetricsOff(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--metrics-addr", "off", "--docs", "false")
 	for _, path := range []string{"/metrics", "/healthz", "/docs", "/openapi.json"} {
 		if status, _ := gctest.Get(t, p.URL(path)); status != 404 {

@@ -109,11 +109,13 @@ func startLocalRetention(cfg *Config, db *shard.DB, fwd *forward.Forwarder, logg
 				logger.Info("deleted forwarded old rows", "deleted", n, "through_id", through, "older_than", cutoff.UTC().Format(time.RFC3339))
 			}
 			// Sooner while the position is not known yet (PostgreSQL not
-			// reached since start) or a backlog is still being forwarded.
+			// reached since start: nothing is deleted then, and looking
+			// again costs a status read) or a backlog is still being
+			// forwarded.
 			wait := localRetentionEvery
 			switch {
 			case !st.Connected || st.Position == 0:
-				wait = 5 * time.Second
+				wait = time.Second
 			case st.LagEvents > 0:
 				wait = time.Minute
 			}

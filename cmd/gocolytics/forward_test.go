@@ -19,12 +19,14 @@ import (
 )
 
 // startNode starts the binary as one node forwarding to pgURL (given in
-// the environment, as an operator should, not on the command line).
+// the environment, as an operator should, not on the command line). It
+// polls every 100 ms and merges staged rows (which the forwarder reads once
+// merged) within half a second, instead of 1 s and the quiet-time 5 s.
 func startNode(t *testing.T, dbPath, pgURL, nodeID string, args ...string) *gctest.Server {
 	t.Helper()
 	port := gctest.FreePort(t)
 	args = append([]string{"--host", "127.0.0.1", "--port", strconv.Itoa(port), "--sqlite-file-path", dbPath, "--api-keys", `["` + gctest.Key + `"]`,
-		"--rate-limit", "off", "--env-file", gctest.EnvFile(t, ""), "--postgres-interval", "100ms"}, args...)
+		"--rate-limit", "off", "--env-file", gctest.EnvFile(t, ""), "--postgres-interval", "100ms", "--merge-interval", "100ms"}, args...)
 	cmd := exec.Command(gctest.Binary(t), args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "POSTGRES_URL="+pgURL, "NODE_ID="+nodeID)
@@ -99,6 +101,7 @@ func waitForwarded(t *testing.T, c *pgx.Conn, nodeID, dbPath string, l *gctest.L
 // under load into one PostgreSQL: every acknowledged event arrives once,
 // with its node's NODE_ID; /metrics and /healthz show the forwarder.
 func TestForward_ThreeNodes(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "three_nodes")
 	c := srv.Conn(t, "three_nodes")
@@ -115,7 +118,14 @@ func TestForward_ThreeNodes(t *testing.T) {
 	for _, n := range nodes {
 		loads = append(loads, gctest.Load{Addr: n.p.Addr, Prefix: n.id, Clients: 4, Batches: true}.Start())
 	}
-	time.Sleep(3 * time.Second)
+	gctest.WaitFor(t, func() bool {
+		for _, l := range loads {
+			if l.AckedCount() < 300 {
+				return false
+			}
+		}
+		return true
+	}, "300 events acknowledged by every node")
 	for _, l := range loads {
 		l.Stop()
 	}
@@ -257,6 +267,7 @@ func TestForward_PostgresDown(t *testing.T) {
 // its rate limit of 3/minute is exact — the fourth request is a 429 — and
 // every accepted event is in PostgreSQL once, under that node's NODE_ID.
 func TestNginxMultiNodeRecipe(t *testing.T) {
+	t.Parallel()
 	needLoopbackClients(t)
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "multinode")
@@ -329,6 +340,7 @@ func TestNginxMultiNodeRecipe(t *testing.T) {
 // deleted locally once they are in PostgreSQL, recent ones kept; a node
 // that cannot reach PostgreSQL deletes nothing.
 func TestForward_LocalRetention(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "local_retention")
 	c := srv.Conn(t, "local_retention")
@@ -362,6 +374,7 @@ func TestForward_LocalRetention(t *testing.T) {
 // TestForward_Erase: DELETE /v1.0/users/… and gocolytics forget on a
 // forwarding node erase the player in PostgreSQL too; other players stay.
 func TestForward_Erase(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "erase_api")
 	c := srv.Conn(t, "erase_api")

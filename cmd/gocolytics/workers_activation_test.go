@@ -28,6 +28,7 @@ func postKey(t *testing.T, s *gctest.Server, key string) int {
 // the socket systemd passed to the supervisor, and only the supervisor sees
 // systemd's variables.
 func TestWorkers_SocketActivation(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +74,7 @@ func TestWorkers_SocketActivation(t *testing.T) {
 // TestWorkers_Reload: SIGHUP reaches every worker (keys) and the
 // supervisor (rate budget).
 func TestWorkers_Reload(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "events.db")
 	env := filepath.Join(dir, "test.env")

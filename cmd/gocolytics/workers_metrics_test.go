@@ -12,6 +12,7 @@ import (
 // shows N stored, commits and their latency, N requests answered 204, and
 // no request counter ever goes down from one scrape to the next.
 func TestWorkers_Metrics(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--workers", "2")
 	const clients, requests = 6, 10
 	const n = clients * requests

@@ -47,6 +47,7 @@ func alive(pid int) bool {
 // TestWorkers_ExactlyOnce: two workers, many concurrent clients: every
 // request is answered 204 and stored exactly once.
 func TestWorkers_ExactlyOnce(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--workers", "2")
 	if pids := workerPIDs(p); len(pids) != 2 {
 		t.Fatalf("got workers %v, want 2\n%s", pids, p.Log())
@@ -65,6 +66,7 @@ func TestWorkers_ExactlyOnce(t *testing.T) {
 // TestWorkers_KillWorker: kill -9 of one worker under load: the other keeps
 // serving, no acknowledged event is lost, and the worker is replaced.
 func TestWorkers_KillWorker(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--workers", "2")
 	victim := workerPIDs(p)[1][0]
 	l := gctest.Load{Addr: p.Addr, Clients: 16, NewConns: true}.Start()
@@ -90,6 +92,7 @@ func TestWorkers_KillWorker(t *testing.T) {
 // TestWorkers_KillSupervisor: kill -9 of the supervisor: every worker exits
 // at once (parent-death signal), and a new server binds the port.
 func TestWorkers_KillSupervisor(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--workers", "2")
 	var pids []int
 	for _, ps := range workerPIDs(p) {
@@ -120,6 +123,7 @@ func TestWorkers_KillSupervisor(t *testing.T) {
 // TestWorkers_RateLimitExact: one client's budget is exact across workers
 // and connections.
 func TestWorkers_RateLimitExact(t *testing.T) {
+	t.Parallel()
 	// Per hour, so that no token refills while the test runs.
 	p := gctest.Start(t, "", "--workers", "2", "--rate-limit", "50/hour")
 	l := gctest.Load{Addr: p.Addr, Clients: 20, Requests: 10, NewConns: true}.Start()
@@ -145,6 +149,7 @@ func TestWorkers_RateLimitExact(t *testing.T) {
 // first one's SO_REUSEPORT sockets: it is refused the port, as a single
 // process would be.
 func TestWorkers_PortInUse(t *testing.T) {
+	t.Parallel()
 	p := gctest.Start(t, "", "--workers", "2")
 	_, port, _ := net.SplitHostPort(p.Addr)
 	cmd := exec.Command(gctest.Binary(t), "--port", port, "--workers", "2", "--api-keys", `["`+gctest.Key+`"]`,

@@ -10,7 +10,8 @@ the exported ids must be every id of the database up to the last one
 exported, each once, in order. pandas is checked twice: with its python
 engine on every row, with its default C engine on the rows without a NUL
 character (which that engine cuts strings at). Prints "ok N" (N rows) or
-what differs, and exits 1 on a difference.
+what differs, and exits 1 on a difference; prints "no pandas" and exits 3
+when pandas is not installed.
 """
 import csv
 import json
@@ -69,6 +70,11 @@ def read_export(kind, path):
 def main():
     kind, export, database = sys.argv[1:4]
     if kind == "pandas":
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            print("no pandas")
+            sys.exit(3)
         compare(read_export("pandas-python", export), database, True)
     compare(read_export(kind, export), database, kind != "pandas")
 
