@@ -9,6 +9,7 @@
 package gctest
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,21 +31,23 @@ var (
 // Binary builds cmd/gocolytics once per test process and returns its path.
 func Binary(tb testing.TB) string {
 	tb.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "gocolytics-bin")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(buildDir, "gocolytics")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/gocolytics/gocolytics/cmd/gocolytics").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
+	buildOnce.Do(build)
 	if buildErr != nil {
 		tb.Fatal(buildErr)
 	}
 	return binPath
+}
+
+func build() {
+	buildDir, buildErr = os.MkdirTemp("", "gocolytics-bin")
+	if buildErr != nil {
+		return
+	}
+	binPath = filepath.Join(buildDir, "gocolytics")
+	out, err := exec.Command("go", "build", "-o", binPath, "github.com/gocolytics/gocolytics/cmd/gocolytics").CombinedOutput()
+	if err != nil {
+		buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+	}
 }
 
 // Main runs the tests, then the cleanups given (such as stopping a shared
@@ -52,15 +55,38 @@ func Binary(tb testing.TB) string {
 // TestMain:
 //
 //	func TestMain(m *testing.M) { gctest.Main(m) }
+//
+// When every test may run (no -run, -skip or -list), it starts building
+// the binary at once, so that the build overlaps the tests that run before
+// the first one needs it.
 func Main(m *testing.M, cleanups ...func()) {
+	flag.Parse()
+	built := make(chan struct{})
+	if !filtered() {
+		go func() { buildOnce.Do(build); close(built) }()
+	} else {
+		close(built)
+	}
 	code := m.Run()
 	for _, c := range cleanups {
 		c()
 	}
+	<-built // an early build still running would write into buildDir
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
+}
+
+// filtered reports whether the go test flags select some tests only (or
+// none, as -list and -run '^$' do), so that the binary may not be needed.
+func filtered() bool {
+	for _, name := range []string{"test.run", "test.skip", "test.list"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // Process is a program a test started. Its standard output and error go
