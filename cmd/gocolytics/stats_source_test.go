@@ -140,7 +140,8 @@ func TestWorkers_ForwardMetrics(t *testing.T) {
 			t.Errorf("/healthz: %d %s, want 200 with forwarding ok", code, body)
 		}
 	}
-	down := startNode(t, filepath.Join(t.TempDir(), "down.db"), fmt.Sprintf("postgres://postgres@127.0.0.1:%d/x?connect_timeout=1", gctest.FreePort(t)), "down", "--workers", "2")
+	down := startNode(t, filepath.Join(t.TempDir(), "down.db"), fmt.Sprintf("postgres://postgres@127.0.0.1:%d/x?connect_timeout=1", gctest.FreePort(t)), "down",
+		"--workers", "2", "--stats-source", "postgres", "--admin-keys", `["admin-key-0123456789"]`)
 	gctest.WaitFor(t, func() bool {
 		_, body := health(down)
 		return strings.Contains(body, "forwarding to postgresql is behind")
@@ -149,5 +150,14 @@ func TestWorkers_ForwardMetrics(t *testing.T) {
 		if code, body := health(down); code != 200 || !strings.Contains(body, "forwarding to postgresql is behind") {
 			t.Errorf("/healthz with postgresql unreachable: %d %s, want 200 saying forwarding is behind", code, body)
 		}
+	}
+	// Ingest goes on; the stats read from PostgreSQL answer 503.
+	if code, body := gctest.Post(t, fresh, down.URL("/v1.0/event"), gctest.NewEvent("down-1").JSON()); code != 204 {
+		t.Errorf("POST with postgresql unreachable: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", down.URL("/v1.0/stats?application=My+Game"), nil)
+	req.Header.Set("Authorization", "Bearer admin-key-0123456789")
+	if code, body := gctest.Do(t, fresh, req); code != 503 || !strings.Contains(body, "The database cannot be reached") {
+		t.Errorf("stats with postgresql unreachable: %d %s, want 503 saying the database cannot be reached", code, body)
 	}
 }

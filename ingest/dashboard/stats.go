@@ -135,6 +135,9 @@ func (h *Handlers) writeError(ctx *fasthttp.RequestCtx, err error) {
 			Fields: []ingest.FieldError{{Loc: []any{"query", pe.Param}, Msg: pe.Msg, Type: "value_error"}}})
 	case errors.Is(err, context.DeadlineExceeded):
 		writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusServiceUnavailable, Detail: "The query took too long; try a shorter range"})
+	case errors.Is(err, query.ErrUnavailable):
+		h.log.Warn("stats query failed", "path", string(ctx.Path()), "err", err)
+		writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusServiceUnavailable, Detail: "The database cannot be reached"})
 	default:
 		h.log.Error("stats query failed", "path", string(ctx.Path()), "err", err)
 		writeProblem(ctx, &ingest.Problem{Status: fasthttp.StatusInternalServerError, Detail: "Database error"})

@@ -11,10 +11,14 @@
 package pgquery
 
 import (
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/gocolytics/gocolytics/shard/query"
@@ -42,5 +46,22 @@ func Open(url string, o query.Options) (*query.Reader, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "gocolytics-stats"
 	}
+	o.Unreachable = unreachable
 	return query.NewReader(stdlib.OpenDB(*cfg), query.Postgres, o), nil
+}
+
+// unreachable says whether err means PostgreSQL cannot be reached: no
+// connection could be made, or the server is starting up or shutting down.
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P01-57P03: admin shutdown,
+		// crash shutdown, cannot connect now.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	return errors.Is(err, driver.ErrBadConn)
 }

@@ -193,7 +193,7 @@ func (r *Reader) exportChunk(ctx context.Context, q string, args []any, enc *enc
 	defer cancel()
 	rows, err := r.db.QueryContext(cctx, q, args...)
 	if err != nil {
-		return false, Err(cctx, fmt.Errorf("export: %w", err))
+		return false, r.err(cctx, fmt.Errorf("export: %w", err))
 	}
 	defer rows.Close()
 	var row Row

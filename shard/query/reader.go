@@ -40,6 +40,9 @@ var (
 	// ErrNoDatabase is a database file that does not exist or is not a
 	// gocolytics (or Pycolytics) database.
 	ErrNoDatabase = errors.New("no event database")
+	// ErrUnavailable is a database server that cannot be reached
+	// (PostgreSQL down or refusing); the HTTP layer answers 503.
+	ErrUnavailable = errors.New("the database cannot be reached")
 )
 
 // Options configure a Reader; the zero value of each field is its default.
@@ -50,6 +53,10 @@ type Options struct {
 	// LocalTime says the time column is in the server's local time zone
 	// (LOCAL_TIME), so time filters are written in it too.
 	LocalTime bool
+	// Unreachable, for a database server (NewReader), says whether an
+	// error means the server cannot be reached: such errors are wrapped in
+	// ErrUnavailable.
+	Unreachable func(error) bool
 }
 
 // Reader is the read-only handle: a database/sql pool of at most MaxReaders
@@ -67,6 +74,9 @@ type Reader struct {
 	events string
 	// dialect is the database's SQL (SQLite unless NewReader says).
 	dialect Dialect
+	// unreachable, if set, says whether an error means the server cannot
+	// be reached (Options.Unreachable).
+	unreachable func(error) bool
 }
 
 // Open opens the pool on the database at path. It checks that the file is a
@@ -138,7 +148,17 @@ func (r *Reader) Limit(ctx context.Context) (context.Context, context.CancelFunc
 // (see Limit).
 func (r *Reader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	rows, err := r.db.QueryContext(ctx, query, args...)
-	return rows, Err(ctx, err)
+	return rows, r.err(ctx, err)
+}
+
+// err is Err, and wraps an error that says the server cannot be reached in
+// ErrUnavailable.
+func (r *Reader) err(ctx context.Context, err error) error {
+	err = Err(ctx, err)
+	if err != nil && r.unreachable != nil && !errors.Is(err, ErrTimeout) && r.unreachable(err) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
 }
 
 // QueryRowContext is QueryContext for one row.

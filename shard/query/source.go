@@ -63,7 +63,7 @@ func NewReader(db *sql.DB, d Dialect, o Options) *Reader {
 	db.SetMaxOpenConns(o.MaxReaders)
 	db.SetMaxIdleConns(o.MaxReaders)
 	db.SetConnMaxIdleTime(time.Minute)
-	r := &Reader{db: db, timeout: o.Timeout, loc: time.UTC, events: "event", dialect: d}
+	r := &Reader{db: db, timeout: o.Timeout, loc: time.UTC, events: "event", dialect: d, unreachable: o.Unreachable}
 	if o.LocalTime {
 		r.loc = time.Local
 	}
