@@ -187,6 +187,7 @@ func openConn(path string, o Options) (c *sqlite3.SQLiteConn, err error) {
 	case !errors.Is(err, os.ErrExist):
 		return nil, fmt.Errorf("open database %q: %w", path, err)
 	}
+	registerSyncVFS()
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(path, o))
 	if err != nil {
 		return nil, fmt.Errorf("open database %q: %w", path, err)

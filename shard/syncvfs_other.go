@@ -1,0 +1,9 @@
+//go:build !linux
+
+package shard
+
+// registerSyncVFS does nothing here: the fdatasync VFS is Linux only.
+func registerSyncVFS() {}
+
+// datasyncs counts the fdatasync calls made instead of fsync: none here.
+func datasyncs() int64 { return 0 }
