@@ -69,6 +69,10 @@ type Options struct {
 	// under load (DESIGN.md, "Staging and merge"); negative turns staging
 	// off, so that the group commit inserts into event directly.
 	MergeInterval time.Duration
+	// MergeQuietInterval is how long an event stays in the staging table
+	// at most while fewer than 1,000 events are staged; 0 means 5 ×
+	// MergeInterval. Longer writes fewer bytes per event in quiet stretches.
+	MergeQuietInterval time.Duration
 	// MergeRows merges as soon as this many events are staged.
 	MergeRows int
 	// MergeMaxRows caps the events one merge transaction moves.
@@ -99,6 +103,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MergeInterval == 0 {
 		o.MergeInterval = DefaultMergeInterval
+	}
+	if o.MergeQuietInterval <= 0 {
+		o.MergeQuietInterval = mergeQuietFactor * o.MergeInterval
 	}
 	if o.MergeRows <= 0 {
 		o.MergeRows = DefaultMergeRows

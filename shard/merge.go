@@ -33,11 +33,14 @@ const (
 	DefaultMergeMaxRows = 50000
 )
 
-// mergeQuietRows and mergeQuietFactor adapt the interval to the load: while
+// mergeQuietRows and the quiet interval adapt the merge to the load: while
 // fewer than mergeQuietRows events are staged, a merge waits
-// mergeQuietFactor times the interval. A merge costs a few pages whatever it
-// moves, so merging a trickle of events every second would cost more bytes
-// per event than the trickle itself.
+// Options.MergeQuietInterval (5 × MergeInterval unless set). A merge writes
+// a page of each small index (event_type, application, version, platform)
+// and their parents whatever it moves: a quiet game's trickle merged every
+// second would pay several pages a merged event for them; a longer quiet
+// interval shares them among more events (DESIGN.md, "Staging and merge").
+// The events are in event_all meanwhile.
 const (
 	mergeQuietRows   = 1000
 	mergeQuietFactor = 5
@@ -179,7 +182,7 @@ func (m *merger) due(o Options, now time.Time) time.Duration {
 	}
 	wait := o.MergeInterval
 	if m.staged < mergeQuietRows {
-		wait *= mergeQuietFactor
+		wait = o.MergeQuietInterval
 	}
 	return m.since.Add(wait).Sub(now)
 }

@@ -62,15 +62,17 @@ type Config struct {
 	CacheSizeKiB int
 	// MergeInterval is the staging table's merge interval; negative is
 	// off (the group commit inserts into event directly).
-	MergeInterval     time.Duration
-	MergeRows         int
-	PageSize          int
-	WALAutocheckpoint int
-	ShutdownTimeout   time.Duration
-	ReadTimeout       time.Duration
-	WriteTimeout      time.Duration
-	IdleTimeout       time.Duration
-	MaxConnsPerIP     int
+	MergeInterval time.Duration
+	MergeRows     int
+	// MergeQuietInterval is MERGE_QUIET_INTERVAL; 0 is 5 × MergeInterval.
+	MergeQuietInterval time.Duration
+	PageSize           int
+	WALAutocheckpoint  int
+	ShutdownTimeout    time.Duration
+	ReadTimeout        time.Duration
+	WriteTimeout       time.Duration
+	IdleTimeout        time.Duration
+	MaxConnsPerIP      int
 	// MaxInflightBytes caps request bodies in memory at once.
 	MaxInflightBytes int
 	LogLevel         string
@@ -226,7 +228,7 @@ var settings = []setting{
 	}},
 	{"SQLITE_BUSY_TIMEOUT", shard.DefaultBusyTimeout.String(), "how long a commit waits for another process's lock before a 503", durationSetting(func(c *Config) *time.Duration { return &c.BusyTimeout })},
 	{"SQLITE_CACHE_SIZE_KIB", strconv.Itoa(shard.DefaultCacheSizeKiB), "page cache of the writer connection", intSetting(func(c *Config) *int { return &c.CacheSizeKiB }, 64)},
-	{"MERGE_INTERVAL", shard.DefaultMergeInterval.String(), "how long an event waits at most, under load, in the staging table before it is in the event table (quiet stretches wait 5 times as long); off or 0 writes into event directly (more bytes written per event)", func(c *Config, v string) error {
+	{"MERGE_INTERVAL", shard.DefaultMergeInterval.String(), "how long an event waits at most, under load, in the staging table before it is in the event table (while fewer than 1,000 events are staged: MERGE_QUIET_INTERVAL); off or 0 writes into event directly (more bytes written per event)", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if v == "off" || v == "0" {
 			c.MergeInterval = -1
@@ -239,6 +241,7 @@ var settings = []setting{
 		c.MergeInterval = d
 		return nil
 	}},
+	{"MERGE_QUIET_INTERVAL", "", "how long an event waits at most in the staging table while fewer than 1,000 events are staged (default 5 × MERGE_INTERVAL); longer writes fewer bytes per event when the game is quiet, and event (the stats, the dashboard, forwarding) lags that much behind event_all", durationSetting(func(c *Config) *time.Duration { return &c.MergeQuietInterval })},
 	{"MERGE_ROWS", strconv.Itoa(shard.DefaultMergeRows), "merge the staging table as soon as it holds this many events", intSetting(func(c *Config) *int { return &c.MergeRows }, 1)},
 	{"SQLITE_PAGE_SIZE", "4096", "page size of a new database file, a power of two from 512 to 65536 (an existing file keeps its own)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))

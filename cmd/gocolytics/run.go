@@ -154,14 +154,15 @@ func warnDevKey(logger *slog.Logger, cfg *Config) {
 
 func shardOptions(c *Config) shard.Options {
 	return shard.Options{
-		BusyTimeout:       c.BusyTimeout,
-		Synchronous:       c.Synchronous,
-		CacheSizeKiB:      c.CacheSizeKiB,
-		LocalTime:         c.LocalTime,
-		MergeInterval:     c.MergeInterval,
-		MergeRows:         c.MergeRows,
-		PageSize:          c.PageSize,
-		WALAutocheckpoint: c.WALAutocheckpoint,
+		BusyTimeout:        c.BusyTimeout,
+		Synchronous:        c.Synchronous,
+		CacheSizeKiB:       c.CacheSizeKiB,
+		LocalTime:          c.LocalTime,
+		MergeInterval:      c.MergeInterval,
+		MergeRows:          c.MergeRows,
+		MergeQuietInterval: c.MergeQuietInterval,
+		PageSize:           c.PageSize,
+		WALAutocheckpoint:  c.WALAutocheckpoint,
 		// ERASE_EVENT_TYPE
 		EraseEventType: c.DataOut.EraseEventType,
 	}
