@@ -49,6 +49,7 @@ func TestLoadConfig_StatsSource(t *testing.T) {
 // as b answers them from its own SQLite file: one dashboard shows every
 // node.
 func TestStatsSource_Postgres(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "stats_source")
 	c := srv.Conn(t, "stats_source")
@@ -109,6 +110,7 @@ func TestStatsSource_Postgres(t *testing.T) {
 // process-wide figures (rows forwarded, lag, errors, connected), and every
 // worker's /healthz says how forwarding goes, ok or behind.
 func TestWorkers_ForwardMetrics(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Shared(t)
 	url := srv.CreateDB(t, "workers_metrics")
 	p := startNode(t, filepath.Join(t.TempDir(), "events.db"), url, "w", "--workers", "2")
