@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,6 +104,20 @@ func TestStatsSource_Postgres(t *testing.T) {
 		if !strings.Contains(want, q.holds) || strings.Contains(want, `"events":0,"dau"`) {
 			t.Errorf("%s: %.300s does not hold %s", q.path, want, q.holds)
 		}
+	}
+	// gocolytics export reads where STATS_SOURCE says too.
+	export := func(dbPath string, env ...string) string {
+		cmd := exec.Command(gctest.Binary(t), "export", "--env-file", gctest.EnvFile(t, ""), "--sqlite-file-path", dbPath, "--format", "csv", "--event-type", "purchase")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gocolytics export %v: %v", env, err)
+		}
+		return string(out)
+	}
+	want := export(b.DBPath)
+	if got := export(a.DBPath, "STATS_SOURCE=postgres", "POSTGRES_URL="+url); got != want || !strings.Contains(want, `"purchase"`) {
+		t.Errorf("gocolytics export from postgres differs from sqlite's:\npostgres: %.600s\nsqlite:   %.600s", got, want)
 	}
 }
 
