@@ -37,14 +37,17 @@ func text(t *testing.T, dom, id string) string {
 
 // TestDashboard_Browser loads the page in Chromium with the key in the
 // fragment: the tiles and the retention grid show the dataset's figures,
-// nothing is logged to the console, and a screenshot is saved. Without a
-// key, the page asks for one and shows no figures.
+// nothing is logged to the console, and a screenshot is saved (the same
+// Chromium run: each start costs seconds).
 func TestDashboard_Browser(t *testing.T) {
+	t.Parallel()
 	browser := chromiumPath(t)
 	base := startDashboard(t, querytest.Known(t))
 	page := base + "/dashboard?application=Game&since=2026-11-01&until=2026-11-10&live=0#key=" + adminKey
 
-	dom, console := browse(t, browser, page, "--dump-dom")
+	shot := filepath.Join(os.TempDir(), "gocolytics-dashboard.png")
+	os.Remove(shot)
+	dom, console := browse(t, browser, page, "--dump-dom", "--screenshot="+shot, "--window-size=1280,2600", "--hide-scrollbars")
 	if len(console) > 0 {
 		t.Errorf("console messages:\n%s", strings.Join(console, "\n"))
 	}
@@ -82,9 +85,6 @@ func TestDashboard_Browser(t *testing.T) {
 		t.Error("the key is in the page")
 	}
 
-	shot := filepath.Join(os.TempDir(), "gocolytics-dashboard.png")
-	os.Remove(shot)
-	browse(t, browser, page, "--screenshot="+shot, "--window-size=1280,2600", "--hide-scrollbars")
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
 		t.Errorf("screenshot %s: %v", shot, err)
 	} else {
@@ -95,9 +95,15 @@ func TestDashboard_Browser(t *testing.T) {
 		phone := filepath.Join(os.TempDir(), "gocolytics-dashboard-phone.png")
 		browse(t, browser, page, "--screenshot="+phone, "--window-size=390,2400", "--hide-scrollbars")
 	}
+}
 
-	// No key: a prompt, no figures.
-	dom, console = browse(t, browser, base+"/dashboard?application=Game", "--dump-dom")
+// TestDashboard_BrowserNoKey: without a key, the page asks for one and
+// shows no figures.
+func TestDashboard_BrowserNoKey(t *testing.T) {
+	t.Parallel()
+	browser := chromiumPath(t)
+	base := startDashboard(t, querytest.Known(t))
+	dom, console := browse(t, browser, base+"/dashboard?application=Game", "--dump-dom")
 	if len(console) > 0 {
 		t.Errorf("console messages without a key:\n%s", strings.Join(console, "\n"))
 	}
@@ -129,6 +135,7 @@ var hostile = []string{
 // attack: in Chromium nothing of them runs, no element of theirs appears,
 // and the strings are shown as text.
 func TestDashboard_BrowserHostile(t *testing.T) {
+	t.Parallel()
 	browser := chromiumPath(t)
 	path := filepath.Join(t.TempDir(), "hostile.db")
 	app := hostile[0]
