@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -36,7 +37,7 @@ func (s *Server) requestBody(ctx *fasthttp.RequestCtx, maxBytes int) (*bodyBuf, 
 		return nil, &Problem{Status: fasthttp.StatusUnsupportedMediaType,
 			Detail: fmt.Sprintf("Unsupported Content-Encoding %q: send gzip, deflate or none", enc)}
 	}
-	raw, err := readRequestBody(ctx, maxBytes, s.inflight)
+	raw, err := readRequestBody(ctx, maxBytes, s.inflight, kind == "")
 	if err != nil {
 		return nil, bodyProblem(ctx, err)
 	}
@@ -48,7 +49,7 @@ func (s *Server) requestBody(ctx *fasthttp.RequestCtx, maxBytes int) (*bodyBuf, 
 	if err != nil {
 		return nil, corrupt(kind, err)
 	}
-	out := getBodyBuf(s.inflight)
+	out := getBodyBuf(s.inflight, gzipSize(kind, raw.b, maxBytes), true)
 	err = out.readFrom(r, maxBytes)
 	if gz, ok := r.(*gzip.Reader); ok {
 		gzipPool.Put(gz)
@@ -87,6 +88,20 @@ func decompressor(kind string, raw []byte) (io.Reader, error) {
 		return zr, nil
 	}
 	return flate.NewReader(bytes.NewReader(raw)), nil
+}
+
+// gzipSize is the size a gzip body says it expands to (its trailer's ISIZE),
+// or -1 when unknown or over maxBytes. It is only a hint for the in-flight
+// budget: the body is still held to maxBytes as it expands.
+func gzipSize(kind string, raw []byte, maxBytes int) int {
+	if kind != "gzip" || len(raw) < 18 {
+		return -1
+	}
+	n := int(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
+	if n > maxBytes {
+		return -1
+	}
+	return n
 }
 
 func corrupt(kind string, err error) *Problem {

@@ -3,9 +3,12 @@ package ingest
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -17,58 +20,169 @@ const DefaultMaxInflightBytes = 64 << 20
 // errOverBudget says a body would take the bytes in flight over the budget.
 var errOverBudget = errors.New("request bodies in flight are over MAX_INFLIGHT_BYTES")
 
-// inflight is the budget of request-body bytes held in memory at once. A
-// body is charged for the buffer it occupies as it grows, that is as its
-// bytes arrive (or come out of the decompressor), never for the length a
-// client announces: a client that announces 8 MiB and sends one byte holds
-// a few KiB of it.
+// maxBudgetWait is the longest a large body waits for its share of the
+// budget before it is answered 503.
+const maxBudgetWait = time.Second
+
+// inflight is the budget of request-body bytes held in memory at once.
 //
-// The last eighth of the budget is kept for small bodies (buffers of up to
-// pooledBodyBuf, the common event or batch): a flood of large bodies fills
-// at most seven eighths, so ordinary clients are still served.
+// A body is charged as its bytes arrive, never for the length a client
+// announces: a client that announces 8 MiB and sends one byte holds a few
+// KiB of it. Once a large body's first pooledBodyBuf bytes are in (the
+// client is really sending), it reserves at once all it may still need (its
+// announced length and, for a body decoded as it came, the decoded events),
+// waiting its turn, first come first served, up to maxBudgetWait. So a flood
+// of large bodies is admitted a few whole bodies at a time, which finish,
+// rather than sharing the budget out among partial bodies of which none
+// can.
+//
+// The last eighth of the budget is kept for small bodies (announced at up
+// to pooledBodyBuf, the common event or batch): a flood of large bodies
+// fills at most seven eighths, so ordinary clients are still served.
 type inflight struct {
 	max  int64
 	used atomic.Int64
+
+	// waiting counts the queue, so that give looks at it only when needed.
+	waiting atomic.Int32
+	mu      sync.Mutex
+	queue   []*budgetWaiter
 }
 
-// take charges n bytes for a buffer growing to size; false if they are
-// not there.
-func (b *inflight) take(n, size int) bool {
-	limit := b.max
-	if size > pooledBodyBuf {
-		limit -= b.max / 8
+// budgetWaiter is a large body waiting for n bytes; ready is closed once
+// they are charged to it.
+type budgetWaiter struct {
+	n       int64
+	ready   chan struct{}
+	granted bool
+}
+
+// limit is the part of the budget a body may use.
+func (b *inflight) limit(large bool) int64 {
+	if large {
+		return b.max - b.max/8
 	}
-	if b.used.Add(int64(n)) > limit {
-		b.used.Add(-int64(n))
+	return b.max
+}
+
+// tryTake charges n bytes if the bytes in flight stay within limit.
+func (b *inflight) tryTake(n, limit int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > limit {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// take charges n bytes to a small body (large false) or a large one, at
+// once; false if they are not there.
+func (b *inflight) take(n int, large bool) bool {
+	return b.tryTake(int64(n), b.limit(large))
+}
+
+// reserve charges n bytes to a large body, waiting behind the large bodies
+// that asked before it, up to wait; false if they were not there in time.
+func (b *inflight) reserve(n int64, wait time.Duration) bool {
+	limit := b.limit(true)
+	if n > limit {
 		return false
 	}
-	return true
+	b.mu.Lock()
+	if len(b.queue) == 0 && b.tryTake(n, limit) {
+		b.mu.Unlock()
+		return true
+	}
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	b.queue = append(b.queue, w)
+	b.waiting.Add(1)
+	b.mu.Unlock()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		return true
+	case <-t.C:
+	}
+	b.mu.Lock()
+	if w.granted {
+		b.mu.Unlock()
+		return true
+	}
+	b.queue = slices.DeleteFunc(b.queue, func(q *budgetWaiter) bool { return q == w })
+	b.waiting.Add(-1)
+	b.mu.Unlock()
+	// The one behind may fit where this one did not.
+	b.grant()
+	return false
 }
 
-func (b *inflight) give(n int) { b.used.Add(-int64(n)) }
+// give returns n bytes to the budget and lets waiting bodies in.
+func (b *inflight) give(n int) {
+	b.used.Add(-int64(n))
+	if b.waiting.Load() > 0 {
+		b.grant()
+	}
+}
+
+// grant charges waiting bodies, in order, as long as the first one fits.
+func (b *inflight) grant() {
+	limit := b.limit(true)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.queue) > 0 {
+		w := b.queue[0]
+		if !b.tryTake(w.n, limit) {
+			return
+		}
+		w.granted = true
+		close(w.ready)
+		b.queue[0] = nil
+		b.queue = b.queue[1:]
+		b.waiting.Add(-1)
+	}
+}
 
 // Sizes of body buffers: the first read of a fresh buffer, and the largest
-// buffer kept in the pool for the next request.
+// buffer kept in the pool for the next request (also the size up to which a
+// body is charged as it arrives, before it reserves the rest).
 const (
 	firstBodyBuf  = 4 << 10
 	pooledBodyBuf = 32 << 10
 )
 
 // bodyBuf is a request body read under the budget; charged is what it holds
-// of the budget (its capacity).
+// of the budget: its capacity, plus what it reserved ahead.
 type bodyBuf struct {
 	b       []byte
 	charged int
 	budget  *inflight
+	// expect is the size the body is expected to reach: its announced
+	// length (known), or the limit. decoded says its decoded events will be
+	// charged too, so they are reserved with it.
+	expect  int
+	known   bool
+	decoded bool
 }
 
 var bodyBufPool = sync.Pool{New: func() any { return new(bodyBuf) }}
 
-func getBodyBuf(budget *inflight) *bodyBuf {
+// getBodyBuf returns an empty buffer for a body of expect bytes, or of up to
+// the limit when expect is negative; decoded says the caller will charge
+// the decoded events (takeDecoded).
+func getBodyBuf(budget *inflight, expect int, decoded bool) *bodyBuf {
 	bb := bodyBufPool.Get().(*bodyBuf)
-	bb.budget = budget
+	bb.budget, bb.expect, bb.known, bb.decoded = budget, expect, expect >= 0, decoded
+	if expect < 0 {
+		bb.expect = math.MaxInt
+	}
 	return bb
 }
+
+func (bb *bodyBuf) large() bool { return bb.expect > pooledBodyBuf }
 
 // release gives the buffer's share of the budget back and pools it. The
 // bytes must no longer be used.
@@ -94,19 +208,53 @@ func (bb *bodyBuf) dropLarge() {
 	}
 }
 
+// takeDecoded charges the decoded events of the body, as many bytes as the
+// body: from what was reserved with it, or from the budget at once; false
+// if they are not there.
+func (bb *bodyBuf) takeDecoded() bool {
+	need := cap(bb.b) + len(bb.b) - bb.charged
+	if need <= 0 {
+		return true
+	}
+	if !bb.budget.take(need, bb.large() || len(bb.b) > pooledBodyBuf) {
+		return false
+	}
+	bb.charged += need
+	return true
+}
+
 // readFrom appends r to the buffer until EOF. Before the buffer grows, the
 // growth is taken from the budget (errOverBudget when it is not there); more
 // than limit bytes is fasthttp.ErrBodyTooLarge.
 func (bb *bodyBuf) readFrom(r io.Reader, limit int) error {
 	for {
-		// Charge the buffer before a byte is read into it: a pooled one
-		// comes uncharged, a grown one is charged before it is allocated.
 		c := cap(bb.b)
 		if len(bb.b) == c {
 			c = min(max(2*c, firstBodyBuf), limit+1)
+			if c > pooledBodyBuf && bb.charged < c {
+				// A large body past its first bytes: reserve what it
+				// will need, and make room for it at once.
+				want := max(c, min(bb.expect, limit)+1)
+				reserve := int64(want)
+				if bb.decoded {
+					reserve += int64(want - 1)
+				}
+				reserve = min(reserve, bb.budget.limit(true))
+				if reserve > int64(bb.charged) {
+					if !bb.budget.reserve(reserve-int64(bb.charged), maxBudgetWait) {
+						return errOverBudget
+					}
+					bb.charged = int(reserve)
+				}
+				if bb.known && want <= bb.charged {
+					c = want
+				}
+			}
 		}
+		// Charge the buffer before a byte is read into it: a pooled one
+		// comes uncharged, a grown one is charged before it is allocated.
 		if c > bb.charged {
-			if !bb.budget.take(c-bb.charged, c) {
+			if !bb.budget.take(c-bb.charged, bb.large() || c > pooledBodyBuf) {
 				return errOverBudget
 			}
 			bb.charged = c
@@ -131,14 +279,16 @@ func (bb *bodyBuf) readFrom(r io.Reader, limit int) error {
 }
 
 // readRequestBody reads the request's body (streamed, as fasthttp is told
-// to) into a buffer charged to budget. A Content-Length over limit is
-// refused before a byte is read. A body over the budget is read to its end
-// and dropped, a few KiB at a time.
-func readRequestBody(ctx *fasthttp.RequestCtx, limit int, budget *inflight) (*bodyBuf, error) {
-	if ctx.Request.Header.ContentLength() > limit {
+// to) into a buffer charged to budget; decoded says the caller will charge
+// its decoded events (takeDecoded). A Content-Length over limit is refused
+// before a byte is read. A body over the budget is read to its end and
+// dropped, a few KiB at a time.
+func readRequestBody(ctx *fasthttp.RequestCtx, limit int, budget *inflight, decoded bool) (*bodyBuf, error) {
+	cl := ctx.Request.Header.ContentLength()
+	if cl > limit {
 		return nil, fasthttp.ErrBodyTooLarge
 	}
-	bb := getBodyBuf(budget)
+	bb := getBodyBuf(budget, cl, decoded)
 	r := ctx.RequestBodyStream()
 	if r == nil {
 		r = bytesReader(ctx.Request.Body())

@@ -241,7 +241,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		// limit and in-flight budget, so that their handlers can use
 		// PostBody as usual.
 		if ctx.Request.Header.ContentLength() != 0 && ctx.RequestBodyStream() != nil {
-			bb, err := readRequestBody(ctx, s.policy.Load().limits.MaxBodyBytes, s.inflight)
+			bb, err := readRequestBody(ctx, s.policy.Load().limits.MaxBodyBytes, s.inflight, false)
 			if err != nil {
 				writeProblem(ctx, bodyProblem(ctx, err))
 				return
@@ -271,12 +271,10 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 	defer bb.release()
 	// The decoded events are copies, about as large as the body: they are
 	// charged to the in-flight budget too, until they are committed.
-	decoded := len(bb.b)
-	if !s.inflight.take(decoded, decoded) {
+	if !bb.takeDecoded() {
 		writeProblem(ctx, bodyProblem(ctx, errOverBudget))
 		return
 	}
-	defer s.inflight.give(decoded)
 	if prob := Decode(bb.b, batch, p.lenient, p.limits, d); prob != nil {
 		writeProblem(ctx, prob)
 		return

@@ -256,9 +256,10 @@ func TestFault_BodyFlood(t *testing.T) {
 	if got := sessionCounts(t, s.DBPath)["c9999"]; got != gzStatuses[204]*events {
 		t.Errorf("gzip flood: %d accepted, %d events stored, want %d", gzStatuses[204], got, gzStatuses[204]*events)
 	}
-	// Under a flood of 600 the budget may be shared out among partial
-	// bodies so that no raw batch completes (seen in CI: all 503 or 408);
-	// that is allowed. The checks above need something accepted to mean
+	// Large bodies are let in whole, first come first served, but under a
+	// flood on a loaded machine the ones let in may still run out of
+	// READ_TIMEOUT (seen at 100 under -race: no raw batch accepted, gzip
+	// 4); that is allowed. The checks above need something accepted to mean
 	// anything, so at least one batch, raw or gzip, must be.
 	if statuses[204]+gzStatuses[204] == 0 {
 		t.Errorf("no batch was accepted: raw %v, gzip %v", statuses, gzStatuses)
