@@ -38,6 +38,8 @@ type job struct {
 	counter *atomic.Uint64
 	deleted int64
 	done    chan error
+	// finished, if set, is called in the writer when the job ends.
+	finished func(error)
 }
 
 // submit hands j to the writer and waits until it has run to its end.
@@ -73,7 +75,7 @@ func (db *DB) Erase(ctx context.Context, userID, application string) (int64, err
 // eraseJob deletes the rows of userID (and application) whose id is below
 // beforeID, or all of them when beforeID is 0.
 func (db *DB) eraseJob(ctx context.Context, userID, application string, beforeID int64) *job {
-	where := " WHERE user_id = ?"
+	where := "user_id = ?"
 	args := []driver.NamedValue{{Ordinal: 1, Value: userID}}
 	if application != "" {
 		where += " AND application = ?"
@@ -87,8 +89,13 @@ func (db *DB) eraseJob(ctx context.Context, userID, application string, beforeID
 		var total int64
 		more := false
 		for _, table := range db.tables(c) {
-			q := fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s%s LIMIT %d)", table, table, where, limit)
-			n, err := execRows(c, q, args)
+			var n int64
+			var err error
+			if table == "event" {
+				n, err = db.deleteEvents(c, where, args, limit)
+			} else {
+				n, err = execRows(c, fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE %s LIMIT %d)", table, table, where, limit), args)
+			}
 			if err != nil {
 				return total, false, err
 			}
@@ -151,8 +158,8 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 			}
 			hi = min(hi, through+1)
 		}
-		n, err := execRows(c, "DELETE FROM event WHERE id >= ? AND id < ? AND time < ?",
-			[]driver.NamedValue{{Ordinal: 1, Value: first}, {Ordinal: 2, Value: hi}, {Ordinal: 3, Value: stamp}})
+		n, err := db.deleteEvents(c, "id >= ? AND id < ? AND time < ?",
+			[]driver.NamedValue{{Ordinal: 1, Value: first}, {Ordinal: 2, Value: hi}, {Ordinal: 3, Value: stamp}}, 0)
 		if err != nil {
 			return 0, false, err
 		}
@@ -234,6 +241,14 @@ func (w *writer) runJob() {
 	finish := func(err error) {
 		j.done <- err
 		w.jobs = w.jobs[1:]
+		if j.finished != nil {
+			j.finished(err)
+		}
+		// A delete found the summaries incomplete and marked them to
+		// be built again.
+		if s := w.db.sum; s != nil && !s.complete && !s.building && err == nil {
+			w.jobs = append(w.jobs, w.db.backfillJob())
+		}
 	}
 	if err := j.ctx.Err(); err != nil {
 		finish(err)

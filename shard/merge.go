@@ -109,6 +109,9 @@ func (db *DB) openStaging() error {
 		return fmt.Errorf("prepare next id: %w", err)
 	}
 	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext)}
+	if err := db.openSummaries(); err != nil {
+		return fmt.Errorf("open summary tables: %w", err)
+	}
 	lo, hi, err := stagedIDs(c)
 	if err != nil {
 		return fmt.Errorf("read staging table: %w", err)
@@ -234,6 +237,7 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 	}
 	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY id", mergeColumns, mergeColumns, upto)
 	res, err := c.Exec(ins, nil)
+	renumbered := false
 	if err != nil {
 		var se sqlite3.Error
 		if !errors.As(err, &se) || se.Code != sqlite3.ErrConstraint {
@@ -247,6 +251,11 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 		if res, err = c.Exec(ins, nil); err != nil {
 			return 0, false, rollback(c, err)
 		}
+		renumbered = true
+	}
+	// The summaries' hook: the same rows, in the same transaction.
+	if err := db.summarizeMerge(c, lo, upto, renumbered); err != nil {
+		return 0, false, rollback(c, err)
 	}
 	n, _ := res.RowsAffected()
 	del := "DELETE FROM event_staging"

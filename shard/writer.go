@@ -72,6 +72,9 @@ type DB struct {
 	stmt driver.StmtExecContext
 	// merge is the staging state; nil when merging is off.
 	merge *merger
+	// sum is the state of the summary tables (summary.go); nil when
+	// merging is off.
+	sum *summaries
 
 	queues []queue
 	jobs   chan *job
@@ -151,6 +154,14 @@ func (db *DB) Open() error {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	db.conn, db.stmt = c, st.(driver.StmtExecContext)
+	if db.opts.MergeInterval <= 0 {
+		if err := db.openSummaries(); err != nil {
+			st.Close()
+			c.Close()
+			db.conn, db.stmt = nil, nil
+			return fmt.Errorf("open database %q: %w", db.path, err)
+		}
+	}
 	if db.opts.MergeInterval > 0 {
 		if err := db.openStaging(); err != nil {
 			db.merge.close()
@@ -252,6 +263,9 @@ func (db *DB) run() {
 	w := &writer{db: db, args: make([]driver.NamedValue, 9), spare: make([][]*request, len(db.queues)), chunkRows: jobChunkStart}
 	for i := range w.args {
 		w.args[i].Ordinal = i + 1
+	}
+	if db.sum != nil && !db.sum.complete {
+		w.jobs = append(w.jobs, db.backfillJob())
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
