@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"context"
+	"database/sql"
 	"syscall"
 	"testing"
 	"time"
@@ -34,45 +35,70 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
 }
 
-// Run with: flock /tmp/gocolytics-bench.lock go test -run '^$' -bench . -benchtime 5x ./shard/query/
-// (the first run writes the database into the temporary folder, about a
-// minute).
+// both runs bench on the raw database (the statistics read its rows, as
+// before the summary tables) and on its copy with the summaries, in the
+// same run.
+func both(b *testing.B, r querytest.Realistic, bench func(b *testing.B, db *sql.DB)) {
+	b.Run("raw", func(b *testing.B) { bench(b, querytest.OpenReadOnly(b, querytest.CachedRealistic(b, r))) })
+	b.Run("summaries", func(b *testing.B) { bench(b, querytest.OpenReadOnly(b, querytest.CachedSummarised(b, r))) })
+}
+
+// Run with: flock /tmp/gocolytics-bench.lock go test -run '^$' -bench . -benchtime 3x ./shard/query/
+// (the first run writes the databases into the temporary folder, minutes).
 func BenchmarkComputeStats_30Days(b *testing.B) {
-	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
-	cpu := cpuTime()
-	defer func() { reportCPU(b, cpu) }()
-	for b.Loop() {
-		st, err := query.ComputeStats(context.Background(), db, last30(), benchGame.Last)
-		if err != nil || st.Summary.Users == 0 {
-			b.Fatal(err, st.Summary)
+	both(b, benchGame, func(b *testing.B, db *sql.DB) {
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for b.Loop() {
+			st, err := query.ComputeStats(context.Background(), db, last30(), benchGame.Last, "event_type", "version")
+			if err != nil || st.Summary.Users == 0 {
+				b.Fatal(err, st.Summary)
+			}
 		}
-	}
+	})
+}
+
+func BenchmarkComputeStats_7Days(b *testing.B) {
+	both(b, benchGame, func(b *testing.B, db *sql.DB) {
+		f := last30()
+		f.Since = f.Until.AddDate(0, 0, -6)
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for b.Loop() {
+			st, err := query.ComputeStats(context.Background(), db, f, benchGame.Last)
+			if err != nil || st.Summary.MAU == 0 {
+				b.Fatal(err, st.Summary)
+			}
+		}
+	})
 }
 
 func BenchmarkComputeFunnel_30Days(b *testing.B) {
-	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
-	cpu := cpuTime()
-	defer func() { reportCPU(b, cpu) }()
-	for b.Loop() {
-		f, err := query.ComputeFunnel(context.Background(), db, last30(), []string{"start", "level_start", "level_end", "purchase"})
-		if err != nil || f[0].Users == 0 {
-			b.Fatal(err, f)
+	both(b, benchGame, func(b *testing.B, db *sql.DB) {
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for b.Loop() {
+			f, err := query.ComputeFunnel(context.Background(), db, last30(), []string{"start", "level_start", "level_end", "purchase"})
+			if err != nil || f[0].Users == 0 {
+				b.Fatal(err, f)
+			}
 		}
-	}
+	})
 }
 
 func BenchmarkComputeValue_30Days(b *testing.B) {
-	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
-	f := last30()
-	f.EventType = "level_end"
-	cpu := cpuTime()
-	defer func() { reportCPU(b, cpu) }()
-	for b.Loop() {
-		v, err := query.ComputeValue(context.Background(), db, f, "stats.time")
-		if err != nil || v[0].Count == 0 {
-			b.Fatal(err)
+	both(b, benchGame, func(b *testing.B, db *sql.DB) {
+		f := last30()
+		f.EventType = "level_end"
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for b.Loop() {
+			v, err := query.ComputeValue(context.Background(), db, f, "stats.time")
+			if err != nil || v[0].Count == 0 {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 func BenchmarkComputeSeries_30Days(b *testing.B) {

@@ -44,6 +44,11 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 	}
 	f.EventType = ""
 	where, args := f.where(f.Since, f.Until, true)
+	if lo, hi, ok, err := idRange(ctx, q, f); err != nil {
+		return nil, err
+	} else if ok {
+		where, args = f.boundedWhere(lo, hi, true)
+	}
 	distinct := map[string]bool{}
 	var in []string
 	for _, s := range steps {

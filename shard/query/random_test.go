@@ -2,6 +2,8 @@ package query_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -12,12 +14,20 @@ import (
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/query"
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
-// TestComputeStats_Random compares the SQL's answers with the definitions
-// worked out naively in Go, on random events stored in random time order
-// (as an imported database may hold them), for several ranges and filters.
-func TestComputeStats_Random(t *testing.T) {
+// randomFilters are the ranges and filters the random tests ask for.
+var randomFilters = []query.Filter{
+	{Application: "A", Since: day("2026-10-10"), Until: day("2026-10-30")},
+	{Application: "B", Since: day("2026-10-01"), Until: day("2026-11-09")},
+	{Application: "A", Since: day("2026-10-20"), Until: day("2026-10-24"), Platform: "Web"},
+	{Application: "B", Since: day("2026-10-05"), Until: day("2026-10-25"), Version: "2", EventType: "level"},
+}
+
+// randomDataset writes 1500 random events in random time order (as an
+// imported database may hold them) and returns them and the path.
+func randomDataset(t *testing.T) ([]shard.Event, string) {
 	rng := rand.New(rand.NewPCG(42, 1))
 	start := day("2026-10-01")
 	var events []shard.Event
@@ -31,27 +41,102 @@ func TestComputeStats_Random(t *testing.T) {
 			EventType:   []string{"start", "level", "end"}[rng.IntN(3)],
 			Version:     []string{"1", "2"}[rng.IntN(2)],
 			Platform:    []string{"Linux", "Web"}[u%2],
-			Value:       "{}",
+			Value:       fmt.Sprintf(`{"score":%d}`, rng.IntN(1000)),
 		})
 	}
 	path := filepath.Join(t.TempDir(), "random.db")
 	querytest.Write(t, path, events)
-	db := querytest.OpenReadOnly(t, path)
+	return events, path
+}
 
-	for _, f := range []query.Filter{
-		{Application: "A", Since: day("2026-10-10"), Until: day("2026-10-30")},
-		{Application: "B", Since: day("2026-10-01"), Until: day("2026-11-09")},
-		{Application: "A", Since: day("2026-10-20"), Until: day("2026-10-24"), Platform: "Web"},
-		{Application: "B", Since: day("2026-10-05"), Until: day("2026-10-25"), Version: "2", EventType: "level"},
-	} {
-		today := day("2026-10-28")
-		got, err := query.ComputeStats(context.Background(), db, f, today)
+// TestComputeStats_Random compares the answers with the definitions worked
+// out naively in Go, for several ranges and filters: read from the summary
+// tables, from the raw rows (the same database without them), and from the
+// summaries again after erasures and a retention delete.
+func TestComputeStats_Random(t *testing.T) {
+	events, path := randomDataset(t)
+	raw := querytest.WithoutSummaries(t, path)
+	check := func(name string, db *sql.DB, events []shard.Event, summarised bool) {
+		t.Helper()
+		if got := querytest.Summarised(t, db); got != summarised {
+			t.Fatalf("%s: summaries used: %v, want %v", name, got, summarised)
+		}
+		for _, f := range randomFilters {
+			today := day("2026-10-28")
+			got, err := query.ComputeStats(context.Background(), db, f, today)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := naiveStats(events, f, today)
+			querytest.EqualJSON(t, fmt.Sprintf("%s %+v", name, f), got, string(want))
+		}
+	}
+	check("summaries", querytest.OpenReadOnly(t, path), events, true)
+	check("raw", querytest.OpenReadOnly(t, raw), events, false)
+
+	w := shardtest.Open(t, path, shard.Options{})
+	ctx := context.Background()
+	for _, u := range []string{"u1", "u2", "u3"} {
+		if n, err := w.Erase(ctx, u, ""); err != nil || n == 0 {
+			t.Fatalf("erase %s: %d, %v", u, n, err)
+		}
+	}
+	if n, err := w.Erase(ctx, "u4", "A"); err != nil || n == 0 {
+		t.Fatalf("erase u4 of A: %d, %v", n, err)
+	}
+	if n, err := w.Prune(ctx, day("2026-10-12").Add(13*time.Hour)); err != nil || n == 0 {
+		t.Fatalf("prune: %d, %v", n, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	shardtest.CheckSummaries(t, path)
+	db := querytest.OpenReadOnly(t, path)
+	check("after deletes", db, querytest.Events(t, db), true)
+}
+
+// TestComputeFunnelValue_Random checks that the funnel and value
+// statistics read through the summaries' id ranges answer as the raw rows
+// do.
+func TestComputeFunnelValue_Random(t *testing.T) {
+	_, path := randomDataset(t)
+	sum, raw := querytest.OpenReadOnly(t, path), querytest.OpenReadOnly(t, querytest.WithoutSummaries(t, path))
+	ctx := context.Background()
+	for _, f := range randomFilters {
+		for _, steps := range [][]string{{"start", "level", "end"}, {"level", "level"}, {"end", "start", "end", "start"}} {
+			got, err := query.ComputeFunnel(ctx, sum, f, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := query.ComputeFunnel(ctx, raw, f, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			querytest.EqualJSON(t, fmt.Sprintf("funnel %v %+v", steps, f), got, string(mustJSON(t, want)))
+		}
+		f.EventType = "level"
+		got, err := query.ComputeValue(ctx, sum, f, "score")
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := naiveStats(events, f, today)
-		querytest.EqualJSON(t, fmt.Sprintf("%+v", f), got, string(want))
+		want, err := query.ComputeValue(ctx, raw, f, "score")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0].Count+got[len(got)-1].Count == 0 {
+			t.Errorf("value %+v: no numbers on the first and last day", f)
+		}
+		querytest.EqualJSON(t, fmt.Sprintf("value %+v", f), got, string(mustJSON(t, want)))
 	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // naiveStats answers the stats API by its definitions, over all events in

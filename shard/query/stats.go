@@ -110,7 +110,14 @@ func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time, ser
 		st.Days[i].Day = d
 	}
 
-	act, err := activity(ctx, q, f, f.Since, index)
+	summarised := summariesReady(ctx, q)
+	var act *activityData
+	var err error
+	if summarised {
+		act, err = summaryActivity(ctx, q, f, index)
+	} else {
+		act, err = activity(ctx, q, f, f.Since, index)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -121,14 +128,19 @@ func ComputeStats(ctx context.Context, q Querier, f Filter, today time.Time, ser
 	}
 	st.Summary.Users = int64(len(act.users))
 	st.Summary.DAU = st.Days[len(days)-1].Users
-	if st.Summary.WAU, err = activeUsers(ctx, q, f, 7, act); err != nil {
+	if st.Summary.WAU, err = activeUsers(ctx, q, f, 7, act, summarised); err != nil {
 		return nil, err
 	}
-	if st.Summary.MAU, err = activeUsers(ctx, q, f, 30, act); err != nil {
+	if st.Summary.MAU, err = activeUsers(ctx, q, f, 30, act, summarised); err != nil {
 		return nil, err
 	}
 
-	first, err := firstDays(ctx, q, f, act)
+	var first map[string]string
+	if summarised {
+		first, err = summaryFirstDays(ctx, q, f)
+	} else {
+		first, err = firstDays(ctx, q, f, act)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +227,12 @@ FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, pl
 	if err != nil {
 		return nil, fmt.Errorf("query activity: %w", err)
 	}
+	return readActivity(rows, index)
+}
+
+// readActivity reads activity's groups: session, user, event type,
+// version, platform, day, events, first and last time, lowest id.
+func readActivity(rows *sql.Rows, index map[string]int) (*activityData, error) {
 	defer rows.Close()
 	a := &activityData{byDay: make([]map[string]bool, len(index)), events: make([]int64, len(index)), users: map[string]bool{},
 		sessions: map[string]*span{}, shares: map[string]map[string]*share{}}
@@ -279,8 +297,9 @@ FROM event WHERE `+where+` GROUP BY session_id, user_id, event_type, version, pl
 }
 
 // activeUsers counts the distinct users of the n days ending with the
-// range's last day, from the range's activity when it covers them.
-func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityData) (int64, error) {
+// range's last day, from the range's activity when it covers them, else
+// from the summaries when summarised, else from the raw rows.
+func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityData, summarised bool) (int64, error) {
 	if len(a.byDay) >= n {
 		seen := map[string]bool{}
 		for _, day := range a.byDay[len(a.byDay)-n:] {
@@ -291,7 +310,14 @@ func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityDat
 		return int64(len(seen)), nil
 	}
 	where, args := f.where(f.Until.AddDate(0, 0, 1-n), f.Until, true)
-	rows, err := q.QueryContext(ctx, dialectOf(q).bind(`SELECT COUNT(DISTINCT user_id) FROM event WHERE `+where), args...)
+	query := dialectOf(q).bind(`SELECT COUNT(DISTINCT user_id) FROM event WHERE ` + where)
+	if summarised {
+		g := f
+		g.Since = f.Until.AddDate(0, 0, 1-n)
+		where, args = g.summaryWhere()
+		query = `SELECT COUNT(DISTINCT user_id) FROM stats_activity WHERE ` + where
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return 0, fmt.Errorf("count active users: %w", err)
 	}

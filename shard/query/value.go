@@ -40,6 +40,11 @@ func ComputeValue(ctx context.Context, q Querier, f Filter, field string) ([]Val
 		return nil, err
 	}
 	where, args := f.where(f.Since, f.Until, true)
+	if lo, hi, ok, err := idRange(ctx, q, f); err != nil {
+		return nil, err
+	} else if ok {
+		where, args = f.boundedWhere(lo, hi, true)
+	}
 	// A value that is not valid JSON (never written by gocolytics, but
 	// possible in an old database) counts as skipped instead of failing the
 	// whole query.

@@ -1,0 +1,127 @@
+package querytest
+
+import (
+	"database/sql"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
+)
+
+// WithoutSummaries copies the database at path (closed, merged) to a new
+// file whose summary tables are marked unusable, as a run with merging off
+// leaves them: the statistics read its raw rows. It returns the copy's path.
+func WithoutSummaries(tb testing.TB, path string) string {
+	tb.Helper()
+	out := filepath.Join(tb.TempDir(), "raw-"+filepath.Base(path))
+	copyFile(tb, path, out)
+	db, err := sql.Open("sqlite3", "file:"+out)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("DELETE FROM " + shard.SummaryState); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// Summarised says whether the database's summary tables are complete, so
+// that the statistics read them.
+func Summarised(tb testing.TB, db *sql.DB) bool {
+	tb.Helper()
+	var ok bool
+	err := db.QueryRow("SELECT built_id >= start_id FROM " + shard.SummaryState).Scan(&ok)
+	if err != nil && err != sql.ErrNoRows {
+		tb.Fatal(err)
+	}
+	return ok
+}
+
+// Events reads back every event of event, in id order.
+func Events(tb testing.TB, db *sql.DB) []shard.Event {
+	tb.Helper()
+	rows, err := db.Query("SELECT time || '', application, user_id, session_id, event_type, version, platform, value FROM event ORDER BY id")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	var out []shard.Event
+	for rows.Next() {
+		var e shard.Event
+		var t string
+		if err := rows.Scan(&t, &e.Application, &e.UserID, &e.SessionID, &e.EventType, &e.Version, &e.Platform, &e.Value); err != nil {
+			tb.Fatal(err)
+		}
+		if e.Time, err = time.Parse("2006-01-02 15:04:05.999999999", t); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// CachedSummarised returns the path of a copy of CachedRealistic(r)'s
+// database whose summary tables the writer has built (in the background
+// after Open, as it does for an older database), written once into the
+// system's temporary folder and reused. The build's duration is logged.
+func CachedSummarised(tb testing.TB, r Realistic) string {
+	tb.Helper()
+	raw := CachedRealistic(tb, r)
+	path := raw[:len(raw)-len(".db")] + "-summaries.db"
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	tmp := path + ".part"
+	os.Remove(tmp)
+	copyFile(tb, raw, tmp)
+	start := time.Now()
+	db := shard.New(tmp, shard.Options{Synchronous: "NORMAL"}, nil)
+	if err := db.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	check, err := sql.Open("sqlite3", "file:"+tmp+"?mode=ro")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer check.Close()
+	for !Summarised(tb, check) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Logf("summaries of %d events built in %v", r.Events, time.Since(start))
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(tmp + suffix)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func copyFile(tb testing.TB, from, to string) {
+	tb.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.Create(to)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		tb.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		tb.Fatal(err)
+	}
+}
