@@ -106,7 +106,7 @@ func (a *activityData) series(by string, days []string) *Series {
 			if seriesColumns[by] {
 				v[i] = sh.dayEvents[i]
 			} else {
-				v[i] = int64(len(sh.dayUsers[i]))
+				v[i] = sh.dayNUsers[i]
 			}
 		}
 		byName[name] = v

@@ -208,8 +208,12 @@ type span struct{ first, last string }
 // day its events and distinct users.
 type share struct {
 	events    int64
-	users     map[string]bool
 	dayEvents []int64
+	// nUsers and dayNUsers count the distinct users, overall and per day;
+	// users and dayUsers are their sets while reading raw groups.
+	nUsers    int64
+	dayNUsers []int64
+	users     map[string]bool
 	dayUsers  []map[string]bool
 }
 
@@ -292,6 +296,15 @@ func readActivity(rows *sql.Rows, index map[string]int) (*activityData, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read activity: %w", err)
+	}
+	for _, col := range shareColumns {
+		for _, sh := range a.shares[col] {
+			sh.nUsers = int64(len(sh.users))
+			sh.dayNUsers = make([]int64, len(index))
+			for i, us := range sh.dayUsers {
+				sh.dayNUsers[i] = int64(len(us))
+			}
+		}
 	}
 	return a, nil
 }
@@ -503,7 +516,7 @@ func breakdowns(a *activityData, st *Stats) {
 		names := sortedShares(a.shares[col], col == "event_type")
 		for _, name := range names {
 			sh := a.shares[col][name]
-			users := int64(len(sh.users))
+			users := sh.nUsers
 			switch col {
 			case "event_type":
 				st.EventTypes = append(st.EventTypes, EventType{name, sh.events, users})
@@ -527,7 +540,7 @@ func sortedShares(shares map[string]*share, byEvents bool) []string {
 		if byEvents {
 			return shares[n].events
 		}
-		return int64(len(shares[n].users))
+		return shares[n].nUsers
 	}
 	sort.Slice(names, func(i, j int) bool {
 		if ki, kj := key(names[i]), key(names[j]); ki != kj {

@@ -86,15 +86,176 @@ func (f *Filter) boundedWhere(lo, hi int64, eventTypeIndex bool) (string, []any)
 	return "id >= ? AND id <= ? AND " + where, append([]any{lo, hi}, args...)
 }
 
-// summaryActivity is activity read from stats_activity.
+// summaryActivity is activity read from stats_activity: one query for
+// the sessions' spans (grouped by day and session, in the table's own
+// order), one for the groups without their session, whose distinct users
+// are counted through small integer keys instead of sets of strings.
 func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]int) (*activityData, error) {
 	where, args := f.summaryWhere()
-	rows, err := q.QueryContext(ctx, `SELECT session_id, user_id, event_type, version, platform, day, events, first_time, last_time, 0
-FROM stats_activity WHERE `+where, args...)
+	a := &activityData{byDay: make([]map[string]bool, len(index)), events: make([]int64, len(index)), users: map[string]bool{},
+		sessions: map[string]*span{}, shares: map[string]map[string]*share{}}
+	rows, err := q.QueryContext(ctx, `SELECT session_id, min(first_time), max(last_time) FROM stats_activity WHERE `+where+` GROUP BY day, session_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query sessions: %w", err)
+	}
+	var sid, lo, hi string
+	for rows.Next() {
+		if err := rows.Scan(&sid, &lo, &hi); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read sessions: %w", err)
+		}
+		if sp := a.sessions[sid]; sp == nil {
+			a.sessions[sid] = &span{lo, hi}
+		} else {
+			sp.first, sp.last = min(sp.first, lo), max(sp.last, hi)
+		}
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read sessions: %w", err)
+	}
+
+	rows, err = q.QueryContext(ctx, `SELECT day, user_id, event_type, version, platform, events FROM stats_activity WHERE `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query activity: %w", err)
 	}
-	return readActivity(rows, index)
+	defer rows.Close()
+	// Users and the values of each share column become small integers;
+	// rows come by day and session, so each column's last value repeats
+	// often and is checked first. Which values each user had, on each day
+	// and over the range, are bits of a mask per user (values past the
+	// 64th of a column go to a map instead).
+	type dayMask struct {
+		day  int
+		mask [3]uint64
+	}
+	type userState struct {
+		all  [3]uint64
+		days []dayMask
+	}
+	type key struct {
+		col, day int16
+		val, user int32
+	}
+	var (
+		userIDs  = map[string]int32{}
+		users    []string
+		states   []userState
+		valIDs   [3]map[string]int32
+		vals     [3][]string
+		last     [4]string
+		lastID   [4]int32
+		seen     = map[key]struct{}{}
+		counts   = map[key]int64{} // distinct users per (col, val, day); day -1 for the range
+		events   [3][][]int64      // per column, value, day
+		lastUser = int32(-1)
+		lastDay  = -1
+		dm       int // index of the user's day in states[user].days
+	)
+	for c := range valIDs {
+		valIDs[c] = map[string]int32{}
+	}
+	intern := func(k int, s string, ids map[string]int32, names *[]string) int32 {
+		if s == last[k] && lastID[k] >= 0 {
+			return lastID[k]
+		}
+		id, ok := ids[s]
+		if !ok {
+			id = int32(len(*names))
+			ids[s] = id
+			*names = append(*names, s)
+		}
+		last[k], lastID[k] = s, id
+		return id
+	}
+	for k := range lastID {
+		lastID[k] = -1
+	}
+	var d, u string
+	var v [3]string
+	var n int64
+	for rows.Next() {
+		if err := rows.Scan(&d, &u, &v[0], &v[1], &v[2], &n); err != nil {
+			return nil, fmt.Errorf("read activity: %w", err)
+		}
+		i, ok := index[d]
+		if !ok {
+			continue
+		}
+		uid := intern(3, u, userIDs, &users)
+		if int(uid) == len(states) {
+			states = append(states, userState{})
+		}
+		st := &states[uid]
+		if uid != lastUser || i != lastDay {
+			dm = -1
+			for k := range st.days {
+				if st.days[k].day == i {
+					dm = k
+					break
+				}
+			}
+			if dm < 0 {
+				dm = len(st.days)
+				st.days = append(st.days, dayMask{day: i})
+			}
+			lastUser, lastDay = uid, i
+		}
+		a.events[i] += n
+		for c := range v {
+			vid := intern(c, v[c], valIDs[c], &vals[c])
+			if int(vid) == len(events[c]) {
+				events[c] = append(events[c], make([]int64, len(index)))
+			}
+			events[c][vid][i] += n
+			if vid < 64 {
+				bit := uint64(1) << vid
+				if st.days[dm].mask[c]&bit == 0 {
+					st.days[dm].mask[c] |= bit
+					counts[key{int16(c), int16(i), vid, 0}]++
+				}
+				if st.all[c]&bit == 0 {
+					st.all[c] |= bit
+					counts[key{int16(c), -1, vid, 0}]++
+				}
+				continue
+			}
+			for _, k := range []key{{int16(c), int16(i), vid, uid}, {int16(c), -1, vid, uid}} {
+				if _, dup := seen[k]; !dup {
+					seen[k] = struct{}{}
+					k.user = 0
+					counts[k]++
+				}
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read activity: %w", err)
+	}
+	for i := range a.byDay {
+		a.byDay[i] = map[string]bool{}
+	}
+	for uid, st := range states {
+		name := users[uid]
+		a.users[name] = true
+		for _, dm := range st.days {
+			a.byDay[dm.day][name] = true
+		}
+	}
+	for c, col := range shareColumns {
+		a.shares[col] = map[string]*share{}
+		for vid, name := range vals[c] {
+			sh := &share{dayEvents: events[c][vid], dayNUsers: make([]int64, len(index)),
+				nUsers: counts[key{int16(c), -1, int32(vid), 0}]}
+			for i := range len(index) {
+				sh.events += sh.dayEvents[i]
+				sh.dayNUsers[i] = counts[key{int16(c), int16(i), int32(vid), 0}]
+			}
+			a.shares[col][name] = sh
+		}
+	}
+	return a, nil
 }
 
 // summaryFirstDays is firstDays from stats_user: the first day of every

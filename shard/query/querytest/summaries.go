@@ -76,35 +76,54 @@ func CachedSummarised(tb testing.TB, r Realistic) string {
 	raw := CachedRealistic(tb, r)
 	path := raw[:len(raw)-len(".db")] + "-summaries.db"
 	if _, err := os.Stat(path); err == nil {
+		summarise(tb, path)
 		return path
 	}
 	tmp := path + ".part"
-	os.Remove(tmp)
-	copyFile(tb, raw, tmp)
-	start := time.Now()
-	db := shard.New(tmp, shard.Options{Synchronous: "NORMAL"}, nil)
-	if err := db.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	check, err := sql.Open("sqlite3", "file:"+tmp+"?mode=ro")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer check.Close()
-	for !Summarised(tb, check) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	tb.Logf("summaries of %d events built in %v", r.Events, time.Since(start))
-	if err := db.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	for _, suffix := range []string{"-wal", "-shm"} {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(tmp + suffix)
 	}
+	copyFile(tb, raw, tmp)
+	summarise(tb, tmp)
 	if err := os.Rename(tmp, path); err != nil {
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// summarise opens the database at path with its writer until its summary
+// tables are built, unless they are.
+func summarise(tb testing.TB, path string) {
+	tb.Helper()
+	check, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := Summarised(tb, check)
+	check.Close()
+	if done {
+		return
+	}
+	start := time.Now()
+	db := shard.New(path, shard.Options{Synchronous: "NORMAL"}, nil)
+	if err := db.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	for !done {
+		time.Sleep(100 * time.Millisecond)
+		check, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		done = Summarised(tb, check)
+		check.Close()
+	}
+	// Closing checkpoints the whole write-ahead log into the file: no
+	// reader is left to hold it back.
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("summaries of %s built in %v", filepath.Base(path), time.Since(start))
 }
 
 func copyFile(tb testing.TB, from, to string) {
