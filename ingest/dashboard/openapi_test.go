@@ -35,7 +35,7 @@ func TestOpenAPI_Stats(t *testing.T) {
 	path := querytest.Known(t)
 	base := startDashboard(t, path)
 	// slow answers 503: its queries have a nanosecond.
-	slow := serveDashboard(t, dashboard.Config{DB: querytest.OpenReadOnly(t, path), Guard: keyGuard{ingest.NewKeys([]string{adminKey})},
+	slow := serveDashboard(t, dashboard.Config{Source: querytest.OpenReader(t, path), Guard: keyGuard{ingest.NewKeys([]string{adminKey})},
 		Now: func() time.Time { return november10 }, Timeout: time.Nanosecond})
 
 	// A good query of each route, and a bad parameter.
