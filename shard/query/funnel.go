@@ -47,6 +47,10 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 	if lo, hi, ok, err := idRange(ctx, q, f); err != nil {
 		return nil, err
 	} else if ok {
+		out, inOrder, err := streamFunnel(ctx, q, f, steps, lo, hi)
+		if err != nil || inOrder {
+			return out, err
+		}
 		where, args = f.boundedWhere(lo, hi, true)
 	}
 	distinct := map[string]bool{}
@@ -112,4 +116,86 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 		out[i] = FunnelStep{s, reached[i]}
 	}
 	return out, nil
+}
+
+// funnelUser is one user's progress through a funnel while rows stream in.
+type funnelUser struct {
+	k     int      // steps done
+	at    string   // the time of the rows in group
+	group []string // event types of the user's rows at the time at
+}
+
+// advance applies u's group of rows of one time: each row can complete one
+// step, in any order among themselves.
+func (u *funnelUser) advance(steps []string, reached []int64) {
+	used := make([]bool, len(u.group))
+	for progress := true; progress && u.k < len(steps); {
+		progress = false
+		for i, t := range u.group {
+			if !used[i] && u.k < len(steps) && t == steps[u.k] {
+				used[i], progress = true, true
+				reached[u.k]++
+				u.k++
+			}
+		}
+	}
+	u.group = u.group[:0]
+}
+
+// streamFunnel is ComputeFunnel over the rows with ids lo to hi read in id
+// order, without SQLite's sort by user and time (most of the funnel's
+// cost): rows a server wrote come in time order, so each user's rows come
+// in the order the funnel walks them. inOrder is false, and the answer
+// nil, as soon as a user's row comes with a time before the one before it
+// (an imported database): the caller then sorts.
+func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, lo, hi int64) (out []FunnelStep, inOrder bool, err error) {
+	where, args := f.boundedWhere(lo, hi, false)
+	distinct := map[string]bool{}
+	var in []string
+	for _, s := range steps {
+		if !distinct[s] {
+			distinct[s] = true
+			in = append(in, "?")
+			args = append(args, s)
+		}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT user_id, event_type, time || '' FROM event WHERE `+where+
+		` AND +event_type IN (`+strings.Join(in, ",")+`) ORDER BY id`, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("query funnel: %w", err)
+	}
+	defer rows.Close()
+	reached := make([]int64, len(steps))
+	users := map[string]*funnelUser{}
+	var u, t, tm string
+	for rows.Next() {
+		if err := rows.Scan(&u, &t, &tm); err != nil {
+			return nil, false, fmt.Errorf("read funnel: %w", err)
+		}
+		fu := users[u]
+		switch {
+		case fu == nil:
+			fu = &funnelUser{at: tm}
+			users[u] = fu
+		case tm < fu.at:
+			return nil, false, nil
+		case tm > fu.at:
+			fu.advance(steps, reached)
+			fu.at = tm
+		}
+		if fu.k < len(steps) {
+			fu.group = append(fu.group, t)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("read funnel: %w", err)
+	}
+	for _, fu := range users {
+		fu.advance(steps, reached)
+	}
+	out = make([]FunnelStep, len(steps))
+	for i, s := range steps {
+		out[i] = FunnelStep{s, reached[i]}
+	}
+	return out, true, nil
 }

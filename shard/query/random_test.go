@@ -26,8 +26,9 @@ var randomFilters = []query.Filter{
 }
 
 // randomDataset writes 1500 random events in random time order (as an
-// imported database may hold them) and returns them and the path.
-func randomDataset(t *testing.T) ([]shard.Event, string) {
+// imported database may hold them), or in time order (as a server writes
+// them) when inOrder, and returns them and the path.
+func randomDataset(t *testing.T, inOrder bool) ([]shard.Event, string) {
 	rng := rand.New(rand.NewPCG(42, 1))
 	start := day("2026-10-01")
 	var events []shard.Event
@@ -44,6 +45,9 @@ func randomDataset(t *testing.T) ([]shard.Event, string) {
 			Value:       fmt.Sprintf(`{"score":%d}`, rng.IntN(1000)),
 		})
 	}
+	if inOrder {
+		sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
+	}
 	path := filepath.Join(t.TempDir(), "random.db")
 	querytest.Write(t, path, events)
 	return events, path
@@ -54,7 +58,7 @@ func randomDataset(t *testing.T) ([]shard.Event, string) {
 // tables, from the raw rows (the same database without them), and from the
 // summaries again after erasures and a retention delete.
 func TestComputeStats_Random(t *testing.T) {
-	events, path := randomDataset(t)
+	events, path := randomDataset(t, false)
 	raw := querytest.WithoutSummaries(t, path)
 	check := func(name string, db *sql.DB, events []shard.Event, summarised bool) {
 		t.Helper()
@@ -97,9 +101,16 @@ func TestComputeStats_Random(t *testing.T) {
 
 // TestComputeFunnelValue_Random checks that the funnel and value
 // statistics read through the summaries' id ranges answer as the raw rows
-// do.
+// do: on rows in time order (the funnel streams them in id order) and in
+// random order (it sorts them).
 func TestComputeFunnelValue_Random(t *testing.T) {
-	_, path := randomDataset(t)
+	for _, inOrder := range []bool{true, false} {
+		t.Run(fmt.Sprintf("in order %v", inOrder), func(t *testing.T) { funnelValueRandom(t, inOrder) })
+	}
+}
+
+func funnelValueRandom(t *testing.T, inOrder bool) {
+	_, path := randomDataset(t, inOrder)
 	sum, raw := querytest.OpenReadOnly(t, path), querytest.OpenReadOnly(t, querytest.WithoutSummaries(t, path))
 	ctx := context.Background()
 	for _, f := range randomFilters {
