@@ -135,7 +135,7 @@ func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]
 		days []dayMask
 	}
 	type key struct {
-		col, day int16
+		col, day  int16
 		val, user int32
 	}
 	var (
