@@ -129,7 +129,7 @@ func TestSummaries_Backfill(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db = openDB(t, path, shard.Options{})
+	openDB(t, path, shard.Options{})
 	shardtest.WaitSummaries(t, path)
 	shardtest.CheckSummaries(t, path)
 }
