@@ -27,7 +27,7 @@ func benchEvent(i int) Event {
 // reads its events/s.
 func BenchmarkCeiling(b *testing.B) {
 	o := Options{}.withDefaults()
-	c, err := openConn(filepath.Join(b.TempDir(), "ceiling.db"), o)
+	c, _, err := openConn(filepath.Join(b.TempDir(), "ceiling.db"), o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -165,46 +165,53 @@ func escapePath(p string) string {
 // the database file), in folders created mode 0750. When opening fails,
 // whatever it created (folders, the file, its -wal and -shm) is removed, so
 // a failed start (a full disk, a bad setting) leaves the folder as it was.
-func openConn(path string, o Options) (c *sqlite3.SQLiteConn, err error) {
-	var created []string // in creation order
+// On success it returns what it created, in creation order, for
+// DB.RemoveCreated.
+func openConn(path string, o Options) (c *sqlite3.SQLiteConn, _ []string, err error) {
+	var made []string // in creation order
 	defer func() {
 		if err != nil {
-			for i := len(created) - 1; i >= 0; i-- {
-				os.Remove(created[i])
-			}
+			removeCreated(made)
 		}
 	}()
-	created, err = mkdirAll(filepath.Dir(path), 0o750)
+	made, err = mkdirAll(filepath.Dir(path), 0o750)
 	if err != nil {
-		return nil, fmt.Errorf("create database folder: %w", err)
+		return nil, nil, fmt.Errorf("create database folder: %w", err)
 	}
 	if err := checkAccess(path); err != nil {
-		return nil, fmt.Errorf("open database %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	switch {
 	case err == nil:
 		f.Close()
-		created = append(created, path)
+		made = append(made, path)
 		for _, side := range []string{"-journal", "-wal", "-shm"} {
 			if _, err := os.Lstat(path + side); errors.Is(err, os.ErrNotExist) {
-				created = append(created, path+side)
+				made = append(made, path+side)
 			}
 		}
 	case !errors.Is(err, os.ErrExist):
-		return nil, fmt.Errorf("open database %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	registerSyncVFS()
 	dc, err := (&sqlite3.SQLiteDriver{}).Open(dsn(path, o))
 	if err != nil {
-		return nil, fmt.Errorf("open database %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open database %q: %w", path, err)
 	}
 	c = dc.(*sqlite3.SQLiteConn)
 	if err := prepareSchema(c, o); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("open database %q: %w", path, err)
+		return nil, nil, fmt.Errorf("open database %q: %w", path, err)
 	}
-	return c, nil
+	return c, made, nil
+}
+
+// removeCreated removes paths, the last first; folders only if empty.
+func removeCreated(paths []string) {
+	for i := len(paths) - 1; i >= 0; i-- {
+		os.Remove(paths[i])
+	}
 }
 
 // mkdirAll is os.MkdirAll that returns the folders it created, outermost

@@ -64,9 +64,11 @@ type Stats struct {
 // only write connection and commits whatever the queues hold, many events a
 // transaction. See DESIGN.md.
 type DB struct {
-	path   string
-	opts   Options
-	logger *slog.Logger
+	// created is what Open created, for RemoveCreated.
+	created []string
+	path    string
+	opts    Options
+	logger  *slog.Logger
 
 	conn *sqlite3.SQLiteConn
 	stmt driver.StmtExecContext
@@ -144,13 +146,14 @@ func (db *DB) Open() error {
 	default:
 		return ErrBadSynchronous
 	}
-	c, err := openConn(db.path, db.opts)
+	c, created, err := openConn(db.path, db.opts)
 	if err != nil {
 		return err
 	}
 	st, err := c.Prepare(insertSQL)
 	if err != nil {
 		c.Close()
+		removeCreated(created)
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	db.conn, db.stmt = c, st.(driver.StmtExecContext)
@@ -167,12 +170,31 @@ func (db *DB) Open() error {
 			db.merge.close()
 			st.Close()
 			c.Close()
+			removeCreated(created)
 			db.conn, db.stmt, db.merge = nil, nil, nil
 			return fmt.Errorf("open database %q: %w", db.path, err)
 		}
 	}
+	db.created = created
 	go db.run()
 	return nil
+}
+
+// RemoveCreated removes what Open created (the database file, its -wal and
+// -shm, the folders made for them), for a start that fails after Open: the
+// folder is left as it was. It is for a closed database that never
+// committed an event; otherwise it does nothing.
+func (db *DB) RemoveCreated() {
+	select {
+	case <-db.exited:
+	default:
+		return // not closed
+	}
+	if db.stored.Load() > 0 {
+		return
+	}
+	removeCreated(db.created)
+	db.created = nil
 }
 
 // Write queues events on shard n (any number; it is taken modulo the number

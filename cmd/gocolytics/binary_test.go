@@ -2,9 +2,11 @@ package main
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,6 +77,52 @@ func TestBinary_SIGTERM(t *testing.T) {
 			l.Stop()
 			l.CheckStored(t, p.DBPath)
 			t.Logf("acknowledged %d; statuses %v", l.AckedCount(), l.Statuses())
+		})
+	}
+}
+
+// TestBinary_StartFailsAfterOpen: a start that fails after the database was
+// opened (the port, the METRICS_ADDR or the ADMIN_ADDR taken; one process
+// or workers) exits non-zero and leaves the folder as it was: no new
+// database, -wal, -shm, admin key or folder.
+func TestBinary_StartFailsAfterOpen(t *testing.T) {
+	t.Parallel()
+	bin := gctest.Binary(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := taken.Addr().String()
+	_, busyPort, _ := net.SplitHostPort(busy)
+	free := func() string { return strconv.Itoa(gctest.FreePort(t)) }
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"port taken", []string{"--port", busyPort}},
+		{"port taken, workers", []string{"--port", busyPort, "--workers", "2"}},
+		{"METRICS_ADDR taken", []string{"--port", free(), "--metrics-addr", busy}},
+		{"ADMIN_ADDR taken", []string{"--port", free(), "--admin-addr", busy}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "keep"), []byte("x"), 0o644)
+			dbPath := filepath.Join(dir, "sub", "events.db")
+			cmd := exec.Command(bin, append([]string{"--host", "127.0.0.1", "--sqlite-file-path", dbPath, "--env-file", gctest.EnvFile(t, "")}, c.args...)...)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("started with %v taken\n%s", c.args, out)
+			}
+			entries, _ := os.ReadDir(dir)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			if strings.Join(names, " ") != "keep" {
+				t.Errorf("folder holds %v after the failed start, want only keep\n%s", names, out)
+			}
 		})
 	}
 }

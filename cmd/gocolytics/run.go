@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/admin"
 	"github.com/gocolytics/gocolytics/ingest/workers"
 	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/systemd"
@@ -98,11 +99,19 @@ func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Log
 	}
 	icfg := ingestConfig(cfg)
 	icfg.Metrics = ingest.NewMetrics()
+	keyPath := admin.KeyFile(cfg.SQLiteFilePath)
+	keyFresh := freshFile(keyPath)
 	b, err := openBackend(cfg, logger, icfg.Metrics, &icfg)
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	started := false
+	defer func() {
+		if !started {
+			b.abandon(keyPath, keyFresh)
+		}
+	}()
 
 	ln, err := listen(cfg, logger)
 	if err != nil {
@@ -123,6 +132,7 @@ func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Log
 	warnDevKey(logger, cfg)
 	logger.Info("listening", "addr", m.ln.Addr().String(), "database", b.db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 	logDashboardURL(logger, cfg.SQLiteFilePath, m.adm.generatedKey, m.adm.dashboardAddr(m.ln.Addr()), cert != nil)
+	started = true
 	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining requests, committing what is queued")
 }
 

@@ -71,6 +71,23 @@ func openBackend(cfg *Config, logger *slog.Logger, metrics *ingest.Metrics, icfg
 	return &backend{db: db, fwd: fwd, stopMaintenance: func() { stopLocal(); stopMaintenance() }}, nil
 }
 
+// abandon closes the backend of a start that failed after openBackend and
+// removes what that start created (the database, its folders, the admin key
+// file when keyFresh), so that the folder is left as it was.
+func (b *backend) abandon(keyPath string, keyFresh bool) {
+	b.close()
+	if keyFresh {
+		os.Remove(keyPath)
+	}
+	b.db.RemoveCreated()
+}
+
+// freshFile says path does not exist yet.
+func freshFile(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, os.ErrNotExist)
+}
+
 // close stops the maintenance jobs and the forwarder, then commits what is
 // queued and closes the database. Each step is idempotent: serve closes,
 // and a deferred close after it does nothing.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
+	"github.com/gocolytics/gocolytics/ingest/admin"
 	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 	"github.com/gocolytics/gocolytics/ingest/workers"
 	"github.com/gocolytics/gocolytics/shard/link"
@@ -50,11 +51,19 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	// The one Metrics of the server: the writer feeds it here, the workers
 	// send it their request records, and their /metrics show it.
 	metrics := ingest.NewMetrics()
+	keyPath := admin.KeyFile(cfg.SQLiteFilePath)
+	keyFresh := freshFile(keyPath)
 	b, err := openBackend(cfg, logger, metrics, &ingest.Config{Metrics: metrics})
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	started := false
+	defer func() {
+		if !started {
+			b.abandon(keyPath, keyFresh)
+		}
+	}()
 	metrics.Watch(b.db)
 
 	// The workers read the generated admin key from its file: make it now.
@@ -99,6 +108,7 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 	if tcp, err := net.ResolveTCPAddr("tcp", dashAddr); err == nil && cfg.Admin != ingest.OpsOff {
 		logDashboardURL(logger, cfg.SQLiteFilePath, generatedKey, tcp, cfg.TLSCertFile != "")
 	}
+	started = true
 	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining workers, committing what is queued")
 }
 
