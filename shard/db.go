@@ -63,7 +63,9 @@ type Options struct {
 	Shards int
 	// EraseEventType, when set, makes an event of this type delete every
 	// earlier row of its user_id and application (ERASE_EVENT_TYPE) once
-	// it is committed.
+	// it is committed. Open resumes the deletions a previous run did not
+	// finish (it stopped or crashed first): every newest such event of a
+	// user and application that still has earlier rows.
 	EraseEventType string
 	// MergeInterval is how long an event stays in the staging table at most
 	// under load (DESIGN.md, "Staging and merge"); negative turns staging

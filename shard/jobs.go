@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -318,4 +319,72 @@ func (w *writer) queueErasures() {
 		w.jobs = append(w.jobs, j)
 	}
 	w.erasures = w.erasures[:0]
+}
+
+// findUnfinishedErasures finds, before the writer starts, the erasures that
+// ERASE_EVENT_TYPE events asked for and a previous run did not finish: the
+// request is committed with its event, but its deletion is a job of the
+// writer's, lost if the process stops or crashes before its last chunk (or
+// a chunk fails). A finished erasure leaves no row of the user and
+// application older than the newest request event, so such a row means
+// the erasure is still owed. The writer starts with these jobs. A failure
+// here is logged, not fatal: the next start looks again.
+func (db *DB) findUnfinishedErasures() {
+	found, err := db.unfinishedErasures()
+	if err != nil {
+		db.logger.Error("looking for ERASE_EVENT_TYPE erasures left unfinished failed; the next start looks again", "err", classify(err))
+		return
+	}
+	if len(found) > 0 {
+		db.logger.Info("resuming ERASE_EVENT_TYPE erasures a previous run did not finish", "erasures", len(found))
+	}
+	db.resume = found
+}
+
+func (db *DB) unfinishedErasures() ([]erasure, error) {
+	c := db.conn
+	tables := db.tables(c)
+	var newest []erasure
+	for _, table := range tables {
+		// The newest request of each user and application (the event_type
+		// index finds them); staged ones are rare, the merge at Open
+		// having emptied the staging table.
+		rows, err := c.QueryContext(context.Background(), fmt.Sprintf("SELECT user_id, application, max(id) FROM %s WHERE event_type = ? GROUP BY user_id, application", table),
+			[]driver.NamedValue{{Ordinal: 1, Value: db.opts.EraseEventType}})
+		if err != nil {
+			return nil, err
+		}
+		dest := make([]driver.Value, 3)
+		for {
+			if err := rows.Next(dest); err != nil {
+				rows.Close()
+				if err != io.EOF {
+					return nil, err
+				}
+				break
+			}
+			e := erasure{user: asString(dest[0]), app: asString(dest[1])}
+			e.before, _ = dest[2].(int64)
+			newest = append(newest, e)
+		}
+	}
+	latest := map[[2]string]int64{}
+	for _, e := range newest {
+		k := [2]string{e.user, e.app}
+		latest[k] = max(latest[k], e.before)
+	}
+	var owed []erasure
+	for k, before := range latest {
+		for _, table := range tables {
+			_, left, err := queryInt64(c, fmt.Sprintf("SELECT 1 FROM %s WHERE user_id = ? AND application = ? AND id < ? LIMIT 1", table), k[0], k[1], before)
+			if err != nil {
+				return nil, err
+			}
+			if left {
+				owed = append(owed, erasure{user: k[0], app: k[1], before: before})
+				break
+			}
+		}
+	}
+	return owed, nil
 }

@@ -112,6 +112,60 @@ func TestDB_EraseEventType(t *testing.T) {
 	}
 }
 
+// TestDB_EraseEventType_Resumed: an erasure whose request was committed
+// but whose deletion never ran (the process stopped or crashed between the
+// two) is done at the next Open, for the newest request of each player;
+// players whose erasure finished, and rows written after a request, stay.
+func TestDB_EraseEventType_Resumed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	now := time.Now()
+	request := func(user, app string) []shard.Event {
+		ev := userEvents(1, user, app, now)
+		ev[0].EventType = "delete_my_data"
+		return ev
+	}
+	// Written without ERASE_EVENT_TYPE: the requests are committed, their
+	// deletions never run, as after a crash right after the commit.
+	db := openDB(t, path, shard.Options{})
+	for _, w := range [][]shard.Event{
+		userEvents(3000, "u", "A", now), request("u", "A"), userEvents(4, "u", "A", now),
+		userEvents(20, "v", "A", now), request("v", "A"), userEvents(30, "v", "A", now), request("v", "A"),
+		request("done", "A"), userEvents(7, "done", "A", now),
+		userEvents(5, "u", "B", now), userEvents(6, "bystander", "A", now),
+	} {
+		if err := db.Write(0, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openDB(t, path, shard.Options{EraseEventType: "delete_my_data"})
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, path, "user_id IN ('u', 'v') AND application = 'A'") != 6 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		where string
+		want  int
+	}{
+		{"user_id = 'u' AND application = 'A' AND event_type = 't'", 4}, // written after the request
+		{"user_id = 'u' AND application = 'A' AND event_type = 'delete_my_data'", 1},
+		{"user_id = 'v' AND application = 'A'", 1}, // the newest request alone: the older one and 50 rows went
+		{"user_id = 'done' AND application = 'A'", 8},
+		{"user_id = 'u' AND application = 'B'", 5},
+		{"user_id = 'bystander'", 6},
+	} {
+		if got := count(t, path, c.where); got != c.want {
+			t.Errorf("%s: %d rows, want %d", c.where, got, c.want)
+		}
+	}
+	if got := db.Stats().RowsErased; got != 3000+51 {
+		t.Errorf("RowsErased %d, want %d", got, 3000+51)
+	}
+}
+
 func TestDB_Erase_Closed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := openDB(t, path, shard.Options{})

@@ -77,6 +77,9 @@ type DB struct {
 	// sum is the state of the summary tables (summary.go); nil when
 	// merging is off.
 	sum *summaries
+	// resume are the ERASE_EVENT_TYPE erasures a previous run did not
+	// finish, found by Open; the writer starts with them (jobs.go).
+	resume []erasure
 
 	queues []queue
 	jobs   chan *job
@@ -176,6 +179,9 @@ func (db *DB) Open() error {
 		}
 	}
 	db.created = created
+	if db.opts.EraseEventType != "" {
+		db.findUnfinishedErasures()
+	}
 	go db.run()
 	return nil
 }
@@ -289,6 +295,8 @@ func (db *DB) run() {
 	if db.sum != nil && !db.sum.complete {
 		w.jobs = append(w.jobs, db.backfillJob())
 	}
+	w.erasures, db.resume = db.resume, nil
+	w.queueErasures()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
