@@ -49,7 +49,9 @@ func normalClient(t *testing.T, s *gctest.Server, marker string, limit time.Dura
 func TestFault_HeadersOnlyFlood(t *testing.T) {
 	gctest.NeedFault(t)
 	needLoopbackClients(t)
+	cg := floodCgroup(t)
 	s := gctest.Start(t, "")
+	cg.add(t, s)
 	const conns = 200
 	var held []net.Conn
 	t.Cleanup(func() {
@@ -75,6 +77,42 @@ func TestFault_HeadersOnlyFlood(t *testing.T) {
 	}
 	if !gctest.Stored(t, s.DBPath)["during-headers-flood"] {
 		t.Error("the normal client's event is not stored")
+	}
+	cg.check(t)
+}
+
+// memoryMax is the shipped unit's MemoryMax=.
+const memoryMax = 256 << 20
+
+// floodCgroup is a memory cgroup of the unit's MemoryMax= (256 MiB) for
+// the server of a flood test, so that the flood runs under a limit the
+// kernel enforces (gctest's TestMemoryCgroup_Enforced shows it is); nil
+// where this machine has none, and the flood runs without.
+func floodCgroup(t *testing.T) *floodLimit {
+	cg, err := gctest.TryMemoryCgroup(t, memoryMax)
+	if err != nil {
+		t.Logf("the flood runs without a memory cgroup: %v", err)
+		return nil
+	}
+	return &floodLimit{cg}
+}
+
+type floodLimit struct{ cg *gctest.MemoryCgroup }
+
+func (l *floodLimit) add(t *testing.T, s *gctest.Server) {
+	if l != nil {
+		l.cg.Add(t, s.PID())
+	}
+}
+
+// check fails the test if the kernel killed a process of the cgroup.
+func (l *floodLimit) check(t *testing.T) {
+	if l == nil {
+		return
+	}
+	t.Logf("memory cgroup of %d MiB: peak %d KiB (page cache of the database included), oom kills %d", memoryMax>>20, l.cg.Peak()>>10, l.cg.OOMKills())
+	if n := l.cg.OOMKills(); n != 0 {
+		t.Errorf("the kernel killed %d processes for the cgroup's %d MiB limit", n, memoryMax>>20)
 	}
 }
 
@@ -203,7 +241,9 @@ func TestFault_BodyFlood(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("GOCOLYTICS_FLOOD_CONNS")); err == nil && n > 0 {
 		conns = n
 	}
+	cg := floodCgroup(t)
 	s := gctest.Start(t, "")
+	cg.add(t, s)
 	const events = 10_000 // MAX_BATCH_EVENTS
 	pad := strings.Repeat("x", (8<<20-2)/events-len(floodEvent(0, 0, ""))-1)
 	size := floodBatch(nil, 0, events, pad)
@@ -275,4 +315,5 @@ func TestFault_BodyFlood(t *testing.T) {
 			t.Errorf("the normal client's event %q is not stored", m)
 		}
 	}
+	cg.check(t)
 }

@@ -125,3 +125,25 @@ func TestLedger_CheckStored(t *testing.T) {
 		t.Errorf("got errors %q, want t-c1-4-0 lost", r.errs)
 	}
 }
+
+// TestMemoryCgroup_Enforced: the limit of a MemoryCgroup is enforced on
+// this machine: a process that holds 96 MiB in a 32 MiB cgroup is killed
+// and counted, one that holds 1 MiB is not.
+func TestMemoryCgroup_Enforced(t *testing.T) {
+	cg := gctest.NewMemoryCgroup(t, 32<<20)
+	// tail -c N holds the last N bytes of a pipe in memory.
+	if out, err := cg.Command("sh", "-c", "head -c 1M /dev/zero | tail -c 1M >/dev/null").CombinedOutput(); err != nil {
+		t.Fatalf("1 MiB in a 32 MiB cgroup: %v %q", err, out)
+	}
+	out, err := cg.Command("sh", "-c", "head -c 96M /dev/zero | tail -c 96M >/dev/null").CombinedOutput()
+	if err == nil {
+		t.Fatalf("a process holding 96 MiB in a 32 MiB cgroup was not killed: %q", out)
+	}
+	if n := cg.OOMKills(); n < 1 {
+		t.Errorf("oom kills %d, want at least 1 (%v)", n, err)
+	}
+	if p := cg.Peak(); p > 32<<20 {
+		t.Errorf("peak %d bytes, over the 32 MiB limit", p)
+	}
+	t.Logf("96 MiB in a 32 MiB cgroup (%s): %v, oom kills %d, peak %d KiB", cg.Dir, err, cg.OOMKills(), cg.Peak()>>10)
+}
