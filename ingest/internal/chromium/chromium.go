@@ -18,7 +18,7 @@ import (
 
 // Path returns the Chromium to drive, or skips the test (fails it in CI,
 // whose .ci/run installs the package).
-func Path(t *testing.T, what string) string {
+func Path(t testing.TB, what string) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -36,7 +36,7 @@ func Path(t *testing.T, what string) string {
 // flags (such as --dump-dom or --screenshot=FILE), lets the page's scripts
 // run for up to budget of virtual time, and returns what Chromium printed
 // and the page's console messages.
-func Run(t *testing.T, chromium, url string, budget time.Duration, extra ...string) (string, []string) {
+func Run(t testing.TB, chromium, url string, budget time.Duration, extra ...string) (string, []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
