@@ -16,10 +16,8 @@ import (
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
 )
 
-// benchGame is shard/query's benchmark database: 5 million events over 90
-// days from 12,000 players.
-var benchGame = querytest.Realistic{Events: 5_000_000, Players: 12_000, Days: 90,
-	Last: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC), Seed: 1}
+// benchGame is shard/query's benchmark database (querytest.BenchGame).
+var benchGame = querytest.BenchGame
 
 // BenchmarkDashboard_FirstRender loads the dashboard in headless Chromium
 // for the last 30 days of the benchmark database, from its raw rows and

@@ -11,10 +11,8 @@ import (
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
 )
 
-// benchGame is the benchmark database: 5 million events over 90
-// days from 12,000 players, 10 event types, 7 versions, 6 platforms.
-var benchGame = querytest.Realistic{Events: 5_000_000, Players: 12_000, Days: 90,
-	Last: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC), Seed: 1}
+// benchGame is the benchmark database (querytest.BenchGame).
+var benchGame = querytest.BenchGame
 
 // last30 is the last 30 days of benchGame.
 func last30() query.Filter {

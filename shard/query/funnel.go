@@ -53,15 +53,7 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 		}
 		where, args = f.boundedWhere(lo, hi, true)
 	}
-	distinct := map[string]bool{}
-	var in []string
-	for _, s := range steps {
-		if !distinct[s] {
-			distinct[s] = true
-			in = append(in, "?")
-			args = append(args, s)
-		}
-	}
+	in, args := stepList(steps, args)
 	d := dialectOf(q)
 	rows, err := q.QueryContext(ctx, d.bind(`SELECT user_id, event_type, `+d.text("time")+` FROM event WHERE `+where+
 		` AND event_type IN (`+strings.Join(in, ",")+`) ORDER BY user_id, time, id`), args...)
@@ -70,28 +62,8 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 	}
 	defer rows.Close()
 	reached := make([]int64, len(steps))
-	var (
-		user  string
-		group []string // event types of the user's rows at the time at
-		at    string
-		k     int // steps the user has done
-	)
-	// advance applies a group of rows of one time: each row can complete
-	// one step, in any order among themselves.
-	advance := func() {
-		used := make([]bool, len(group))
-		for progress := true; progress && k < len(steps); {
-			progress = false
-			for i, t := range group {
-				if !used[i] && k < len(steps) && t == steps[k] {
-					used[i], progress = true, true
-					reached[k]++
-					k++
-				}
-			}
-		}
-		group = group[:0]
-	}
+	var user string
+	fu := &funnelUser{}
 	first := true
 	for rows.Next() {
 		var u, t, tm string
@@ -99,23 +71,20 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 			return nil, fmt.Errorf("read funnel: %w", err)
 		}
 		if first || u != user {
-			advance()
-			user, at, k, first = u, tm, 0, false
-		} else if tm != at {
-			advance()
-			at = tm
+			fu.advance(steps, reached)
+			user, first = u, false
+			fu.at, fu.k = tm, 0
+		} else if tm != fu.at {
+			fu.advance(steps, reached)
+			fu.at = tm
 		}
-		group = append(group, t)
+		fu.group = append(fu.group, t)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read funnel: %w", err)
 	}
-	advance()
-	out := make([]FunnelStep, len(steps))
-	for i, s := range steps {
-		out[i] = FunnelStep{s, reached[i]}
-	}
-	return out, nil
+	fu.advance(steps, reached)
+	return funnelSteps(steps, reached), nil
 }
 
 // funnelUser is one user's progress through a funnel while rows stream in.
@@ -150,15 +119,7 @@ func (u *funnelUser) advance(steps []string, reached []int64) {
 // (an imported database): the caller then sorts.
 func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, lo, hi int64) (out []FunnelStep, inOrder bool, err error) {
 	where, args := f.boundedWhere(lo, hi, false)
-	distinct := map[string]bool{}
-	var in []string
-	for _, s := range steps {
-		if !distinct[s] {
-			distinct[s] = true
-			in = append(in, "?")
-			args = append(args, s)
-		}
-	}
+	in, args := stepList(steps, args)
 	rows, err := q.QueryContext(ctx, `SELECT user_id, event_type, time || '' FROM event WHERE `+where+
 		` AND +event_type IN (`+strings.Join(in, ",")+`) ORDER BY id`, args...)
 	if err != nil {
@@ -193,9 +154,28 @@ func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, lo, 
 	for _, fu := range users {
 		fu.advance(steps, reached)
 	}
-	out = make([]FunnelStep, len(steps))
+	return funnelSteps(steps, reached), true, nil
+}
+
+// stepList appends the funnel's distinct event types to args and returns
+// as many placeholders.
+func stepList(steps []string, args []any) ([]string, []any) {
+	distinct := map[string]bool{}
+	var in []string
+	for _, s := range steps {
+		if !distinct[s] {
+			distinct[s] = true
+			in = append(in, "?")
+			args = append(args, s)
+		}
+	}
+	return in, args
+}
+
+func funnelSteps(steps []string, reached []int64) []FunnelStep {
+	out := make([]FunnelStep, len(steps))
 	for i, s := range steps {
 		out[i] = FunnelStep{s, reached[i]}
 	}
-	return out, true, nil
+	return out
 }

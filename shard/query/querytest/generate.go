@@ -23,6 +23,12 @@ type Realistic struct {
 	Seed    uint64
 }
 
+// BenchGame is the benchmark database: 5 million events over 90
+// days from 12,000 players, 10 event types, 7 versions, 6 platforms
+// (shard/query's and the dashboard's benchmarks).
+var BenchGame = Realistic{Events: 5_000_000, Players: 12_000, Days: 90,
+	Last: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC), Seed: 1}
+
 // EventTypes of a generated game, the most frequent first.
 var EventTypes = []string{"level_end", "level_start", "item_pickup", "enemy_killed", "start", "menu_open",
 	"tutorial_start", "tutorial_end", "purchase", "crash"}
