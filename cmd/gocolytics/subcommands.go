@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gocolytics/gocolytics/ingest"
 	"github.com/gocolytics/gocolytics/ingest/admin"
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/query"
 )
 
 // subcommand is one of the data-out commands: gocolytics NAME [flags] ARGS.
@@ -109,20 +111,74 @@ func (e *exportFlags) run(ctx context.Context, cfg *Config, _ []string, stdout, 
 		return &usageError{err}
 	}
 	defer r.Close()
-	out, finish, err := outputFile(*e.output, stdout)
-	if err != nil {
-		return err
+	// The export runs aside, so that a signal ends the command even while
+	// a write is blocked (a pipe or device nobody reads; opening a FIFO
+	// with no reader blocks too): ctx stops the export at its next chunk,
+	// and finish removes a temporary file; a write that does not return
+	// is given exportStopGrace.
+	type outcome struct {
+		res query.ExportResult
+		err error
 	}
-	bw := bufio.NewWriterSize(out, 64<<10)
-	res, err := r.Export(ctx, req.Filter, req.Format, bw, nil)
-	if err == nil {
-		err = bw.Flush()
+	done := make(chan outcome, 1)
+	go func() {
+		out, finish, err := outputFile(*e.output, stdout)
+		if err != nil {
+			done <- outcome{err: err}
+			return
+		}
+		bw := bufio.NewWriterSize(out, 64<<10)
+		res, err := r.Export(ctx, req.Filter, req.Format, bw, nil)
+		if err == nil {
+			err = bw.Flush()
+		}
+		done <- outcome{res, finish(err)}
+	}()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		select {
+		case o = <-done:
+		case <-time.After(exportStopGrace):
+			return fmt.Errorf("export stopped by a signal while its output (%s) was not being read", outputName(*e.output))
+		}
 	}
-	if err = finish(err); err != nil {
-		return fmt.Errorf("export: %w", err)
+	var ue *usageError
+	switch {
+	case errors.As(o.err, &ue):
+		return o.err
+	case o.err != nil && ctx.Err() != nil && isRegularTarget(*e.output):
+		return fmt.Errorf("export stopped by a signal after %d rows; nothing was written to %s", o.res.Rows, *e.output)
+	case o.err != nil && ctx.Err() != nil:
+		return fmt.Errorf("export stopped by a signal after %d rows (written to %s)", o.res.Rows, outputName(*e.output))
+	case o.err != nil:
+		return fmt.Errorf("export: %w", o.err)
 	}
-	fmt.Fprintf(stderr, "exported %d rows; last id %d (continue with --after-id %d)\n", res.Rows, res.LastID, res.LastID)
+	fmt.Fprintf(stderr, "exported %d rows; last id %d (continue with --after-id %d)\n", o.res.Rows, o.res.LastID, o.res.LastID)
 	return nil
+}
+
+// exportStopGrace is how long export waits, after a signal, for a write in
+// progress to return before it exits anyway.
+const exportStopGrace = 2 * time.Second
+
+// outputName is --output as a message names it.
+func outputName(path string) string {
+	if path == "" || path == "-" {
+		return "standard output"
+	}
+	return path
+}
+
+// isRegularTarget reports whether export writes path through a temporary
+// file (see outputFile), which an interrupted export removes.
+func isRegularTarget(path string) bool {
+	if path == "" || path == "-" {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err != nil || fi.Mode().IsRegular()
 }
 
 // problemText words a 422 for the command line: "--limit: must be ...".
