@@ -99,6 +99,9 @@ func (b *inflight) reserve(n int64, wait time.Duration) bool {
 	w := &budgetWaiter{n: n, ready: make(chan struct{})}
 	b.queue = append(b.queue, w)
 	b.waiting.Add(1)
+	// A give between the tryTake above and the count of waiting may have
+	// seen nobody waiting: look again, now that it would see this one.
+	b.grantLocked()
 	b.mu.Unlock()
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -130,9 +133,14 @@ func (b *inflight) give(n int) {
 
 // grant charges waiting bodies, in order, as long as the first one fits.
 func (b *inflight) grant() {
-	limit := b.limit(true)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.grantLocked()
+}
+
+// grantLocked is grant with b.mu held.
+func (b *inflight) grantLocked() {
+	limit := b.limit(true)
 	for len(b.queue) > 0 {
 		w := b.queue[0]
 		if !b.tryTake(w.n, limit) {
