@@ -57,8 +57,10 @@ func TestBodyBuf_ReservesOnceLarge(t *testing.T) {
 // served: one that would fit waits behind an earlier one that does not.
 func TestInflight_ReserveFIFO(t *testing.T) {
 	b := &inflight{max: 8 << 20} // 7 MiB for large bodies
-	if !b.reserve(3<<20, time.Second) || !b.reserve(3<<20, time.Second) {
-		t.Fatal("the first two reservations waited")
+	for i := range 2 {
+		if !b.reserve(3<<20, time.Second) {
+			t.Fatalf("reservation %d of 3 MiB was refused", i+1)
+		}
 	}
 	var mu sync.Mutex
 	var order []string
