@@ -135,29 +135,36 @@ func TestDataOut_EraseEventType(t *testing.T) {
 	}
 }
 
+// writeDatabase writes a new database at path through the writer, one
+// transaction per batch, as a server would have.
+func writeDatabase(t *testing.T, path string, batches ...[]shard.Event) {
+	t.Helper()
+	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, b := range batches {
+		if err := db.Write(0, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // agedDatabase writes a new database through the writer with 3,000 rows of
 // user "old" from 2020, 20 of "recent" from three days ago and 5 of "now",
 // for the tests of retention, and returns its path.
 func agedDatabase(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	write := func(n int, at time.Time, user string) {
+	rows := func(n int, at time.Time, user string) []shard.Event {
 		ev := make([]shard.Event, n)
 		for i := range ev {
 			ev[i] = shard.Event{EventType: "t", Application: "a", Version: "1", Platform: "p", UserID: user, SessionID: "s", Value: "{}", Time: at}
 		}
-		if err := db.Write(0, ev); err != nil {
-			t.Fatal(err)
-		}
+		return ev
 	}
-	write(3000, time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC), "old")
-	write(20, time.Now().AddDate(0, 0, -3), "recent")
-	write(5, time.Now(), "now")
+	writeDatabase(t, path, rows(3000, time.Date(2020, 5, 1, 12, 0, 0, 0, time.UTC), "old"), rows(20, time.Now().AddDate(0, 0, -3), "recent"), rows(5, time.Now(), "now"))
 	return path
 }
 

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
-	"github.com/gocolytics/gocolytics/shard"
 )
 
 // TestExport_OutputDevice: export --output /dev/null writes to the device
@@ -18,11 +15,7 @@ import (
 func TestExport_OutputDevice(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	writeDatabase(t, path)
 	out, err := exec.Command(gctest.Binary(t), "export", "--env-file", gctest.EnvFile(t, ""), "--sqlite-file-path", path, "--output", os.DevNull).CombinedOutput()
 	if err != nil {
 		t.Fatalf("export --output %s: %v\n%s", os.DevNull, err, out)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,20 +22,13 @@ import (
 func TestExport_SIGTERMWhileBlocked(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
 	evs := make([]shard.Event, 5000) // about 700 KB of CSV: more than a pipe holds
 	for i := range evs {
 		e := gctest.NewEvent(fmt.Sprintf("sigterm-%d", i))
 		evs[i] = shard.Event{EventType: e.EventType, Application: e.Application, Version: e.Version, Platform: e.Platform,
 			UserID: e.UserID, SessionID: e.SessionID, Value: e.Value, Time: time.Now()}
 	}
-	if err := db.Write(0, evs); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	writeDatabase(t, path, evs)
 
 	fifo := filepath.Join(t.TempDir(), "pipe")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
