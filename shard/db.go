@@ -85,6 +85,10 @@ type Options struct {
 	// WALAutocheckpoint is the writer connection's wal_autocheckpoint in
 	// pages; 0 keeps SQLite's (1000).
 	WALAutocheckpoint int
+
+	// noSummaries keeps no summary tables even with merging on, as merging
+	// off does: only for the benchmark that measures what they cost.
+	noSummaries bool
 }
 
 func (o Options) withDefaults() Options {

@@ -124,7 +124,7 @@ type summaries struct {
 // merged, so that the merge adds them.
 func (db *DB) openSummaries() error {
 	c := db.conn
-	if db.merge == nil {
+	if db.merge == nil || db.opts.noSummaries {
 		if n, _, err := queryInt64(c, "SELECT count(*) FROM sqlite_schema WHERE name = ?", SummaryState); err != nil || n == 0 {
 			return err
 		}
