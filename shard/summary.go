@@ -354,7 +354,7 @@ WHERE (s.application, s.day, s.session_id, s.user_id, s.event_type, s.version, s
 		`UPDATE stats_user AS s SET first_time = coalesce((SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application), '')
 FROM (SELECT application, user_id, min(first_time) AS first_time FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <= s.first_time`,
-		"DELETE FROM stats_user WHERE first_time = ''",
+		"DELETE FROM stats_user WHERE first_time = '' AND (application, user_id) IN (SELECT application, user_id FROM temp.stats_gone)",
 	} {
 		res, err := c.Exec(q, nil)
 		if err != nil {
