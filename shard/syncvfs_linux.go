@@ -71,7 +71,9 @@ static struct gc_table {
 	gc_io_methods self;
 } gc_tables[GC_TABLES];
 static int gc_extra_off;
-static volatile int64_t gc_datasyncs;
+// 32 bits: armv6 (Raspberry Pi Zero/1) has no lock-free 64-bit atomics
+// without libatomic, and the count only needs to be seen to move.
+static volatile uint32_t gc_datasyncs;
 
 static struct gc_extra *gc_extra_of(gc_file *f) {
 	return (struct gc_extra *)((char *)f + gc_extra_off);
@@ -153,7 +155,7 @@ static int gc_register(void) {
 	return sqlite3_vfs_register(&gc_self, 1);
 }
 
-static int64_t gc_datasync_count(void) {
+static uint32_t gc_datasync_count(void) {
 	return __atomic_load_n(&gc_datasyncs, __ATOMIC_RELAXED);
 }
 */
