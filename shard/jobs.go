@@ -246,9 +246,8 @@ func (w *writer) runJob() {
 			j.finished(err)
 		}
 		// A delete found the summaries incomplete and marked them to
-		// be built again. Not once a build turned them off (their state
-		// row gone): that build would queue itself again for ever.
-		if s := w.db.sum; s != nil && s.on && !s.complete && !s.building && err == nil {
+		// be built again.
+		if s := w.db.sum; s != nil && !s.complete && !s.building && err == nil {
 			w.jobs = append(w.jobs, w.db.backfillJob())
 		}
 	}
