@@ -24,7 +24,9 @@ func TestExport_SIGTERMWhileBlocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	evs := make([]shard.Event, 5000) // about 700 KB of CSV: more than a pipe holds
 	for i := range evs {
-		evs[i] = gctest.NewEvent(fmt.Sprintf("sigterm-%d", i)).Row(time.Now())
+		e := gctest.NewEvent(fmt.Sprintf("sigterm-%d", i))
+		evs[i] = shard.Event{EventType: e.EventType, Application: e.Application, Version: e.Version, Platform: e.Platform,
+			UserID: e.UserID, SessionID: e.SessionID, Value: e.Value, Time: time.Now()}
 	}
 	writeDatabase(t, path, evs)
 
