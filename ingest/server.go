@@ -22,7 +22,9 @@ import (
 )
 
 // Committer stores events. Write returns only once the events are committed
-// (nil) or known not to be (an error); shardHint spreads callers over the
+// (nil) or known not to be (an error), or, when a committer in another
+// process went away with them (shard/link), with an error wrapping
+// shard.ErrInDoubt: they may be stored. shardHint spreads callers over the
 // Committer's queues.
 type Committer interface {
 	Write(shardHint int, events []shard.Event) error
@@ -303,10 +305,14 @@ func (s *Server) ingest(ctx *fasthttp.RequestCtx, batch bool) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
-// unavailable words a commit failure for the client; none of the events of
-// the request was stored.
+// unavailable words a commit failure for the client: none of the events of
+// the request was stored, unless the outcome is in doubt, which it says
+// rather than claim they were not (a client that sends them again may
+// store them twice).
 func unavailable(err error) string {
 	switch {
+	case errors.Is(err, shard.ErrInDoubt):
+		return "Server is shutting down: the events may have been stored"
 	case errors.Is(err, shard.ErrDiskFull):
 		return "Database is full: the events were not stored"
 	case errors.Is(err, shard.ErrBusy):

@@ -46,6 +46,10 @@ var (
 	ErrNotWAL         = errors.New("database did not switch to WAL journal mode")
 	ErrBadSynchronous = errors.New("synchronous must be FULL, NORMAL or EXTRA")
 	ErrNoAccess       = errors.New("database is not accessible")
+	// ErrInDoubt is what a write through another process (shard/link)
+	// returns when the writer went away after the events were handed to
+	// it: they may have been committed, or not. DB.Write never returns it.
+	ErrInDoubt = errors.New("outcome unknown: the writer went away with the events")
 )
 
 // Options configures a DB. The zero value of each field means its default.

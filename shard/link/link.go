@@ -16,7 +16,10 @@ import (
 // has committed the events, or with the writer's error, which wraps the
 // same sentinel (shard.ErrDiskFull, ErrBusy, ErrClosed, ErrCommit). When
 // the link is down every call fails with an error wrapping
-// shard.ErrClosed. It is safe for concurrent use.
+// shard.ErrClosed; a call that was under way when it went down wraps
+// shard.ErrInDoubt too, since its frame may have reached the writer (a
+// write may have been committed, its result lost). It is safe for
+// concurrent use.
 type Client struct {
 	conn net.Conn
 	out  *sender
@@ -178,7 +181,7 @@ func (l *Client) read(r *bufio.Reader, buf []byte) {
 		if c == nil || c.want != f.Type {
 			l.fail(fmt.Errorf("%w: unexpected reply %q to request %d", ErrBadFrame, f.Type, f.ID))
 			if c != nil {
-				c.err = l.Err()
+				c.err = inDoubt(l.Err())
 				c.ch <- struct{}{}
 			}
 			return
@@ -197,7 +200,8 @@ func (l *Client) read(r *bufio.Reader, buf []byte) {
 	}
 }
 
-// fail takes the link down once, failing every call under way.
+// fail takes the link down once, failing every call under way in doubt.
+// Later calls fail with ErrClosed alone: they were never sent.
 func (l *Client) fail(cause error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -205,14 +209,19 @@ func (l *Client) fail(cause error) {
 		return
 	}
 	l.err = fmt.Errorf("%w: link to the writer: %v", shard.ErrClosed, cause)
+	doubt := inDoubt(l.err)
 	for id, c := range l.pending {
-		c.err = l.err
+		c.err = doubt
 		c.ch <- struct{}{}
 		delete(l.pending, id)
 	}
 	l.conn.Close()
 	close(l.done)
 }
+
+// inDoubt is the error of a call under way when the link went down (err):
+// the writer may have acted on it. It wraps shard.ErrInDoubt and err.
+func inDoubt(err error) error { return fmt.Errorf("%w: %w", shard.ErrInDoubt, err) }
 
 // sender gathers the frames going one way over a link, so that frames
 // queued together leave in one write: whoever queues onto an idle buffer

@@ -1,6 +1,7 @@
 package link_test
 
 import (
+	"bufio"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -91,6 +92,45 @@ func TestClient_WriterErrors(t *testing.T) {
 	<-l.Done()
 	if err := l.Write(0, []shard.Event{shardtest.Event(1)}); !errors.Is(err, shard.ErrClosed) {
 		t.Errorf("write on a closed link: got %v, want ErrClosed", err)
+	}
+}
+
+// TestClient_WriterGone: a write the writer took and never answered (it
+// died between its commit and the result) fails in doubt, not as "not
+// stored"; a write after the link went down fails with ErrClosed alone.
+func TestClient_WriterGone(t *testing.T) {
+	sup, wrk := socketpair(t)
+	took := make(chan link.Frame, 1)
+	go func() {
+		// A writer that says welcome, reads one frame and dies.
+		r := bufio.NewReader(sup)
+		if _, _, err := link.ReadFrame(r, nil, link.MaxFrameBytes); err != nil {
+			t.Errorf("read hello: %v", err)
+		}
+		sup.Write(link.Frame{Type: link.FrameWelcome, Payload: []byte{link.Version}}.Append(nil))
+		f, _, err := link.ReadFrame(r, nil, link.MaxFrameBytes)
+		if err != nil {
+			t.Errorf("read write: %v", err)
+		}
+		took <- f
+		sup.Close()
+	}()
+	l, err := link.Dial(wrk, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = l.Write(0, []shard.Event{shardtest.Event(1)})
+	if f := <-took; f.Type != link.FrameWrite {
+		t.Errorf("the writer got a %q frame, want a write", f.Type)
+	}
+	if !errors.Is(err, shard.ErrInDoubt) || !errors.Is(err, shard.ErrClosed) {
+		t.Errorf("write under way: got %v, want ErrInDoubt and ErrClosed", err)
+	}
+	<-l.Done()
+	err = l.Write(0, []shard.Event{shardtest.Event(2)})
+	if !errors.Is(err, shard.ErrClosed) || errors.Is(err, shard.ErrInDoubt) {
+		t.Errorf("write after the link went down: got %v, want ErrClosed and not ErrInDoubt", err)
 	}
 }
 

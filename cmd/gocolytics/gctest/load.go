@@ -30,11 +30,17 @@ type Load struct {
 	Allowed  func(status int) bool // statuses besides 204 a test expects; any other is kept in Bad
 }
 
+// InDoubt is in the detail of a 503 whose events may have been stored: a
+// worker lost the writer after handing them over.
+const InDoubt = "the events may have been stored"
+
 // Ledger is what a load sent and what came back: which events were
-// acknowledged (204), by marker, and how many were not.
+// acknowledged (204) and which refused (any other answer but one in
+// doubt), by marker, and how many were not answered.
 type Ledger struct {
 	mu       sync.Mutex
 	acked    map[string]bool
+	refused  map[string]bool
 	status   map[int]int // requests by status
 	bad      []string
 	firstErr error
@@ -55,7 +61,7 @@ func (lo Load) Start() *Ledger {
 	if lo.APIKey == "" {
 		lo.APIKey = Key
 	}
-	l := &Ledger{acked: map[string]bool{}, status: map[int]int{}, stop: make(chan struct{})}
+	l := &Ledger{acked: map[string]bool{}, refused: map[string]bool{}, status: map[int]int{}, stop: make(chan struct{})}
 	for c := range lo.Clients {
 		l.wg.Add(1)
 		go func() {
@@ -111,6 +117,11 @@ func (lo Load) Start() *Ledger {
 					}
 				} else {
 					l.failed.Add(int64(n))
+					if !strings.Contains(string(b), InDoubt) {
+						for _, m := range markers {
+							l.refused[m] = true
+						}
+					}
 					if (lo.Allowed == nil || !lo.Allowed(resp.StatusCode)) && len(l.bad) < 10 {
 						l.bad = append(l.bad, fmt.Sprintf("%d %s", resp.StatusCode, b))
 					}
@@ -202,6 +213,22 @@ func (l *Ledger) Lost(stored map[string]bool) []string {
 	}
 	slices.Sort(lost)
 	return lost
+}
+
+// FalselyRefused is every event answered as not stored (an answer other
+// than 204, not in doubt) that stored holds, sorted: the client was told
+// to send it again, which would store it twice.
+func (l *Ledger) FalselyRefused(stored map[string]bool) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var wrong []string
+	for m := range l.refused {
+		if stored[m] {
+			wrong = append(wrong, m)
+		}
+	}
+	slices.Sort(wrong)
+	return wrong
 }
 
 // CheckStored fails the test unless something was acknowledged and every
