@@ -93,6 +93,8 @@ type single struct {
 
 // runSingle serves HTTP and commits in this one process (WORKERS=1).
 func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Logger) error {
+	hup, stopHUP := catchReload()
+	defer stopHUP()
 	cert, err := loadCertificate(cfg)
 	if err != nil {
 		return err
@@ -133,7 +135,7 @@ func runSingle(ctx context.Context, cfg *Config, args []string, logger *slog.Log
 	logger.Info("listening", "addr", m.ln.Addr().String(), "database", b.db.Path(), "api_keys", len(cfg.APIKeys), "rate_limit", cfg.RateLimit)
 	logDashboardURL(logger, cfg.SQLiteFilePath, m.adm.generatedKey, m.adm.dashboardAddr(m.ln.Addr()), cert != nil)
 	started = true
-	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining requests, committing what is queued")
+	return serve(ctx, logger, m, b, hup, cfg.ShutdownTimeout, "stopping: draining requests, committing what is queued")
 }
 
 func (m *single) status() string             { return m.b.status("listening on " + m.ln.Addr().String()) }

@@ -114,18 +114,26 @@ func (b *backend) progress() systemd.Progress {
 	return systemd.Progress{Busy: st.Stuck, Queued: st.QueuedEvents, Done: st.Commits + st.FailedCommits}
 }
 
+// catchReload catches SIGHUP (systemctl reload) into the channel serve
+// reads, from the start of a mode: a reload that comes before the mode
+// serves is kept for serve, never fatal. A worker needs it most: the
+// supervisor passes a SIGHUP on as soon as every worker has said hello,
+// before the worker serves. stop ends the catching.
+func catchReload() (hup chan os.Signal, stop func()) {
+	hup = make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return hup, func() { signal.Stop(hup) }
+}
+
 // serve is the lifecycle of every mode. It tells systemd the server is
 // ready (READY=1 only now: the database is open, the socket serves, and a
-// SIGHUP — systemctl reload — is caught rather than fatal), keeps its status
-// and watchdog going, and reloads on SIGHUP, until ctx is done or the mode
-// stops serving. Then it sends STOPPING=1 and shuts down in order within
+// SIGHUP — systemctl reload — is caught into hup rather than fatal), keeps
+// its status and watchdog going, and reloads on SIGHUP, until ctx is done
+// or the mode stops serving. Then it sends STOPPING=1 and shuts down in order within
 // timeout: the mode drains its requests, then the forwarder stops, the
 // writer commits what is queued and the database closes (b: nil for a
 // worker, which has none).
-func serve(ctx context.Context, logger *slog.Logger, m mode, b *backend, timeout time.Duration, stopping string) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func serve(ctx context.Context, logger *slog.Logger, m mode, b *backend, hup <-chan os.Signal, timeout time.Duration, stopping string) error {
 	sd := systemd.New(logger)
 	sd.Ready(m.status())
 	stopNotify := sd.Start(m.status, m.progress)

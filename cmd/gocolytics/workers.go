@@ -40,6 +40,8 @@ type supervisor struct {
 // runSupervisor is run for WORKERS of 2 or more: this process owns the
 // database and the rate budget, and worker processes serve HTTP.
 func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Writer, logger *slog.Logger) error {
+	hup, stopHUP := catchReload()
+	defer stopHUP()
 	// The workers load the certificate; a bad one is refused here, before
 	// anything starts.
 	if _, err := loadCertificate(cfg); err != nil {
@@ -109,7 +111,7 @@ func runSupervisor(ctx context.Context, cfg *Config, args []string, stderr io.Wr
 		logDashboardURL(logger, cfg.SQLiteFilePath, generatedKey, tcp, cfg.TLSCertFile != "")
 	}
 	started = true
-	return serve(ctx, logger, m, b, cfg.ShutdownTimeout, "stopping: draining workers, committing what is queued")
+	return serve(ctx, logger, m, b, hup, cfg.ShutdownTimeout, "stopping: draining workers, committing what is queued")
 }
 
 func (m *supervisor) status() string {
@@ -208,6 +210,8 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 	term := make(chan os.Signal, 4)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(term)
+	hup, stopHUP := catchReload()
+	defer stopHUP()
 	cert, err := loadCertificate(cfg)
 	if err != nil {
 		return err
@@ -246,7 +250,7 @@ func runWorker(ctx context.Context, cfg *Config, args []string, w workers.Worker
 	}
 	go m.watch()
 	logger.Debug("worker serving", "addr", m.ln.Addr().String(), "pid", os.Getpid())
-	if err := serve(ctx, logger, m, nil, cfg.ShutdownTimeout, "stopping"); err != nil {
+	if err := serve(ctx, logger, m, nil, hup, cfg.ShutdownTimeout, "stopping"); err != nil {
 		return fmt.Errorf("worker %d: %w", w.Number, err)
 	}
 	return nil
@@ -290,6 +294,7 @@ func (m *worker) reload() {
 	if cfg, ok := reloadSettings(m.args, m.logger); ok {
 		m.srv.Reconfigure(workerConfig(cfg, m.lc))
 		m.adm.reload(cfg)
+		m.logger.Info("reloaded", "api_keys", len(cfg.APIKeys))
 	}
 }
 
