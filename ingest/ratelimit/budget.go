@@ -148,12 +148,7 @@ func (b *LocalBudget) Allow(client string) (bool, Rate, time.Duration) {
 // table is full, its network's; or, when that table is full too, its
 // address family's.
 func (b *LocalBudget) admit(client string, now time.Time) *buckets {
-	if bs, ok := b.clients[client]; ok {
-		return bs
-	}
-	if len(b.clients) < b.opts.MaxClients {
-		bs := b.newBuckets()
-		b.clients[client] = bs
+	if bs := b.bucketsIn(b.clients, client, b.opts.MaxClients); bs != nil {
 		return bs
 	}
 	if b.opts.Logger != nil && !now.Before(b.nextWarn) {
@@ -162,19 +157,24 @@ func (b *LocalBudget) admit(client string, now time.Time) *buckets {
 			"max_clients", b.opts.MaxClients, "bucket_ttl", b.opts.TTL.String())
 	}
 	network, family := networkOf(client)
-	if bs, ok := b.networks[network]; ok {
+	if bs := b.bucketsIn(b.networks, network, b.opts.MaxClients); bs != nil {
 		return bs
 	}
-	if len(b.networks) < b.opts.MaxClients {
-		bs := b.newBuckets()
-		b.networks[network] = bs
+	// Three families at most: never full.
+	return b.bucketsIn(b.families, family, len(b.families)+1)
+}
+
+// bucketsIn returns the buckets of key in table m, adding them while m
+// holds fewer than limit keys; nil when key is new and m is full.
+func (b *LocalBudget) bucketsIn(m map[string]*buckets, key string, limit int) *buckets {
+	if bs, ok := m[key]; ok {
 		return bs
 	}
-	bs, ok := b.families[family]
-	if !ok {
-		bs = b.newBuckets()
-		b.families[family] = bs
+	if len(m) >= limit {
+		return nil
 	}
+	bs := b.newBuckets()
+	m[key] = bs
 	return bs
 }
 
