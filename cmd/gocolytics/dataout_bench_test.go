@@ -56,9 +56,7 @@ func benchDB(b *testing.B, name string, n int, at func(i int) time.Time) string 
 	}
 	batch := make([]shard.Event, 0, 20000)
 	for i := range n {
-		e := gctest.NewEvent(fmt.Sprintf("%s-%d", name, i))
-		batch = append(batch, shard.Event{EventType: e.EventType, Application: e.Application, Version: e.Version, Platform: e.Platform,
-			UserID: e.UserID, SessionID: e.SessionID, Value: e.Value, Time: at(i)})
+		batch = append(batch, gctest.NewEvent(fmt.Sprintf("%s-%d", name, i)).Row(at(i)))
 		if len(batch) == cap(batch) || i == n-1 {
 			if err := db.Write(0, batch); err != nil {
 				b.Fatal(err)

@@ -24,9 +24,7 @@ func TestExport_SIGTERMWhileBlocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	evs := make([]shard.Event, 5000) // about 700 KB of CSV: more than a pipe holds
 	for i := range evs {
-		e := gctest.NewEvent(fmt.Sprintf("sigterm-%d", i))
-		evs[i] = shard.Event{EventType: e.EventType, Application: e.Application, Version: e.Version, Platform: e.Platform,
-			UserID: e.UserID, SessionID: e.SessionID, Value: e.Value, Time: time.Now()}
+		evs[i] = gctest.NewEvent(fmt.Sprintf("sigterm-%d", i)).Row(time.Now())
 	}
 	writeDatabase(t, path, evs)
 

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
 // Event is one analytics event as a client sends it. Value is raw JSON
@@ -65,6 +68,13 @@ func NewEvent(marker string) Event {
 func (e Event) WithKey(key string) Event {
 	e.APIKey = key
 	return e
+}
+
+// Row is the event as the writer stores it, at time at: for tests that
+// write a database through shard directly instead of over HTTP.
+func (e Event) Row(at time.Time) shard.Event {
+	return shard.Event{EventType: e.EventType, Application: e.Application, Version: e.Version, Platform: e.Platform,
+		UserID: e.UserID, SessionID: e.SessionID, Value: e.Value, Time: at}
 }
 
 // JSON is the event as a request body, its keys in the order the Godot
