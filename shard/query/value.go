@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
+	"strings"
 )
 
 // ValueDay is the statistics of one numeric field of value on one day. The
@@ -39,56 +41,28 @@ func ComputeValue(ctx context.Context, q Querier, f Filter, field string) ([]Val
 	if err != nil {
 		return nil, err
 	}
-	where, args := f.where(f.Since, f.Until, true)
-	if lo, hi, ok, err := idRange(ctx, q, f); err != nil {
-		return nil, err
-	} else if ok {
-		where, args = f.boundedWhere(lo, hi, true)
-	}
-	// A value that is not valid JSON (never written by gocolytics, but
-	// possible in an old database) counts as skipped instead of failing the
-	// whole query.
-	query := `SELECT substr(time, 1, 10), v FROM (
-SELECT time, CASE WHEN json_valid(value) AND json_type(value, ?1) IN ('integer', 'real') THEN json_extract(value, ?1) END AS v
-FROM event WHERE ` + renumber(where, 2) + `)`
-	if dialectOf(q) == Postgres {
-		// The same path in strict mode, so that a name never reaches into
-		// an array (as SQLite's does not); a missing field is NULL.
-		path = "strict " + path
-		query = Postgres.bind(`SELECT to_char(time, 'YYYY-MM-DD'), CASE WHEN jsonb_typeof(x) = 'number' THEN x::float8 END FROM (
-SELECT time, jsonb_path_query_first(value, ?1::jsonpath, '{}', true) AS x
-FROM event WHERE ` + renumber(where, 2) + `) s`)
-	}
-	rows, err := q.QueryContext(ctx, query, append([]any{path}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("query value: %w", err)
-	}
-	defer rows.Close()
 	days, index := f.dayList()
 	nums := make([][]float64, len(days))
 	out := make([]ValueDay, len(days))
-	for rows.Next() {
-		var d string
-		var v *float64
-		if err := rows.Scan(&d, &v); err != nil {
-			return nil, fmt.Errorf("read value: %w", err)
+	if chunks, ok, err := rangeChunks(ctx, q, f); err != nil {
+		return nil, err
+	} else if ok {
+		err := eachChunk(ctx, chunks, func(ctx context.Context, c chunk) ([]valuePart, error) {
+			return readValueChunk(ctx, q, f, path, c)
+		}, func(_ chunk, parts []valuePart) error {
+			for _, p := range parts {
+				if i, ok := index[p.day]; ok {
+					nums[i] = append(nums[i], p.nums...)
+					out[i].Skipped += p.skipped
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		i, ok := index[d]
-		if !ok {
-			continue
-		}
-		// A number too large for a double (1e99999) reads as infinity: it
-		// has no place in an average, and JSON cannot carry it.
-		if v == nil || math.IsInf(*v, 0) || math.IsNaN(*v) {
-			out[i].Skipped++
-			continue
-		}
-		// -0 counts as 0, as PostgreSQL's numeric (jsonb) has it: the
-		// answer is the same from either database.
-		nums[i] = append(nums[i], *v+0)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read value: %w", err)
+	} else if err := readValueRows(ctx, q, f, path, index, nums, out); err != nil {
+		return nil, err
 	}
 	for i, d := range days {
 		out[i].Day = d
@@ -126,4 +100,120 @@ func renumber(where string, from int) string {
 		}
 	}
 	return string(out)
+}
+
+// readValueRows reads the numbers of f's rows one row at a time: every row of
+// the application through its index (no summaries, PostgreSQL).
+func readValueRows(ctx context.Context, q Querier, f Filter, path string, index map[string]int, nums [][]float64, out []ValueDay) error {
+	where, args := f.where(f.Since, f.Until, true)
+	// A value that is not valid JSON (never written by gocolytics, but
+	// possible in an old database) counts as skipped instead of failing the
+	// whole query. SQLite gives the number as its JSON text and PostgreSQL
+	// as a float8 (which the driver writes in the shortest text that reads
+	// back as the same double), both read by valueNumber, as the packed
+	// pieces are.
+	query := `SELECT substr(time, 1, 10), ` + valueText + ` FROM event WHERE ` + renumber(where, 2)
+	if dialectOf(q) == Postgres {
+		// The same path in strict mode, so that a name never reaches into
+		// an array (as SQLite's does not); a missing field is NULL.
+		path = "strict " + path
+		query = Postgres.bind(`SELECT to_char(time, 'YYYY-MM-DD'), CASE WHEN jsonb_typeof(x) = 'number' THEN x::float8 END FROM (
+SELECT time, jsonb_path_query_first(value, ?1::jsonpath, '{}', true) AS x
+FROM event WHERE ` + renumber(where, 2) + `) s`)
+	}
+	rows, err := q.QueryContext(ctx, query, append([]any{path}, args...)...)
+	if err != nil {
+		return fmt.Errorf("query value: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		var v *string
+		if err := rows.Scan(&d, &v); err != nil {
+			return fmt.Errorf("read value: %w", err)
+		}
+		i, ok := index[d]
+		if !ok {
+			continue
+		}
+		x, ok := 0.0, false
+		if v != nil {
+			x, ok = valueNumber(*v)
+		}
+		if !ok {
+			out[i].Skipped++
+			continue
+		}
+		nums[i] = append(nums[i], x)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read value: %w", err)
+	}
+	return nil
+}
+
+// valueText is the field at the path ?1 of a row's value as JSON text when
+// it is a number, else NULL (SQLite).
+const valueText = `CASE WHEN json_valid(value) AND json_type(value, ?1) IN ('integer', 'real') THEN value -> ?1 END`
+
+// valueNumber reads a number's JSON text as the nearest double, as
+// PostgreSQL's float8 does. ok is false for a number too large for a
+// double (1e99999): it has no place in an average, and JSON cannot carry
+// it. -0 counts as 0, as PostgreSQL's numeric (jsonb) has it: the answer
+// is the same from either database.
+func valueNumber(s string) (x float64, ok bool) {
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(x, 0) || math.IsNaN(x) {
+		return 0, false
+	}
+	return x + 0, true
+}
+
+// valuePart is what one piece of the range holds for one day: its numbers
+// and how many of its rows were skipped.
+type valuePart struct {
+	day     string
+	nums    []float64
+	skipped int64
+}
+
+// readValueChunk reads the numbers of f's rows in c, packed in one text per
+// day (the tail's rows may be of any day of the range).
+func readValueChunk(ctx context.Context, q Querier, f Filter, path string, c chunk) ([]valuePart, error) {
+	cf := c.filter(f)
+	where, args := cf.boundedWhere(c.lo, c.hi, true)
+	query := `SELECT substr(time, 1, 10), count(*), group_concat(` + valueText + `, ',') FROM event WHERE ` + renumber(where, 2)
+	if c.tail {
+		query += ` GROUP BY 1`
+	}
+	rows, err := q.QueryContext(ctx, query, append([]any{path}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("query value: %w", err)
+	}
+	defer rows.Close()
+	var parts []valuePart
+	for rows.Next() {
+		var day, packed *string
+		var n int64
+		if err := rows.Scan(&day, &n, &packed); err != nil {
+			return nil, fmt.Errorf("read value: %w", err)
+		}
+		if n == 0 || day == nil {
+			continue
+		}
+		p := valuePart{day: *day}
+		if packed != nil {
+			for s := range strings.SplitSeq(*packed, ",") {
+				if x, ok := valueNumber(s); ok {
+					p.nums = append(p.nums, x)
+				}
+			}
+		}
+		p.skipped = n - int64(len(p.nums))
+		parts = append(parts, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read value: %w", err)
+	}
+	return parts, nil
 }
