@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ func BenchmarkDashboard_FirstRender(b *testing.B) {
 				}
 				total += rec.render(b)
 			}
+			b.Logf("the last load: %s", rec.timeline())
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "render-ms/op")
 			b.ReportMetric(float64(failed)/float64(b.N), "not-loaded/op")
 		})
@@ -63,12 +65,13 @@ type requestLog struct {
 	page  time.Time
 	last  time.Time
 	paths []string
+	spans []string // each request's path, start and end after page
 }
 
 func (l *requestLog) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.page, l.last, l.paths = time.Time{}, time.Time{}, nil
+	l.page, l.last, l.paths, l.spans = time.Time{}, time.Time{}, nil, nil
 }
 
 func (l *requestLog) add(path string, start, end time.Time) {
@@ -81,6 +84,17 @@ func (l *requestLog) add(path string, start, end time.Time) {
 		l.last = end
 	}
 	l.paths = append(l.paths, path)
+	if !l.page.IsZero() {
+		l.spans = append(l.spans, fmt.Sprintf("%s %d-%d ms", path, start.Sub(l.page).Milliseconds(), end.Sub(l.page).Milliseconds()))
+	}
+}
+
+// timeline lists the requests of the last load, with their start and end
+// after GET /dashboard's start.
+func (l *requestLog) timeline() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.spans, ", ")
 }
 
 // render is the time from GET /dashboard to the end of the last answer.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -169,9 +170,11 @@ func (p *params) text(name string) string {
 	return string(v)
 }
 
-// filter reads application, since, until, version, platform and
-// event_type. until defaults to today, since to DefaultRangeDays days
-// ending with until.
+// filter reads application, since, until, days, version, platform and
+// event_type. until defaults to today (the server's day, local with
+// LOCAL_TIME), since to days (default DefaultRangeDays) days ending with
+// until: the dashboard's 7/30/90-day pickers send days, so that their days
+// are the server's, whatever the browser's time zone.
 func (h *Handlers) filter(p *params) query.Filter {
 	f := query.Filter{Application: p.text("application"), Version: p.text("version"),
 		Platform: p.text("platform"), EventType: p.text("event_type")}
@@ -187,6 +190,16 @@ func (h *Handlers) filter(p *params) query.Filter {
 			}
 			*d.dst = t
 		}
+	}
+	days := p.text("days")
+	switch n, err := strconv.Atoi(days); {
+	case days == "" || p.err != nil:
+	case err != nil || n < 1 || n > query.MaxRangeDays:
+		p.err = &query.ParamError{Param: "days", Msg: fmt.Sprintf("must be a whole number from 1 to %d", query.MaxRangeDays)}
+	case !f.Since.IsZero():
+		p.err = &query.ParamError{Param: "days", Msg: "give since or days, not both"}
+	default:
+		f.Since = f.Until.AddDate(0, 0, 1-n)
 	}
 	if f.Since.IsZero() {
 		f.Since = f.Until.AddDate(0, 0, 1-DefaultRangeDays)

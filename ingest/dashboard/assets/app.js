@@ -5,6 +5,7 @@
 
 (function () {
   const KEY = "gocolytics.adminKey";
+  const APP = "gocolytics.application";
   const REFRESH_MS = 10000;
   const COLORS = ["#2563eb", "#db2777", "#16a34a", "#ea580c", "#7c3aed", "#0891b2", "#ca8a04", "#dc2626", "#4b5563", "#65a30d"];
   const $ = (id) => document.getElementById(id);
@@ -59,7 +60,9 @@
     return body;
   }
 
-  // Days are YYYY-MM-DD; the server counts them in UTC unless LOCAL_TIME.
+  // Days are YYYY-MM-DD; the server counts them in UTC unless LOCAL_TIME,
+  // and its "today" may not be the browser's: the 7/30/90-day pickers send
+  // days=N and let the server place the range, custom ranges send dates.
   function isoDay(d) { return d.toISOString().slice(0, 10); }
   function addDays(day, n) { const d = new Date(day + "T00:00:00Z"); d.setUTCDate(d.getUTCDate() + n); return isoDay(d); }
   function dayToTs(day) { return Date.parse(day + "T00:00:00Z") / 1000; }
@@ -67,13 +70,17 @@
   function range() {
     const r = $("range").value;
     if (r === "custom") return { since: $("since").value, until: $("until").value };
-    const until = isoDay(new Date());
-    return { since: addDays(until, 1 - Number(r)), until: until };
+    return { days: r };
   }
 
   function filters() {
-    const r = range();
-    return { application: $("application").value, since: r.since, until: r.until, version: $("version").value, platform: $("platform").value };
+    return Object.assign({ application: $("application").value, version: $("version").value, platform: $("platform").value }, range());
+  }
+
+  // The application last shown, so that a new load can ask for its
+  // figures at once, beside the list of applications.
+  function lastApplication() {
+    try { return localStorage.getItem(APP) || ""; } catch (e) { return ""; }
   }
 
   function setOptions(select, names, allLabel) {
@@ -241,7 +248,9 @@
         statsDue = Date.now() + Math.max(REFRESH_MS, STATS_SHARE * (Date.now() - started)) - 500;
         $("data").hidden = false;
         renderStats(st, st.series[0], st.series[1]);
-        status(f.application + ", " + f.since + " to " + f.until + " · updated " + new Date().toLocaleTimeString());
+        const days = st.days.length ? st.days[0].day + " to " + st.days[st.days.length - 1].day : "";
+        status(f.application + ", " + days + " · updated " + new Date().toLocaleTimeString());
+        try { localStorage.setItem(APP, f.application); } catch (e) { /* storage off */ }
       }
       renderRecent(await recent);
       document.body.dataset.loaded = "true";
@@ -314,11 +323,21 @@
     return q.get("application") || "";
   }
 
+  // The first figures do not wait for the list of applications: when the
+  // address or the last visit names an application, they are asked for
+  // beside it, and asked for again only if the list has no such
+  // application.
   async function start() {
     $("need-key").hidden = true;
     $("pickers").hidden = false;
-    const wanted = presetFromURL();
+    const wanted = presetFromURL() || lastApplication();
     document.querySelectorAll(".custom").forEach((el) => { el.hidden = $("range").value !== "custom"; });
+    if (!$("funnel-steps").children.length) { addFunnelStep(); addFunnelStep(); }
+    let early = null;
+    if (wanted) {
+      setOptions($("application"), [wanted]);
+      early = refresh();
+    }
     try {
       const apps = await api("/v1.0/stats/applications");
       setOptions($("application"), apps.map((a) => a.application));
@@ -329,12 +348,13 @@
         $("since").value = addDays(a.last_day, -29);
       }
     } catch (e) {
+      if (early) await early;
       if (e instanceof Unauthorized) { needKey("The admin key was refused; paste a valid one."); return; }
       status("Could not load the applications: " + e.message, true);
       return;
     }
-    if (!$("funnel-steps").children.length) { addFunnelStep(); addFunnelStep(); }
-    await refresh();
+    if (early) await early;
+    if ($("application").value !== wanted || !early) await refresh();
     startTimer();
   }
 
