@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gocolytics/gocolytics/ingest/ratelimit"
 )
 
 // connCap caps the open connections per client prefix: an IPv4 address, or
@@ -22,16 +24,6 @@ type connCap struct {
 
 func newConnCap(max int) *connCap {
 	return &connCap{max: max, open: make(map[netip.Prefix]int)}
-}
-
-// connPrefix is the prefix a connection from a is counted under.
-func connPrefix(a netip.Addr) netip.Prefix {
-	a = a.Unmap().WithZone("")
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p
-	}
-	return netip.PrefixFrom(a, 32)
 }
 
 // listener wraps ln so that its connections are counted.
@@ -81,7 +73,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if !ok {
 			return conn, nil
 		}
-		key := connPrefix(tcp.AddrPort().Addr())
+		key := ratelimit.ClientPrefix(tcp.AddrPort().Addr())
 		if !l.cap.admit(key) {
 			// As fasthttp's MaxConnsPerIP did: a 429, then close. A
 			// fresh connection's send buffer takes it at once; the

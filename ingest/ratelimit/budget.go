@@ -93,8 +93,7 @@ type buckets struct {
 // NewLocalBudget returns the in-process budget for rates, which must not
 // be empty.
 func NewLocalBudget(rates []Rate, opts LocalOptions) *LocalBudget {
-	opts.MaxClients = max(opts.MaxClients, 0)
-	if opts.MaxClients == 0 {
+	if opts.MaxClients <= 0 {
 		opts.MaxClients = DefaultMaxClients
 	}
 	if opts.TTL <= 0 {

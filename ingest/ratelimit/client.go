@@ -169,14 +169,25 @@ func parseHop(b []byte) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// ClientKey is the budget key of a client address: the address itself for
-// IPv4 ("192.0.2.7"), its /64 prefix for IPv6 ("2001:db8:1:2::/64"), since
-// one host is usually given a whole /64 and may use any address in it.
-func ClientKey(a netip.Addr) string {
+// ClientPrefix is what one client is: the address itself for IPv4, its /64
+// prefix for IPv6, since one host is usually given a whole /64 and may use
+// any address in it. The rate limit and the connection cap both count by it.
+func ClientPrefix(a netip.Addr) netip.Prefix {
 	a = Plain(a)
 	if a.Is6() {
 		p, _ := a.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(a, 32)
+}
+
+// ClientKey is the budget key of a client address (ClientPrefix): the
+// address for IPv4 ("192.0.2.7"), the /64 prefix for IPv6
+// ("2001:db8:1:2::/64").
+func ClientKey(a netip.Addr) string {
+	p := ClientPrefix(a)
+	if p.Addr().Is6() {
 		return p.String()
 	}
-	return a.String()
+	return p.Addr().String()
 }
