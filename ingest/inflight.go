@@ -169,10 +169,9 @@ type bodyBuf struct {
 	charged int
 	budget  *inflight
 	// expect is the size the body is expected to reach: its announced
-	// length (known), or the limit. decoded says its decoded events will be
-	// charged too, so they are reserved with it.
+	// length, or math.MaxInt when none was announced. decoded says its
+	// decoded events will be charged too, so they are reserved with it.
 	expect  int
-	known   bool
 	decoded bool
 }
 
@@ -183,7 +182,7 @@ var bodyBufPool = sync.Pool{New: func() any { return new(bodyBuf) }}
 // the decoded events (takeDecoded).
 func getBodyBuf(budget *inflight, expect int, decoded bool) *bodyBuf {
 	bb := bodyBufPool.Get().(*bodyBuf)
-	bb.budget, bb.expect, bb.known, bb.decoded = budget, expect, expect >= 0, decoded
+	bb.budget, bb.expect, bb.decoded = budget, expect, decoded
 	if expect < 0 {
 		bb.expect = math.MaxInt
 	}
@@ -200,9 +199,7 @@ func (bb *bodyBuf) release() {
 	}
 	bb.budget.give(bb.charged)
 	bb.charged, bb.budget = 0, nil
-	if cap(bb.b) > pooledBodyBuf {
-		bb.b = nil
-	}
+	bb.dropLarge()
 	bb.b = bb.b[:0]
 	bodyBufPool.Put(bb)
 }
@@ -254,7 +251,7 @@ func (bb *bodyBuf) readFrom(r io.Reader, limit int) error {
 					}
 					bb.charged = int(reserve)
 				}
-				if bb.known && want <= bb.charged {
+				if bb.expect != math.MaxInt && want <= bb.charged {
 					c = want
 				}
 			}
