@@ -82,12 +82,6 @@ type Reader struct {
 // Open opens the pool on the database at path. It checks that the file is a
 // database holding an event table, and creates nothing.
 func Open(path string, o Options) (*Reader, error) {
-	if o.MaxReaders <= 0 {
-		o.MaxReaders = DefaultMaxReaders
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = DefaultBusyTimeout
 	}
@@ -99,15 +93,8 @@ func Open(path string, o Options) (*Reader, error) {
 	q.Set("_query_only", "1")
 	q.Set("_busy_timeout", fmt.Sprint(o.BusyTimeout.Milliseconds()))
 	dsn := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) + "?" + q.Encode()
-	db := sql.OpenDB(readConnector{dsn})
-	db.SetMaxOpenConns(o.MaxReaders)
-	db.SetMaxIdleConns(o.MaxReaders)
-	// Idle connections let go of their page cache after a while.
-	db.SetConnMaxIdleTime(time.Minute)
-	r := &Reader{db: db, timeout: o.Timeout, loc: time.UTC}
-	if o.LocalTime {
-		r.loc = time.Local
-	}
+	r := NewReader(sql.OpenDB(readConnector{dsn}), SQLite, o)
+	db := r.db
 	ctx, cancel := r.Limit(context.Background())
 	defer cancel()
 	var n int

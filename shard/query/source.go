@@ -62,6 +62,7 @@ func NewReader(db *sql.DB, d Dialect, o Options) *Reader {
 	}
 	db.SetMaxOpenConns(o.MaxReaders)
 	db.SetMaxIdleConns(o.MaxReaders)
+	// Idle connections let go of their page cache after a while.
 	db.SetConnMaxIdleTime(time.Minute)
 	r := &Reader{db: db, timeout: o.Timeout, loc: time.UTC, events: "event", dialect: d, unreachable: o.Unreachable}
 	if o.LocalTime {
@@ -99,9 +100,6 @@ func (r *Reader) Recent(ctx context.Context, application string, limit int) ([]R
 func (r *Reader) Applications(ctx context.Context) ([]Application, error) {
 	return Applications(ctx, r)
 }
-
-// Dialect is the SQL of r's database.
-func (r *Reader) Dialect() Dialect { return r.dialect }
 
 // dialectOf is the dialect of a Querier: a Reader says; anything else
 // (a *sql.DB opened on a SQLite file) is SQLite.
