@@ -1,17 +1,10 @@
 package forward
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // columns are the event columns a batch copies, in the order batch.add
@@ -130,72 +123,4 @@ func storedTime(b []byte) (time.Time, bool) {
 		}
 	}
 	return parseTime(string(b))
-}
-
-// forwardBatch copies the rows of b, which follow pos, and moves the node's
-// position to the last of them, in one transaction: either both happen or
-// neither.
-func (f *Forwarder) forwardBatch(ctx context.Context, conn *pgx.Conn, b *batch, known map[month]bool, pos int64) error {
-	if err := ensurePartitions(ctx, conn, known, b.months); err != nil {
-		return err
-	}
-	err := f.copyBatch(ctx, conn, b, pos, false)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		// A unique violation means some of these rows are in PostgreSQL
-		// already although the position says otherwise — only possible if
-		// the position was moved back by hand. Copy the rest, skip those.
-		f.logger.Warn("rows already in postgresql; skipping the duplicates", "node_id", f.cfg.NodeID, "after_id", pos)
-		err = f.copyBatch(ctx, conn, b, pos, true)
-	}
-	if err != nil {
-		return err
-	}
-	f.forwarded.Add(b.rows)
-	if b.converted > 0 {
-		f.converted.Add(b.converted)
-		f.logger.Warn("rows converted for postgresql (originals kept in value_text; NUL in text columns became U+FFFD)",
-			"node_id", f.cfg.NodeID, "rows", b.converted, "last_id", b.lastID)
-	}
-	return nil
-}
-
-func (f *Forwarder) copyBatch(ctx context.Context, conn *pgx.Conn, b *batch, pos int64, skipDuplicates bool) error {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if skipDuplicates {
-		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE forward_batch (LIKE event INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
-			return fmt.Errorf("create temp table: %w", err)
-		}
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b.buf), "COPY forward_batch ("+copyColumns+") FROM STDIN (FORMAT binary)"); err != nil {
-			return fmt.Errorf("copy rows after id %d: %w", pos, err)
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO event SELECT * FROM forward_batch ON CONFLICT DO NOTHING"); err != nil {
-			return fmt.Errorf("insert rows after id %d: %w", pos, err)
-		}
-	} else if tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(b.buf), "COPY event ("+copyColumns+") FROM STDIN (FORMAT binary)"); err != nil {
-		return fmt.Errorf("copy rows after id %d: %w", pos, err)
-	} else if n := tag.RowsAffected(); int(n) != b.rows {
-		return fmt.Errorf("copy rows after id %d: %d of %d copied", pos, n, b.rows)
-	}
-	for _, e := range b.erasures {
-		if err := f.eraseEarlier(ctx, tx, e); err != nil {
-			return err
-		}
-	}
-	tag, err := tx.Exec(ctx, "UPDATE forward_position SET last_id = $2, last_time = $3, updated_at = now() WHERE node_id = $1 AND last_id = $4",
-		f.cfg.NodeID, b.lastID, b.lastTime, pos)
-	if err != nil {
-		return fmt.Errorf("advance the position: %w", err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("%w: expected last_id %d", ErrPositionMoved, pos)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit rows after id %d: %w", pos, err)
-	}
-	return nil
 }

@@ -303,19 +303,15 @@ func wallNow() time.Time {
 }
 
 // session is one connection's life: connect, migrate, claim the node id,
-// read the position, then copy batches until an error or ctx ends.
+// read the position, then copy batches until an error or ctx ends. While a
+// backlog drains, a second connection copies the next batch while the
+// first commits (see fly).
 func (f *Forwarder) session(ctx context.Context, src *source) error {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conn, err := pgx.Connect(cctx, f.cfg.PostgresURL)
-	cancel()
+	conn, err := f.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("connect to postgresql: %w", err)
+		return err
 	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		conn.Close(c)
-	}()
+	defer closeConn(conn)
 	if _, err := migrate(ctx, conn); err != nil {
 		return err
 	}
@@ -331,55 +327,132 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 		return err
 	}
 	known := map[month]bool{}
-	if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
-		return err
-	}
-	if err := f.retain(ctx, conn, known, time.Now()); err != nil {
+	if err := f.maintain(ctx, conn, known); err != nil {
 		return err
 	}
 	f.setStatus(func(s *Status) { s.Connected, s.Position, s.LastError = true, pos, nil })
 	f.logger.Info("forwarding to postgresql", "node_id", f.cfg.NodeID, "position", pos)
 
+	// The batches in flight: at most two, the later one on the connection
+	// the earlier one does not use. sent is the last id handed to one.
+	var (
+		second   *pgx.Conn
+		inflight *flight
+		sent     = pos
+		sentTime = lastTime
+	)
+	fctx, cancelFlights := context.WithCancel(ctx)
+	defer func() {
+		// A flight still under way is cut short (its transaction rolls
+		// back, or, if its COMMIT was under way, the next session reads
+		// the position back) before the connections close.
+		cancelFlights()
+		if inflight != nil {
+			<-inflight.done
+		}
+		if second != nil {
+			closeConn(second)
+		}
+	}()
 	ahead := f.startReadAhead(ctx, src, pos)
 	defer func() { ahead.stop() }()
-	lastAhead := time.Now()
+	// land waits for a flight and takes its result; landAll lands the
+	// flight under way, if any.
+	land := func(fl *flight) error {
+		if fl == nil {
+			return nil
+		}
+		if err := fl.wait(ctx); err != nil {
+			return err
+		}
+		pos, lastTime = fl.b.lastID, fl.b.lastTime
+		f.forwarded.Add(fl.b.rows)
+		if fl.b.converted > 0 {
+			f.converted.Add(fl.b.converted)
+			f.logger.Warn("rows converted for postgresql (originals kept in value_text; NUL in text columns became U+FFFD)",
+				"node_id", f.cfg.NodeID, "rows", fl.b.converted, "last_id", fl.b.lastID)
+		}
+		ahead.free <- fl.b
+		f.setStatus(func(s *Status) { s.Position = pos })
+		f.refreshLag(ctx, src)
+		return nil
+	}
+	landAll := func() error {
+		if err := land(inflight); err != nil {
+			return err
+		}
+		inflight = nil
+		return nil
+	}
+	lastMaintained := time.Now()
 	tick := time.NewTicker(f.cfg.Interval)
 	defer tick.Stop()
 	for {
-		if time.Since(lastAhead) > time.Hour {
-			if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
+		if time.Since(lastMaintained) > time.Hour {
+			if err := landAll(); err != nil {
 				return err
 			}
-			if err := f.retain(ctx, conn, known, time.Now()); err != nil {
+			if err := f.maintain(ctx, conn, known); err != nil {
 				return err
 			}
-			lastAhead = time.Now()
+			lastMaintained = time.Now()
 		}
-		if !lastTime.IsZero() {
-			back, backTime, err := f.rewind(ctx, conn, src, pos, lastTime)
+		if !sentTime.IsZero() {
+			// Ids given again (see source.rewind)? Checked from SQLite
+			// alone; moving back needs the batches in flight landed.
+			back, err := src.rewind(ctx, sent, sentTime)
 			if err != nil {
 				return err
 			}
-			if back != pos {
+			if back != sent {
+				if err := landAll(); err != nil {
+					return err
+				}
+				back, backTime, err := f.rewind(ctx, conn, src, pos, lastTime)
+				if err != nil {
+					return err
+				}
 				// The batches read ahead start after the old position.
 				ahead.stop()
 				pos, lastTime = back, backTime
+				sent, sentTime = pos, lastTime
 				ahead = f.startReadAhead(ctx, src, pos)
 			}
 		}
+		var landed <-chan struct{}
+		if inflight != nil {
+			landed = inflight.done
+		}
 		select {
 		case b := <-ahead.ready:
-			err := f.forwardBatch(ctx, conn, b, known, pos)
-			if err != nil {
+			c := conn
+			if inflight != nil && inflight.conn == conn {
+				if second == nil {
+					if second, err = f.connect(ctx); err != nil {
+						return err
+					}
+				}
+				c = second
+			}
+			if err := ensurePartitions(ctx, c, known, b.months); err != nil {
 				return err
 			}
-			pos, lastTime = b.lastID, b.lastTime
-			ahead.free <- b
-			f.setStatus(func(s *Status) { s.Position = pos })
-			f.refreshLag(ctx, src)
+			prev := inflight
+			inflight = f.fly(fctx, c, b, sent, prev)
+			sent, sentTime = b.lastID, b.lastTime
+			if err := land(prev); err != nil {
+				return err
+			}
+		case <-landed:
+			if err := landAll(); err != nil {
+				return err
+			}
 		case r := <-f.erases:
 			// Batches read ahead may hold rows read before the local
 			// erasure: drop them and read again after the delete.
+			if err := landAll(); err != nil {
+				return err
+			}
 			ahead.stop()
 			if err := f.erase(ctx, conn, r); err != nil {
 				return err
@@ -393,6 +466,32 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// connect opens a connection to PostgreSQL.
+func (f *Forwarder) connect(ctx context.Context) (*pgx.Conn, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, f.cfg.PostgresURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgresql: %w", err)
+	}
+	return conn, nil
+}
+
+func closeConn(conn *pgx.Conn) {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn.Close(c)
+}
+
+// maintain creates the partitions of this month and the next ones and
+// applies RETENTION_DAYS in PostgreSQL: at connection and hourly.
+func (f *Forwarder) maintain(ctx context.Context, conn *pgx.Conn, known map[month]bool) error {
+	if err := ensurePartitions(ctx, conn, known, monthsAhead(time.Now())); err != nil {
+		return err
+	}
+	return f.retain(ctx, conn, known, time.Now())
 }
 
 // position reads (creating it at 0) the node's position, and checks it

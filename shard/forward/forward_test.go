@@ -184,10 +184,12 @@ func TestForwarder_ConnectionCutMidCopy(t *testing.T) {
 	write(t, db, 1, 20000)
 	var log syncBuffer
 	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-c", BatchRows: 2000}, &log)
-	// Cut the connection several times, each time part way into a batch's
-	// COPY (a batch of 2000 rows is ~150 KB on the wire).
-	for range 4 {
-		proxy.CutAfter(60_000)
+	// Cut the connections several times, each time part way into a
+	// batch's COPY (a batch of 2000 rows is ~150 KB on the wire) at a
+	// different point, so that with two batches in flight (one copying, one
+	// committing) the cuts meet each step of both.
+	for i := range 6 {
+		proxy.CutAfter(int64(20_000 + i*37_000))
 		deadline := time.Now().Add(20 * time.Second)
 		for proxy.Cuts.Load() == 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)

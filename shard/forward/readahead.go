@@ -8,7 +8,7 @@ import (
 // readAhead reads and prepares the next batch from SQLite while the one
 // before it is copied to PostgreSQL, so that on two cores the reading and
 // converting here overlap PostgreSQL's work on the COPY. It hands out at
-// most two batches at a time (one being copied, one ready).
+// most three batches at a time (two being copied, one ready; see fly).
 type readAhead struct {
 	ready  chan *batch
 	free   chan *batch
@@ -22,9 +22,10 @@ type readAhead struct {
 // again.
 func (f *Forwarder) startReadAhead(ctx context.Context, src *source, pos int64) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &readAhead{ready: make(chan *batch), free: make(chan *batch, 2), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
-	r.free <- newBatch(f.cfg.NodeID, f.cfg.EraseEventType, f.cfg.BatchRows)
-	r.free <- newBatch(f.cfg.NodeID, f.cfg.EraseEventType, f.cfg.BatchRows)
+	r := &readAhead{ready: make(chan *batch), free: make(chan *batch, 3), errc: make(chan error, 1), cancel: cancel, done: make(chan struct{})}
+	for range cap(r.free) {
+		r.free <- newBatch(f.cfg.NodeID, f.cfg.EraseEventType, f.cfg.BatchRows)
+	}
 	go func() {
 		defer close(r.done)
 		for {
