@@ -99,9 +99,6 @@ func mergeCopy(ctx context.Context, path string) error {
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
 		return fmt.Errorf("merge staged events in the copy: %w", err)
 	}
-	if err := summarizeCopy(c); err != nil {
-		return fmt.Errorf("merge staged events in the copy: %w", rollback(c, err))
-	}
 	for _, q := range []string{
 		fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM %s ORDER BY id", mergeColumns, mergeColumns, StagingTable),
 		"DELETE FROM " + StagingTable,

@@ -90,9 +90,14 @@ type Options struct {
 	// pages; 0 keeps SQLite's (1000).
 	WALAutocheckpoint int
 
-	// noSummaries keeps no summary tables even with merging on, as merging
-	// off does: only for the benchmark that measures what they cost.
-	noSummaries bool
+	// SummaryInterval is how long a row of event waits at most before the
+	// writer adds it to the summary tables (summary.go; the stats read it
+	// raw meanwhile); 0 means DefaultSummaryInterval, negative keeps no
+	// summaries (the stats read every row raw).
+	SummaryInterval time.Duration
+	// SummaryRows starts a summary pass as soon as this many rows wait,
+	// and caps the rows summarised at Close; 0 means DefaultSummaryRows.
+	SummaryRows int
 }
 
 func (o Options) withDefaults() Options {
@@ -122,6 +127,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MergeMaxRows <= 0 {
 		o.MergeMaxRows = DefaultMergeMaxRows
+	}
+	if o.SummaryInterval == 0 {
+		o.SummaryInterval = DefaultSummaryInterval
+	}
+	if o.SummaryRows <= 0 {
+		o.SummaryRows = DefaultSummaryRows
 	}
 	return o
 }

@@ -39,8 +39,6 @@ type job struct {
 	counter *atomic.Uint64
 	deleted int64
 	done    chan error
-	// finished, if set, is called in the writer when the job ends.
-	finished func(error)
 }
 
 // submit hands j to the writer and waits until it has run to its end.
@@ -242,14 +240,6 @@ func (w *writer) runJob() {
 	finish := func(err error) {
 		j.done <- err
 		w.jobs = w.jobs[1:]
-		if j.finished != nil {
-			j.finished(err)
-		}
-		// A delete found the summaries incomplete and marked them to
-		// be built again.
-		if s := w.db.sum; s != nil && !s.complete && !s.building && err == nil {
-			w.jobs = append(w.jobs, w.db.backfillJob())
-		}
 	}
 	if err := j.ctx.Err(); err != nil {
 		finish(err)

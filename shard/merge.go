@@ -109,9 +109,6 @@ func (db *DB) openStaging() error {
 		return fmt.Errorf("prepare next id: %w", err)
 	}
 	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext)}
-	if err := db.openSummaries(); err != nil {
-		return fmt.Errorf("open summary tables: %w", err)
-	}
 	lo, hi, err := stagedIDs(c)
 	if err != nil {
 		return fmt.Errorf("read staging table: %w", err)
@@ -237,7 +234,6 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 	}
 	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY id", mergeColumns, mergeColumns, upto)
 	res, err := c.Exec(ins, nil)
-	renumbered := false
 	if err != nil {
 		var se sqlite3.Error
 		if !errors.As(err, &se) || se.Code != sqlite3.ErrConstraint {
@@ -245,17 +241,13 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 		}
 		// Another program inserted into event behind our back and took
 		// ids we had given out: the events get new ids, still in arrival
-		// order.
+		// order (above the summaries' watermark, like that program's
+		// rows: summary.go).
 		ins = fmt.Sprintf("INSERT INTO event (%[1]s) SELECT %[1]s FROM event_staging WHERE id <= %[2]d ORDER BY id",
 			"event_type, application, version, platform, user_id, session_id, value, time", upto)
 		if res, err = c.Exec(ins, nil); err != nil {
 			return 0, false, rollback(c, err)
 		}
-		renumbered = true
-	}
-	// The summaries' hook: the same rows, in the same transaction.
-	if err := db.summarizeMerge(c, lo, upto, renumbered); err != nil {
-		return 0, false, rollback(c, err)
 	}
 	n, _ := res.RowsAffected()
 	del := "DELETE FROM event_staging"

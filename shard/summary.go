@@ -4,17 +4,14 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
-	"sync/atomic"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 )
 
-// The summary tables: what the stats API reads instead of the raw event rows
-// (shard/query/DESIGN.md gives the figures behind them). The writer keeps
-// them equal to event inside the transactions that change event: the merge
-// adds the merged rows to them, the delete jobs take the deleted rows out.
-// Tables of their own, so event and its five indexes stay as Pycolytics made
-// them.
+// The summary tables: what the stats API reads instead of most raw event
+// rows (shard/query/DESIGN.md gives the figures behind them). Tables of
+// their own, so event and its five indexes stay as Pycolytics made them.
 //
 //   - SummaryActivity: one row per application, day (the date part of the
 //     stored time), session, user, event type, version and platform, with
@@ -22,23 +19,54 @@ import (
 //     the stats API adds up from these groups.
 //   - SummaryUsers: each user's first time per application (new users,
 //     retention).
-//   - SummaryDays: the lowest and highest id of each application's day, so
-//     that a query of raw rows (funnel, value) reads the range's ids only.
-//     Deletes leave these bounds alone: they may become wider than the rows
-//     left, never narrower.
+//   - SummaryDays: the lowest and highest id and the number of events of
+//     each application's day: the applications list, and the ids a query of
+//     raw rows (funnel, value) reads. Deletes leave the id bounds alone:
+//     they may become wider than the rows left, never narrower.
 //
-// SummaryState says which rows of event the tables cover: every row whose
-// id is at most built_id or above start_id. They are complete (readers may
-// use them) once built_id reaches start_id. A database that had rows before
-// the tables existed (an old or Pycolytics one), or whose rows changed while
-// gocolytics was not keeping the tables (MERGE_INTERVAL=off, or another
-// program inserting), gets them built again by the backfill job: chunks of
-// event's rows by id, run between group commits like a delete job.
+// SummaryState's built_id is the watermark: the tables cover exactly the
+// rows of event whose id is at most built_id. Rows above it (the tail) are
+// read raw by the stats and added up to the same groups on the fly. The
+// writer summarises the tail between group commits, not in the merge: every
+// SummaryInterval, or as soon as SummaryRows rows wait, in chunks of rows by
+// id, each chunk one transaction with the watermark. A random-key leaf of
+// stats_activity is then written once a summary pass instead of once a merge
+// (DESIGN.md, "Summary tables"). Deletes (erasure, retention,
+// ERASE_EVENT_TYPE) take the deleted rows at or below the watermark out of
+// the tables in their own transaction, so a crash at any point leaves the
+// tables equal to the rows they cover. A database whose tables are missing,
+// of an older layout, or without a state row (summaries were off, or
+// another program removed it) gets them emptied and built again from id 0
+// by the same passes; the stats meanwhile read more rows raw.
 const (
 	SummaryActivity = "stats_activity"
 	SummaryUsers    = "stats_user"
 	SummaryDays     = "stats_day"
 	SummaryState    = "stats_state"
+)
+
+// summaryVersion is the layout of the tables; tables of another layout are
+// dropped and built again.
+const summaryVersion = 2
+
+// Defaults of the summary passes.
+const (
+	// DefaultSummaryInterval is how long a row of event waits at most
+	// before it is summarised (the stats read it raw meanwhile).
+	DefaultSummaryInterval = time.Minute
+	// DefaultSummaryRows starts a summary pass as soon as this many rows
+	// wait: it bounds the raw tail the stats read under heavy load.
+	DefaultSummaryRows = 100000
+)
+
+// Bounds of a summary chunk, in rows, and the time one chunk aims at:
+// larger than a delete's, because a chunk writes every stats_activity leaf
+// of the day it touches however few rows it adds.
+const (
+	sumChunkMin    = 1000
+	sumChunkMax    = 200000
+	sumChunkStart  = 20000
+	sumChunkTarget = 100 * time.Millisecond
 )
 
 const createSummaries = `
@@ -66,13 +94,13 @@ CREATE TABLE IF NOT EXISTS stats_day (
 	day TEXT NOT NULL,
 	min_id INTEGER NOT NULL,
 	max_id INTEGER NOT NULL,
+	events INTEGER NOT NULL,
 	PRIMARY KEY (application, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats_state (
 	id INTEGER PRIMARY KEY CHECK (id = 1),
-	start_id INTEGER NOT NULL,
-	built_id INTEGER NOT NULL,
-	last_id INTEGER NOT NULL
+	version INTEGER NOT NULL,
+	built_id INTEGER NOT NULL
 );
 `
 
@@ -80,105 +108,109 @@ CREATE TABLE IF NOT EXISTS stats_state (
 // columns.
 const summaryKey = `application, substr(time, 1, 10), session_id, user_id, event_type, version, platform`
 
-// summarizeSQL adds the rows of table selected by where (with ?1 and ?2 the
-// bounds of their ids) to the three summary tables.
-func summarizeSQL(table, where string) []string {
-	return []string{
-		`INSERT INTO stats_activity (application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time)
-SELECT ` + summaryKey + `, count(*), min(time) || '', max(time) || '' FROM ` + table + ` WHERE ` + where + ` GROUP BY 1, 2, 3, 4, 5, 6, 7
+// summarizeSQL adds event's rows with ids above ?1 up to ?2 to the summary
+// tables.
+var summarizeSQL = []string{
+	`INSERT INTO stats_activity (application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time)
+SELECT ` + summaryKey + `, count(*), min(time) || '', max(time) || '' FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2, 3, 4, 5, 6, 7
 ON CONFLICT DO UPDATE SET events = events + excluded.events,
 	first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
-		`INSERT INTO stats_user (application, user_id, first_time)
-SELECT application, user_id, min(time) || '' FROM ` + table + ` WHERE ` + where + ` GROUP BY 1, 2
+	`INSERT INTO stats_user (application, user_id, first_time)
+SELECT application, user_id, min(time) || '' FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
 ON CONFLICT DO UPDATE SET first_time = min(first_time, excluded.first_time)`,
-		`INSERT INTO stats_day (application, day, min_id, max_id)
-SELECT application, substr(time, 1, 10), min(id), max(id) FROM ` + table + ` WHERE ` + where + ` GROUP BY 1, 2
-ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id)`,
-	}
+	`INSERT INTO stats_day (application, day, min_id, max_id, events)
+SELECT application, substr(time, 1, 10), min(id), max(id), count(*) FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
+ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id), events = events + excluded.events`,
+	`UPDATE stats_state SET built_id = ?2`,
 }
 
 // bg is the context of the writer's own statements.
 var bg = context.Background()
 
-var (
-	summarizeStaged = summarizeSQL(StagingTable, "id >= ?1 AND id <= ?2")
-	summarizeEvent  = summarizeSQL("event", "id > ?1 AND id <= ?2")
-)
-
-// summaries is the writer's view of the summary tables. Only the writer
-// goroutine uses it.
+// summaries is the writer's view of the summary tables; nil when they are
+// off. Only the writer goroutine uses it.
 type summaries struct {
-	// on says the tables exist and are kept: merging is on.
-	on bool
-	// complete says built_id has reached start_id.
-	complete bool
-	// building says a backfill job is queued or running.
-	building bool
+	// counted is how many rows had reached event (inEvent) when tail was
+	// last brought up to date; tail estimates the rows above the
+	// watermark, since when the oldest of them waits.
+	counted uint64
+	tail    int64
+	since   time.Time
+	// passTo is the id the pass under way summarises up to; 0 when no
+	// pass runs.
+	passTo int64
+	// chunkRows is the size of the next chunk.
+	chunkRows int
+	// retry is when a pass may start again after a failed chunk.
+	retry time.Time
 }
 
-// openSummaries creates the summary tables when merging is on and decides
-// whether they must be built again; with merging off, rows go straight into
-// event where nobody adds them to the summaries, so the tables are marked
-// unusable (readers fall back to the raw rows) until a run with merging
-// builds them again. It runs before the leftovers of a previous run are
-// merged, so that the merge adds them.
+// openSummaries creates the summary tables, or with summaries off removes
+// their state row so that readers read the raw rows (the tables are built
+// again by the next run with them on). Tables of an older layout, or
+// without their state row, are emptied to be built again from id 0.
 func (db *DB) openSummaries() error {
 	c := db.conn
-	if db.merge == nil || db.opts.noSummaries {
+	if db.opts.SummaryInterval < 0 {
 		if n, _, err := queryInt64(c, "SELECT count(*) FROM sqlite_schema WHERE name = ?", SummaryState); err != nil || n == 0 {
 			return err
 		}
 		_, err := c.Exec("DELETE FROM "+SummaryState, nil)
 		return err
 	}
+	version, _, err := queryInt64(c, "SELECT count(*) FROM pragma_table_info(?) WHERE name = 'version'", SummaryState)
+	if err != nil {
+		return err
+	}
+	if version == 0 {
+		// Missing, or the layout of before the watermark.
+		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, SummaryState} {
+			if _, err := c.Exec("DROP TABLE IF EXISTS "+t, nil); err != nil {
+				return fmt.Errorf("drop summary table %s: %w", t, err)
+			}
+		}
+	}
 	if _, err := c.Exec(createSummaries, nil); err != nil {
 		return fmt.Errorf("create summary tables: %w", err)
+	}
+	// The temporary tables of deleteEvents live as long as the connection.
+	if _, err := c.Exec(createGone, nil); err != nil {
+		return fmt.Errorf("create summary tables: %w", err)
+	}
+	built, ok, err := queryInt64(c, "SELECT built_id FROM stats_state WHERE id = 1 AND version = ?", int64(summaryVersion))
+	if err != nil {
+		return err
 	}
 	maxID, _, err := queryInt64(c, "SELECT coalesce(max(id), 0) FROM event")
 	if err != nil {
 		return err
 	}
-	start, built, last, ok, err := readSummaryState(c)
-	if err != nil {
-		return err
-	}
-	if !ok || last < maxID {
-		// New tables, or rows in event the summaries never saw: build
-		// them again from scratch.
-		if err := resetSummaries(c, maxID); err != nil {
+	switch {
+	case !ok:
+		if err := resetSummaries(c); err != nil {
 			return err
 		}
-		start, built = maxID, 0
+		built = 0
+	case built > maxID:
+		// The newest rows went while nobody kept the tables: the ids
+		// above maxID will be given out again.
+		if _, err := c.Exec(fmt.Sprintf("UPDATE stats_state SET built_id = %d", maxID), nil); err != nil {
+			return fmt.Errorf("lower the summaries' watermark: %w", err)
+		}
+		built = maxID
 	}
-	db.sum = &summaries{on: true, complete: built >= start}
+	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now(), chunkRows: sumChunkStart}
 	return nil
 }
 
-func readSummaryState(c *sqlite3.SQLiteConn) (start, built, last int64, ok bool, err error) {
-	rows, err := c.Query("SELECT start_id, built_id, last_id FROM stats_state WHERE id = 1", nil)
-	if err != nil {
-		return 0, 0, 0, false, err
-	}
-	defer rows.Close()
-	dest := make([]driver.Value, 3)
-	if err := rows.Next(dest); err != nil {
-		return 0, 0, 0, false, nil
-	}
-	start, _ = dest[0].(int64)
-	built, _ = dest[1].(int64)
-	last, _ = dest[2].(int64)
-	return start, built, last, true, nil
-}
-
-// resetSummaries empties the summary tables and marks every row of event up
-// to maxID as still to be built.
-func resetSummaries(c *sqlite3.SQLiteConn, maxID int64) error {
+// resetSummaries empties the summary tables and sets the watermark to 0.
+func resetSummaries(c *sqlite3.SQLiteConn) error {
 	for _, q := range []string{
 		"BEGIN IMMEDIATE",
 		"DELETE FROM stats_activity",
 		"DELETE FROM stats_user",
 		"DELETE FROM stats_day",
-		fmt.Sprintf("INSERT OR REPLACE INTO stats_state (id, start_id, built_id, last_id) VALUES (1, %d, 0, %d)", maxID, maxID),
+		fmt.Sprintf("INSERT OR REPLACE INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion),
 		"COMMIT",
 	} {
 		if _, err := c.Exec(q, nil); err != nil {
@@ -188,142 +220,203 @@ func resetSummaries(c *sqlite3.SQLiteConn, maxID int64) error {
 	return nil
 }
 
-// summarizeMerge is the merge's hook: inside the merge transaction, before
-// the staged rows with ids lo to upto are deleted from the staging table, it
-// adds them to the summaries. renumbered says the merge gave the rows new
-// ids (another program had inserted into event): the summaries cannot know
-// that program's rows, so they are marked to be built again.
-func (db *DB) summarizeMerge(c *sqlite3.SQLiteConn, lo, upto int64, renumbered bool) error {
-	s := db.sum
-	if s == nil || !s.on {
-		return nil
+// inEvent counts the rows this run has put into event: merged ones, or
+// with merging off, committed ones.
+func (db *DB) inEvent() uint64 {
+	if db.merge != nil {
+		return db.merged.Load()
 	}
-	if renumbered {
-		_, err := c.Exec("UPDATE stats_state SET built_id = 0, start_id = (SELECT coalesce(max(id), 0) FROM event), last_id = (SELECT coalesce(max(id), 0) FROM event)", nil)
-		if err == nil {
-			for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays} {
-				if _, err = c.Exec("DELETE FROM "+t, nil); err != nil {
-					break
-				}
+	return db.stored.Load()
+}
+
+// summaryDue returns how long until a summary pass is due; zero or less
+// means now (or a pass is under way).
+func (db *DB) summaryDue(now time.Time) time.Duration {
+	s := db.sum
+	if s == nil {
+		return time.Hour
+	}
+	if n := db.inEvent(); n != s.counted {
+		if s.tail <= 0 {
+			s.since = now
+		}
+		s.tail += int64(n - s.counted)
+		s.counted = n
+	}
+	switch {
+	case now.Before(s.retry):
+		return s.retry.Sub(now)
+	case s.passTo > 0 || s.tail >= int64(db.opts.SummaryRows):
+		return 0
+	case s.tail <= 0:
+		return time.Hour
+	}
+	return s.since.Add(db.opts.SummaryInterval).Sub(now)
+}
+
+// summaryChunk summarises the next chunk of the pass under way (starting
+// one up to event's newest row if none is) in its own transaction: at most
+// limit rows' worth of ids above the watermark. It says whether the pass
+// goes on.
+func (db *DB) summaryChunk(limit int) (n int64, more bool, err error) {
+	c, s := db.conn, db.sum
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return 0, false, err
+	}
+	n, more, err = db.summarizeStep(c, limit)
+	if err != nil {
+		return 0, false, rollback(c, err)
+	}
+	if _, err := c.Exec("COMMIT", nil); err != nil {
+		return 0, false, rollback(c, err)
+	}
+	if !more {
+		s.passTo = 0
+	}
+	return n, more, nil
+}
+
+func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, error) {
+	s := db.sum
+	built, ok, err := queryInt64(c, "SELECT built_id FROM stats_state WHERE id = 1")
+	if err != nil {
+		return 0, false, err
+	}
+	if !ok {
+		// Another program removed the state row: the tables no longer
+		// say what they cover. Empty them and build them again.
+		db.logger.Warn("the summary tables' state row is gone; building them again")
+		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day",
+			fmt.Sprintf("INSERT INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion)} {
+			if _, err := c.Exec(q, nil); err != nil {
+				return 0, false, fmt.Errorf("reset summary tables: %w", err)
 			}
 		}
+		built = 0
+	}
+	if s.passTo <= built {
+		top, _, err := queryInt64(c, "SELECT coalesce(max(id), 0) FROM event")
 		if err != nil {
-			return fmt.Errorf("mark summaries for rebuilding: %w", err)
+			return 0, false, err
 		}
-		s.complete = false
+		s.passTo = top
+	}
+	// Ids may have gaps (deleted rows): take limit rows' worth of ids.
+	hi, found, err := queryInt64(c, "SELECT max(id) FROM (SELECT id FROM event WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)", built, s.passTo, int64(limit))
+	if err != nil {
+		return 0, false, err
+	}
+	if !found {
+		hi = s.passTo
+	}
+	args := []driver.NamedValue{{Ordinal: 1, Value: built}, {Ordinal: 2, Value: hi}}
+	for _, q := range summarizeSQL {
+		if _, err := c.ExecContext(bg, q, args); err != nil {
+			return 0, false, fmt.Errorf("summarise events: %w", err)
+		}
+	}
+	top, _, err := queryInt64(c, "SELECT coalesce(max(id), 0) FROM event")
+	if err != nil {
+		return 0, false, err
+	}
+	s.tail = top - hi
+	if s.tail > 0 {
+		s.since = time.Now()
+	}
+	return hi - built, hi < s.passTo, nil
+}
+
+// runSummaryChunk runs one chunk of the summary pass, sized to take about
+// sumChunkTarget. The writer calls it between group commits, taking turns
+// with the delete jobs' chunks.
+func (w *writer) runSummaryChunk() {
+	db, s := w.db, w.db.sum
+	start := time.Now()
+	db.busySince.Store(start.UnixNano())
+	_, more, err := db.summaryChunk(s.chunkRows)
+	took := time.Since(start)
+	db.busySince.Store(0)
+	if err != nil {
+		s.passTo = 0
+		// Try again after an interval, not after every commit.
+		s.retry = time.Now().Add(min(db.opts.SummaryInterval, 10*time.Second))
+		db.logger.Error("summarising events failed; the stats read them raw until a later pass", "err", classify(err))
+		return
+	}
+	switch {
+	case took < sumChunkTarget/2 && more:
+		s.chunkRows = min(s.chunkRows*2, sumChunkMax)
+	case took > sumChunkTarget*2:
+		s.chunkRows = max(s.chunkRows/2, sumChunkMin)
+	}
+}
+
+// summarizeAll summarises up to limit rows of the tail (at Close and for
+// Summarize), chunk after chunk.
+func (db *DB) summarizeAll(limit int64) error {
+	s := db.sum
+	if s == nil {
 		return nil
 	}
-	args := []driver.NamedValue{{Ordinal: 1, Value: lo}, {Ordinal: 2, Value: upto}}
-	for _, q := range summarizeStaged {
-		if _, err := c.ExecContext(bg, q, args); err != nil {
-			return fmt.Errorf("summarize merged events: %w", err)
+	s.passTo = 0
+	for done := int64(0); done < limit; {
+		n, more, err := db.summaryChunk(int(min(sumChunkMax, limit-done)))
+		if err != nil || !more {
+			return err
 		}
-	}
-	if _, err := c.ExecContext(bg, "UPDATE stats_state SET last_id = max(last_id, ?2)", args); err != nil {
-		return fmt.Errorf("summarize merged events: %w", err)
+		done += n
 	}
 	return nil
 }
 
-// summarizeCopy adds a backup copy's staged rows to its summaries, as the
-// merge would (mergeCopy moves them into event in the same transaction).
-func summarizeCopy(c *sqlite3.SQLiteConn) error {
-	if n, _, err := queryInt64(c, "SELECT count(*) FROM sqlite_schema WHERE name = ?", SummaryState); err != nil || n == 0 {
+// Summarize brings the summary tables up to event's newest row and returns
+// once that has committed (a test, a benchmark). It runs in the writer,
+// between group commits.
+func (db *DB) Summarize(ctx context.Context) error {
+	if db.conn == nil {
+		return ErrNotOpen
+	}
+	if db.sum == nil {
+		return nil
+	}
+	done := make(chan error, 1)
+	select {
+	case db.summarizeNow <- done:
+	case <-db.exited:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	args := []driver.NamedValue{{Ordinal: 1, Value: int64(0)}, {Ordinal: 2, Value: int64(1) << 62}}
-	for _, q := range summarizeStaged {
-		if _, err := c.ExecContext(bg, q, args); err != nil {
-			return err
-		}
-	}
-	_, err := c.ExecContext(bg, "UPDATE stats_state SET last_id = max(last_id, (SELECT coalesce(max(id), 0) FROM event_staging))", nil)
-	return err
 }
 
-// backfillJob builds the summaries of event's rows that they do not cover
-// yet, a chunk of ids at a time, each chunk its own transaction between
-// group commits (like a delete: at most half of the writer's time).
-func (db *DB) backfillJob() *job {
-	j := &job{ctx: bg, counter: new(atomic.Uint64), done: make(chan error, 1)}
-	db.sum.building = true
-	j.finished = func(err error) {
-		db.sum.building = false
-		if err != nil {
-			db.logger.Error("building the summary tables failed; stats read the raw rows until the next start", "err", err)
-		}
-	}
-	j.step = func(c *sqlite3.SQLiteConn, limit int) (int64, bool, error) {
-		start, built, _, ok, err := readSummaryState(c)
-		if err != nil {
-			return 0, false, err
-		}
-		if !ok {
-			// Nobody keeps the tables without their state.
-			db.sum.on, db.sum.complete = false, false
-			return 0, false, nil
-		}
-		if built >= start {
-			db.sum.complete = true
-			return 0, false, nil
-		}
-		// Ids may have gaps (deleted rows): take limit rows' worth of ids.
-		hi, found, err := queryInt64(c, "SELECT max(id) FROM (SELECT id FROM event WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)", built, start, int64(limit))
-		if err != nil {
-			return 0, false, err
-		}
-		if !found {
-			hi = start
-		}
-		args := []driver.NamedValue{{Ordinal: 1, Value: built}, {Ordinal: 2, Value: hi}}
-		for _, q := range summarizeEvent {
-			if _, err := c.ExecContext(bg, q, args); err != nil {
-				return 0, false, fmt.Errorf("build summaries: %w", err)
-			}
-		}
-		if _, err := c.ExecContext(bg, "UPDATE stats_state SET built_id = ?2", args); err != nil {
-			return 0, false, fmt.Errorf("build summaries: %w", err)
-		}
-		if hi >= start {
-			db.sum.complete = true
-			db.logger.Info("summary tables built", "rows_up_to_id", start)
-			return hi - built, false, nil
-		}
-		return hi - built, true, nil
-	}
-	return j
-}
+const createGone = `
+CREATE TEMP TABLE IF NOT EXISTS stats_gone_ids (id INTEGER PRIMARY KEY);
+CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time,
+	PRIMARY KEY (application, day, session_id, user_id, event_type, version, platform));
+`
 
 // deleteEvents deletes the rows of event that where selects (at most limit
-// of them when limit > 0), and takes them out of the summaries in the same
-// transaction: their counts go down, a group left without events goes, and
-// a group or user whose first or last time was among the deleted rows has
-// it read again from the rows left (through the user_id index).
+// of them when limit > 0), and takes those at or below the watermark out of
+// the summaries in the same transaction: their counts go down, a group left
+// without events goes, and a group or user whose first or last time was
+// among the deleted rows has it read again from the summarised rows left
+// (through the user_id index). When the newest rows go, the watermark comes
+// down to the newest row left, since their ids will be given out again.
 func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.NamedValue, limit int) (int64, error) {
 	lim := ""
 	if limit > 0 {
 		lim = fmt.Sprintf(" LIMIT %d", limit)
 	}
-	s := db.sum
-	if s == nil || !s.on {
+	if db.sum == nil {
 		return execRows(c, "DELETE FROM event WHERE rowid IN (SELECT rowid FROM event WHERE "+where+lim+")", args)
 	}
-	if !s.complete {
-		// A delete while the summaries are being built (only if their
-		// build failed): build them again afterwards.
-		if err := db.summarizeMerge(c, 0, 0, true); err != nil {
-			return 0, err
-		}
-		return execRows(c, "DELETE FROM event WHERE rowid IN (SELECT rowid FROM event WHERE "+where+lim+")", args)
-	}
-	steps := []string{
-		"CREATE TEMP TABLE IF NOT EXISTS stats_gone_ids (id INTEGER PRIMARY KEY)",
-		`CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time,
-	PRIMARY KEY (application, day, session_id, user_id, event_type, version, platform))`,
-		"DELETE FROM temp.stats_gone_ids",
-		"DELETE FROM temp.stats_gone",
-	}
-	for _, q := range steps {
+	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone"} {
 		if _, err := c.Exec(q, nil); err != nil {
 			return 0, fmt.Errorf("delete events: %w", err)
 		}
@@ -331,27 +424,32 @@ func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.Na
 	if _, err := c.ExecContext(bg, "INSERT INTO temp.stats_gone_ids SELECT rowid FROM event WHERE "+where+lim, args); err != nil {
 		return 0, fmt.Errorf("delete events: %w", err)
 	}
+	const built = "(SELECT built_id FROM stats_state WHERE id = 1)"
 	var n int64
 	for i, q := range []string{
 		`INSERT INTO temp.stats_gone SELECT ` + summaryKey + `, count(*), min(time) || '', max(time) || ''
-FROM event WHERE id IN temp.stats_gone_ids GROUP BY 1, 2, 3, 4, 5, 6, 7`,
+FROM event WHERE id IN temp.stats_gone_ids AND id <= ` + built + ` GROUP BY 1, 2, 3, 4, 5, 6, 7`,
 		"DELETE FROM event WHERE rowid IN temp.stats_gone_ids",
+		"UPDATE stats_state SET built_id = min(built_id, (SELECT coalesce(max(id), 0) FROM event))",
 		// Counts down; groups left empty go.
 		`UPDATE stats_activity AS s SET events = s.events - g.events FROM temp.stats_gone g
 WHERE (s.application, s.day, s.session_id, s.user_id, s.event_type, s.version, s.platform) = (g.application, g.day, g.session_id, g.user_id, g.event_type, g.version, g.platform)`,
 		`DELETE FROM stats_activity WHERE events <= 0 AND (application, day, session_id, user_id, event_type, version, platform) IN
 (SELECT application, day, session_id, user_id, event_type, version, platform FROM temp.stats_gone)`,
+		`UPDATE stats_day AS s SET events = s.events - g.events
+FROM (SELECT application, day, sum(events) AS events FROM temp.stats_gone GROUP BY 1, 2) g
+WHERE s.application = g.application AND s.day = g.day`,
 		// Groups that lost their first or last event: read both again.
 		`UPDATE stats_activity AS s SET
 	first_time = (SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application AND +e.session_id = s.session_id
-		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day),
+		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day AND e.id <= ` + built + `),
 	last_time = (SELECT max(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application AND +e.session_id = s.session_id
-		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day)
+		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day AND e.id <= ` + built + `)
 FROM temp.stats_gone g
 WHERE (s.application, s.day, s.session_id, s.user_id, s.event_type, s.version, s.platform) = (g.application, g.day, g.session_id, g.user_id, g.event_type, g.version, g.platform)
 	AND (g.first_time <= s.first_time OR g.last_time >= s.last_time)`,
 		// Users who lost their first event: read it again, or drop them.
-		`UPDATE stats_user AS s SET first_time = coalesce((SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application), '')
+		`UPDATE stats_user AS s SET first_time = coalesce((SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application AND e.id <= ` + built + `), '')
 FROM (SELECT application, user_id, min(first_time) AS first_time FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <= s.first_time`,
 		"DELETE FROM stats_user WHERE first_time = '' AND (application, user_id) IN (SELECT application, user_id FROM temp.stats_gone)",

@@ -28,14 +28,14 @@ var ingestBenchEvents = 200_000
 func BenchmarkSummaries_Ingest(b *testing.B) {
 	events := realisticEvents(ingestBenchEvents)
 	for _, v := range []struct {
-		name string
-		off  bool
-	}{{"base", true}, {"summaries", false}} {
+		name     string
+		interval time.Duration
+	}{{"base", -1}, {"summaries", 0}} {
 		b.Run(v.name, func(b *testing.B) {
 			var cpu, written, size float64
 			for b.Loop() {
 				path := filepath.Join(b.TempDir(), "ingest.db")
-				db := New(path, Options{MergeInterval: time.Hour, noSummaries: v.off}, nil)
+				db := New(path, Options{MergeInterval: time.Hour, SummaryInterval: v.interval}, nil)
 				if err := db.Open(); err != nil {
 					b.Fatal(err)
 				}

@@ -34,35 +34,45 @@ func randomEvents(rng *rand.Rand, n int) []shard.Event {
 }
 
 // TestSummaries_EqualRaw writes random events through the writer (merged
-// in small chunks), then erases users (with and without an application and
-// through ERASE_EVENT_TYPE) and deletes old rows (retention); after each
-// step the summary tables must equal what the raw rows give.
+// in small chunks, summarised every 700 rows or so, so that the watermark
+// sits in the middle of the rows), then erases users (with and without an
+// application and through ERASE_EVENT_TYPE) and deletes old rows
+// (retention): after each step the summary tables must equal what the raw
+// rows up to their watermark give, and after a last pass, every row.
 func TestSummaries_EqualRaw(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 3))
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := openDB(t, path, shard.Options{MergeInterval: time.Hour, MergeMaxRows: 300, EraseEventType: "forget"})
+	db := openDB(t, path, shard.Options{MergeInterval: time.Hour, MergeMaxRows: 300, EraseEventType: "forget", SummaryRows: 700})
 	events := randomEvents(rng, 3000)
+	ctx := context.Background()
 	for i := 0; i < len(events); i += 100 {
 		if err := db.Write(i, events[i:i+100]); err != nil {
 			t.Fatal(err)
 		}
 		if i%700 == 0 {
-			if err := db.Merge(context.Background()); err != nil {
+			if err := db.Merge(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	ctx := context.Background()
 	if err := db.Merge(ctx); err != nil {
 		t.Fatal(err)
 	}
-	shardtest.CheckSummaries(t, path)
+	shardtest.CheckSummariesPart(t, path)
+	var built int
+	if err := sqlDB(t, path).QueryRow("SELECT built_id FROM stats_state").Scan(&built); err != nil || built == 0 {
+		t.Errorf("watermark after 3,000 rows with passes every 700: %d, %v; want above 0", built, err)
+	}
 
 	if n, err := db.Erase(ctx, "u3", ""); err != nil || n == 0 {
 		t.Fatalf("erase u3: %d, %v", n, err)
 	}
 	if n, err := db.Erase(ctx, "u4", "A"); err != nil || n == 0 {
 		t.Fatalf("erase u4 of A: %d, %v", n, err)
+	}
+	shardtest.CheckSummariesPart(t, path)
+	if err := db.Summarize(ctx); err != nil {
+		t.Fatal(err)
 	}
 	shardtest.CheckSummaries(t, path)
 
@@ -75,17 +85,21 @@ func TestSummaries_EqualRaw(t *testing.T) {
 	if err := db.Merge(ctx); err != nil {
 		t.Fatal(err)
 	}
+	shardtest.CheckSummariesPart(t, path)
+	if err := db.Summarize(ctx); err != nil {
+		t.Fatal(err)
+	}
 	shardtest.CheckSummaries(t, path)
 }
 
-// TestSummaries_Backfill opens a database whose rows the summaries never
-// saw (written with merging off, as an old gocolytics or Pycolytics wrote
-// them): the writer builds them in the background while taking events, and
-// a run with merging off marks them unusable again.
+// TestSummaries_Backfill opens databases whose rows the summaries never
+// saw: written with summaries off, and with summary tables of the layout
+// before the watermark. The writer builds them in the background while
+// taking events (with merging on and off).
 func TestSummaries_Backfill(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 3))
 	path := filepath.Join(t.TempDir(), "events.db")
-	db := shard.New(path, shard.Options{MergeInterval: -1}, quietLogger())
+	db := shard.New(path, shard.Options{MergeInterval: -1, SummaryInterval: -1}, quietLogger())
 	if err := db.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,41 +109,81 @@ func TestSummaries_Backfill(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	db = shard.New(path, shard.Options{}, quietLogger())
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
+	var n int
+	if err := sqlDB(t, path).QueryRow("SELECT count(*) FROM sqlite_schema WHERE name LIKE 'stats_%'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("summary tables with summaries off: %d, %v; want 0", n, err)
 	}
-	for i := 0; i < 20; i++ {
-		if err := db.Write(i, randomEvents(rng, 50)); err != nil {
+
+	for _, merge := range []time.Duration{0, -1} {
+		db = shard.New(path, shard.Options{MergeInterval: merge, SummaryInterval: 20 * time.Millisecond}, quietLogger())
+		if err := db.Open(); err != nil {
 			t.Fatal(err)
 		}
+		for i := 0; i < 20; i++ {
+			if err := db.Write(i, randomEvents(rng, 50)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.Merge(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		shardtest.WaitSummaries(t, path)
+		shardtest.CheckSummaries(t, path)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// The next round finds tables of the old layout.
+		for _, q := range []string{"DROP TABLE stats_state", "CREATE TABLE stats_state (id INTEGER PRIMARY KEY, start_id INTEGER, built_id INTEGER, last_id INTEGER)",
+			"INSERT INTO stats_state VALUES (1, 999999, 999999, 999999)", "DROP TABLE stats_day",
+			"CREATE TABLE stats_day (application, day, min_id, max_id, PRIMARY KEY (application, day))"} {
+			if _, err := sqlDB(t, path).Exec(q); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	openDB(t, path, shard.Options{SummaryInterval: 20 * time.Millisecond})
 	shardtest.WaitSummaries(t, path)
-	if err := db.Merge(context.Background()); err != nil {
+	shardtest.CheckSummaries(t, path)
+}
+
+// TestSummaries_StateGone removes the summaries' state row while the
+// writer runs, as another program might: the next pass builds the tables
+// again from the first row, once (it used to queue itself for ever).
+func TestSummaries_StateGone(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 3))
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{})
+	ctx := context.Background()
+	if err := db.Write(0, randomEvents(rng, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Merge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Summarize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlDB(t, path).Exec("DELETE FROM stats_state"); err != nil {
+		t.Fatal(err)
+	}
+	// Rows deleted while nobody keeps the tables: the rebuild must not
+	// count them.
+	if _, err := sqlDB(t, path).Exec("DELETE FROM event WHERE user_id = 'u1'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Write(0, randomEvents(rng, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Merge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Summarize(ctx); err != nil {
 		t.Fatal(err)
 	}
 	shardtest.CheckSummaries(t, path)
-	if err := db.Close(); err != nil {
+	// Nothing left to do: another pass changes nothing and returns.
+	if err := db.Summarize(ctx); err != nil {
 		t.Fatal(err)
 	}
-
-	// Merging off: rows go straight into event, so the state goes.
-	db = shard.New(path, shard.Options{MergeInterval: -1}, quietLogger())
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Write(0, randomEvents(rng, 10)); err != nil {
-		t.Fatal(err)
-	}
-	var n int
-	if err := sqlDB(t, path).QueryRow("SELECT count(*) FROM stats_state").Scan(&n); err != nil || n != 0 {
-		t.Errorf("state rows with merging off: %d, %v; want 0", n, err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	openDB(t, path, shard.Options{})
-	shardtest.WaitSummaries(t, path)
 	shardtest.CheckSummaries(t, path)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"sync"
@@ -75,7 +76,7 @@ type DB struct {
 	// merge is the staging state; nil when merging is off.
 	merge *merger
 	// sum is the state of the summary tables (summary.go); nil when
-	// merging is off.
+	// they are off.
 	sum *summaries
 	// resume are the ERASE_EVENT_TYPE erasures a previous run did not
 	// finish, found by Open; the writer starts with them (jobs.go).
@@ -85,9 +86,11 @@ type DB struct {
 	jobs   chan *job
 	// mergeNow carries Merge's requests to the writer.
 	mergeNow chan chan error
-	wake     chan struct{}
-	stop     chan struct{}
-	exited   chan struct{}
+	// summarizeNow carries Summarize's requests to the writer.
+	summarizeNow chan chan error
+	wake         chan struct{}
+	stop         chan struct{}
+	exited       chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -126,15 +129,16 @@ func New(path string, opts Options, logger *slog.Logger) *DB {
 		logger = slog.Default()
 	}
 	return &DB{
-		path:     path,
-		opts:     opts,
-		logger:   logger.With("component", "shard"),
-		queues:   make([]queue, opts.Shards),
-		jobs:     make(chan *job),
-		mergeNow: make(chan chan error),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		exited:   make(chan struct{}),
+		path:         path,
+		opts:         opts,
+		logger:       logger.With("component", "shard"),
+		queues:       make([]queue, opts.Shards),
+		jobs:         make(chan *job),
+		mergeNow:     make(chan chan error),
+		summarizeNow: make(chan chan error),
+		wake:         make(chan struct{}, 1),
+		stop:         make(chan struct{}),
+		exited:       make(chan struct{}),
 	}
 }
 
@@ -160,29 +164,33 @@ func (db *DB) Open() error {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
 	db.conn, db.stmt = c, st.(driver.StmtExecContext)
-	if db.opts.MergeInterval <= 0 {
-		if err := db.openSummaries(); err != nil {
-			st.Close()
-			c.Close()
-			db.conn, db.stmt = nil, nil
-			return fmt.Errorf("open database %q: %w", db.path, err)
-		}
-	}
-	if db.opts.MergeInterval > 0 {
-		if err := db.openStaging(); err != nil {
-			db.merge.close()
-			st.Close()
-			c.Close()
-			removeCreated(created)
-			db.conn, db.stmt, db.merge = nil, nil, nil
-			return fmt.Errorf("open database %q: %w", db.path, err)
-		}
+	if err := db.openTables(); err != nil {
+		db.merge.close()
+		st.Close()
+		c.Close()
+		removeCreated(created)
+		db.conn, db.stmt, db.merge, db.sum = nil, nil, nil, nil
+		return fmt.Errorf("open database %q: %w", db.path, err)
 	}
 	db.created = created
 	if db.opts.EraseEventType != "" {
 		db.findUnfinishedErasures()
 	}
 	go db.run()
+	return nil
+}
+
+// openTables opens the staging table when merging is on (merging what a
+// previous run left staged) and the summary tables.
+func (db *DB) openTables() error {
+	if db.opts.MergeInterval > 0 {
+		if err := db.openStaging(); err != nil {
+			return err
+		}
+	}
+	if err := db.openSummaries(); err != nil {
+		return fmt.Errorf("open summary tables: %w", err)
+	}
 	return nil
 }
 
@@ -292,19 +300,20 @@ func (db *DB) run() {
 	for i := range w.args {
 		w.args[i].Ordinal = i + 1
 	}
-	if db.sum != nil && !db.sum.complete {
-		w.jobs = append(w.jobs, db.backfillJob())
-	}
 	w.erasures, db.resume = db.resume, nil
 	w.queueErasures()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if len(w.jobs) > 0 {
-			// A delete is under way: commit what ingest has queued, take
-			// new jobs, then one chunk of the delete, and again. After a
-			// chunk of T, only ingest is served for T: the delete gets at
-			// most half of the writer's time.
+		summary := db.summaryDue(time.Now()) <= 0
+		if len(w.jobs) > 0 || summary {
+			// A delete or a summary pass is under way: commit what ingest
+			// has queued, take new jobs, then one chunk of the delete or
+			// of the summary pass (in turns when both are under way: an
+			// erasure never waits for a whole pass, nor the summaries for
+			// a stream of deletes), and again. After a chunk of T, only
+			// ingest is served for T: the chunks get at most half of the
+			// writer's time.
 			if d := time.Until(w.nextChunk); d > 0 {
 				rest := time.NewTimer(d)
 				select {
@@ -314,6 +323,10 @@ func (db *DB) run() {
 					w.jobs = append(w.jobs, j)
 				case <-db.wake:
 					w.drain()
+				case done := <-db.mergeNow:
+					w.mergeNow(done)
+				case done := <-db.summarizeNow:
+					w.summarizeNow(done)
 				case <-rest.C:
 				}
 				rest.Stop()
@@ -330,26 +343,31 @@ func (db *DB) run() {
 			}
 			w.drain()
 			start := time.Now()
-			w.runJob()
+			if len(w.jobs) > 0 && (!summary || !w.summaryTurn) {
+				w.runJob()
+				w.summaryTurn = true
+			} else {
+				w.runSummaryChunk()
+				w.summaryTurn = false
+			}
 			w.nextChunk = time.Now().Add(time.Since(start))
 			w.mergeIfDue()
 			continue
 		}
+		wait := db.summaryDue(time.Now())
 		if db.merge != nil {
-			timer.Reset(max(db.merge.due(db.opts, time.Now()), time.Millisecond))
+			wait = min(wait, db.merge.due(db.opts, time.Now()))
 		}
+		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-db.wake:
 			w.drain()
 		case <-timer.C:
 			w.mergeIfDue()
 		case done := <-db.mergeNow:
-			w.drain()
-			_, err := db.mergeAll()
-			if err != nil {
-				err = classify(err)
-			}
-			done <- err
+			w.mergeNow(done)
+		case done := <-db.summarizeNow:
+			w.summarizeNow(done)
 		case j := <-db.jobs:
 			w.jobs = append(w.jobs, j)
 		case <-db.stop:
@@ -359,17 +377,40 @@ func (db *DB) run() {
 	}
 }
 
+// mergeNow answers Merge: it commits what is queued and merges everything
+// staged.
+func (w *writer) mergeNow(done chan error) {
+	w.drain()
+	_, err := w.db.mergeAll()
+	if err != nil {
+		err = classify(err)
+	}
+	done <- err
+}
+
+// summarizeNow answers Summarize: it summarises every row of event.
+func (w *writer) summarizeNow(done chan error) {
+	err := w.db.summarizeAll(math.MaxInt64)
+	if err != nil {
+		err = classify(err)
+	}
+	done <- err
+}
+
 // finish commits what is queued, when every queue is closed (so that is all
-// there is), and merges everything staged.
+// there is), merges everything staged and summarises up to SummaryRows rows
+// (a bounded wait; the next run summarises the rest).
 func (w *writer) finish() {
 	w.drain()
-	if w.db.merge == nil {
-		return
+	if w.db.merge != nil {
+		if n, err := w.db.mergeAll(); err != nil {
+			w.db.logger.Error("merge at shutdown failed; the events stay staged and are merged at the next start", "err", classify(err))
+		} else {
+			w.db.logger.Debug("merged at shutdown", "events", n)
+		}
 	}
-	if n, err := w.db.mergeAll(); err != nil {
-		w.db.logger.Error("merge at shutdown failed; the events stay staged and are merged at the next start", "err", classify(err))
-	} else {
-		w.db.logger.Debug("merged at shutdown", "events", n)
+	if err := w.db.summarizeAll(int64(w.db.opts.SummaryRows)); err != nil {
+		w.db.logger.Error("summarising at shutdown failed; the next start summarises the rest", "err", classify(err))
 	}
 }
 
@@ -394,7 +435,10 @@ type writer struct {
 	jobs      []*job
 	chunkRows int
 	nextChunk time.Time
-	erasures  []erasure
+	// summaryTurn says the next chunk is the summary pass's, when a
+	// delete is under way too.
+	summaryTurn bool
+	erasures    []erasure
 }
 
 // drain takes everything queued and commits it, in groups of at most

@@ -66,13 +66,15 @@ type Config struct {
 	MergeRows     int
 	// MergeQuietInterval is MERGE_QUIET_INTERVAL; 0 is 5 × MergeInterval.
 	MergeQuietInterval time.Duration
-	PageSize           int
-	WALAutocheckpoint  int
-	ShutdownTimeout    time.Duration
-	ReadTimeout        time.Duration
-	WriteTimeout       time.Duration
-	IdleTimeout        time.Duration
-	MaxConnsPerIP      int
+	// SummaryInterval is SUMMARY_INTERVAL; negative keeps no summaries.
+	SummaryInterval   time.Duration
+	PageSize          int
+	WALAutocheckpoint int
+	ShutdownTimeout   time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxConnsPerIP     int
 	// MaxInflightBytes caps request bodies in memory at once.
 	MaxInflightBytes int
 	LogLevel         string
@@ -242,6 +244,19 @@ var settings = []setting{
 		return nil
 	}},
 	{"MERGE_QUIET_INTERVAL", "", "how long an event waits at most in the staging table while fewer than 1,000 events are staged (default 5 × MERGE_INTERVAL); longer writes fewer bytes per event when the game is quiet, and event (the stats, the dashboard, forwarding) lags that much behind event_all", durationSetting(func(c *Config) *time.Duration { return &c.MergeQuietInterval })},
+	{"SUMMARY_INTERVAL", shard.DefaultSummaryInterval.String(), "how long an event waits at most before it is added to the dashboard's summary tables (the stats read the newer rows raw, and more of them the longer this is; 100,000 waiting rows start a pass sooner); off keeps no summary tables (the stats read every row raw: slow on millions of rows)", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "off" {
+			c.SummaryInterval = -1
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not off or a positive duration such as 1m", v)
+		}
+		c.SummaryInterval = d
+		return nil
+	}},
 	{"MERGE_ROWS", strconv.Itoa(shard.DefaultMergeRows), "merge the staging table as soon as it holds this many events", intSetting(func(c *Config) *int { return &c.MergeRows }, 1)},
 	{"SQLITE_PAGE_SIZE", "4096", "page size of a new database file, a power of two from 512 to 65536 (an existing file keeps its own)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))

@@ -19,6 +19,7 @@ import (
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 // victimEvents are n events of user in application app.
@@ -107,6 +108,12 @@ func TestDataOut_ForgetOffline(t *testing.T) {
 	if n := queryInt(t, p.DBPath, "SELECT count(*) FROM event_all"); n != 3 {
 		t.Errorf("%d rows left, want the other user's 3", n)
 	}
+	// The server summarised the rows when it stopped: the player is gone
+	// from the dashboard's summary tables too.
+	if n := queryInt(t, p.DBPath, "SELECT (SELECT count(*) FROM stats_activity WHERE user_id = 'victim') + (SELECT count(*) FROM stats_user WHERE user_id = 'victim')"); n != 0 {
+		t.Errorf("%d summary rows of the erased user left", n)
+	}
+	shardtest.CheckSummaries(t, p.DBPath)
 	if _, stderr, code := cli(t, "forget", "x", "--sqlite-file-path", filepath.Join(t.TempDir(), "none.db")); code != 2 || !strings.Contains(stderr, "no database") {
 		t.Errorf("missing database: exit %d %q, want 2", code, stderr)
 	}

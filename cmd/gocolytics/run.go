@@ -173,6 +173,7 @@ func shardOptions(c *Config) shard.Options {
 		MergeInterval:      c.MergeInterval,
 		MergeRows:          c.MergeRows,
 		MergeQuietInterval: c.MergeQuietInterval,
+		SummaryInterval:    c.SummaryInterval,
 		PageSize:           c.PageSize,
 		WALAutocheckpoint:  c.WALAutocheckpoint,
 		// ERASE_EVENT_TYPE

@@ -90,16 +90,26 @@ type Application struct {
 	Events      int64  `json:"events"`
 }
 
-// Applications lists the applications, most events first. The counts come
-// from the application index alone; the first and last days are those of
-// each application's first and last stored rows (lowest and highest id,
-// found through the same index), which is the time order for rows this
-// server wrote.
+// Applications lists the applications, most events first. From the summary
+// tables when they are kept: each application's events and its first and
+// last day with events. Else the counts come from the application index
+// alone; the first and last days are those of each application's first and
+// last stored rows (lowest and highest id, found through the same index),
+// which is the time order for rows this server wrote.
 func Applications(ctx context.Context, q Querier) ([]Application, error) {
 	query := `SELECT application, n,
   (SELECT substr(time, 1, 10) FROM event WHERE id = lo), (SELECT substr(time, 1, 10) FROM event WHERE id = hi)
 FROM (SELECT application, COUNT(*) AS n, MIN(id) AS lo, MAX(id) AS hi FROM event GROUP BY application)
 ORDER BY n DESC, application`
+	if summariesReady(ctx, q) {
+		// The days of stats_day that still have events, and the tail
+		// (summary.go): the first and last days with events.
+		query = `SELECT application, sum(n), min(lo), max(hi) FROM (
+SELECT application, events AS n, day AS lo, day AS hi FROM stats_day WHERE events > 0
+UNION ALL
+SELECT application, count(*), substr(min(time), 1, 10), substr(max(time), 1, 10) FROM event NOT INDEXED WHERE id > ` + watermark + ` GROUP BY application)
+GROUP BY application ORDER BY 2 DESC, application`
+	}
 	if dialectOf(q) == Postgres {
 		// PostgreSQL has no index on id: the first and last days are those
 		// of the earliest and latest times (the same for rows a server

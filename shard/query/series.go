@@ -30,7 +30,8 @@ var seriesColumns = map[string]bool{"event_type": true, "version": false, "platf
 
 // ComputeSeries breaks f's range down by day and by (event_type: events per
 // type; version or platform: distinct users of each), largest first, ties
-// by name, at most MaxSeries of them.
+// by name, at most MaxSeries of them. It reads the summary tables when they
+// are kept.
 func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series, error) {
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -45,7 +46,19 @@ func ComputeSeries(ctx context.Context, q Querier, f Filter, by string) (*Series
 	}
 	where, args := f.where(f.Since, f.Until, true)
 	d := dialectOf(q)
-	rows, err := q.QueryContext(ctx, d.bind(`SELECT `+by+`, `+d.day("time")+` AS day, `+measure+` FROM event WHERE `+where+` GROUP BY `+by+`, day`), args...)
+	query := d.bind(`SELECT ` + by + `, ` + d.day("time") + ` AS day, ` + measure + ` FROM event WHERE ` + where + ` GROUP BY ` + by + `, day`)
+	if summariesReady(ctx, q) {
+		// The summarised groups and the tail's rows (summary.go).
+		if events {
+			measure = "sum(events)"
+		}
+		where, args = f.summaryWhere(f.Since)
+		tail, targs := f.tailFrom(f.Since)
+		query = `SELECT ` + by + `, day, ` + measure + ` FROM (SELECT ` + by + `, day, user_id, events FROM stats_activity WHERE ` + where +
+			` UNION ALL SELECT ` + by + `, substr(time, 1, 10), user_id, 1` + tail + `) GROUP BY 1, 2`
+		args = append(args, targs...)
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("query series: %w", err)
 	}

@@ -325,10 +325,11 @@ func activeUsers(ctx context.Context, q Querier, f Filter, n int, a *activityDat
 	where, args := f.where(f.Until.AddDate(0, 0, 1-n), f.Until, true)
 	query := dialectOf(q).bind(`SELECT COUNT(DISTINCT user_id) FROM event WHERE ` + where)
 	if summarised {
-		g := f
-		g.Since = f.Until.AddDate(0, 0, 1-n)
-		where, args = g.summaryWhere()
-		query = `SELECT COUNT(DISTINCT user_id) FROM stats_activity WHERE ` + where
+		since := f.Until.AddDate(0, 0, 1-n)
+		where, args = f.summaryWhere(since)
+		tail, targs := f.tailFrom(since)
+		query = `SELECT COUNT(DISTINCT user_id) FROM (SELECT user_id FROM stats_activity WHERE ` + where + ` UNION ALL SELECT user_id` + tail + `)`
+		args = append(args, targs...)
 	}
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {

@@ -6,42 +6,47 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The summary tables the writer keeps beside event (shard/summary.go):
-// when they are complete, the stats read their groups instead of the raw
-// rows, and the funnel and value statistics read only the ids of the
-// range's days. Until then (a database being summarised for the first time,
-// or one a run with MERGE_INTERVAL=off wrote) every figure comes from the
-// raw rows, as before. Both give the same answers: the summaries are the
-// raw rows' groups, and a test checks them on random data.
+// they cover the rows of event up to their watermark (stats_state's
+// built_id); the stats read them for those rows and the rows above it (the
+// tail, at most a minute's or about 100,000 rows) raw, added up to the same
+// groups, and the funnel and value statistics read only the ids of the
+// range's days and the tail. Every statement reads the watermark itself, so
+// that within it the summaries and the tail meet exactly, in one snapshot.
+// Without the tables (summaries off, PostgreSQL) every figure comes from
+// the raw rows. Both give the same answers: the summaries are the raw rows'
+// groups, and tests check them on random data.
 
-// summariesReady says whether the summary tables are there and complete.
+// summaryVersion is the layout of the summary tables these queries read
+// (shard's summaryVersion).
+const summaryVersion = 2
+
+// watermark is the highest id the summaries cover, as an SQL expression.
+const watermark = `(SELECT built_id FROM stats_state WHERE id = 1)`
+
+// summariesReady says whether the summary tables are there and kept.
 func summariesReady(ctx context.Context, q Querier) bool {
 	if dialectOf(q) != SQLite {
 		// PostgreSQL (STATS_SOURCE=postgres) has no summary tables.
 		return false
 	}
-	rows, err := q.QueryContext(ctx, `SELECT built_id >= start_id FROM stats_state WHERE id = 1`)
+	rows, err := q.QueryContext(ctx, `SELECT 1 FROM stats_state WHERE id = 1 AND version = ?`, summaryVersion)
 	if err != nil {
 		return false
 	}
 	defer rows.Close()
-	ready := false
-	if rows.Next() {
-		if rows.Scan(&ready) != nil {
-			return false
-		}
-	}
-	return ready && rows.Err() == nil
+	return rows.Next()
 }
 
-// summaryWhere is f's WHERE clause on stats_activity: its days are a
-// column of their own.
-func (f *Filter) summaryWhere() (string, []any) {
+// summaryWhere is f's WHERE clause on stats_activity from since: its days
+// are a column of their own.
+func (f *Filter) summaryWhere(since time.Time) (string, []any) {
 	var b strings.Builder
 	b.WriteString("application = ? AND day >= ? AND day <= ?")
-	args := []any{f.Application, f.Since.Format(DayFormat), f.Until.Format(DayFormat)}
+	args := []any{f.Application, since.Format(DayFormat), f.Until.Format(DayFormat)}
 	for _, c := range []struct{ col, v string }{{"version", f.Version}, {"platform", f.Platform}, {"event_type", f.EventType}} {
 		if c.v != "" {
 			b.WriteString(" AND " + c.col + " = ?")
@@ -51,19 +56,32 @@ func (f *Filter) summaryWhere() (string, []any) {
 	return b.String(), args
 }
 
-// idRange returns the lowest and highest id of f's days from stats_day
-// (possibly wider than the rows left after deletes, never narrower); ok is
-// false when the summaries are not ready. An empty range gives lo > hi.
+// tailFrom is the FROM and WHERE of f's rows from since above the
+// watermark: found by id alone (NOT INDEXED keeps SQLite from walking the
+// application's rows in its index instead).
+func (f *Filter) tailFrom(since time.Time) (string, []any) {
+	where, args := f.where(since, f.Until, true)
+	return ` FROM event NOT INDEXED WHERE id > ` + watermark + ` AND ` + where, args
+}
+
+// idRange returns the lowest and highest id of f's days: from stats_day for
+// the summarised rows (possibly wider than the rows left after deletes,
+// never narrower), and the tail above the watermark; ok is false when the
+// summaries are not ready. An empty range gives lo > hi.
 func idRange(ctx context.Context, q Querier, f Filter) (lo, hi int64, ok bool, err error) {
 	if !summariesReady(ctx, q) {
 		return 0, 0, false, nil
 	}
-	rows, err := q.QueryContext(ctx, `SELECT coalesce(min(min_id), 1), coalesce(max(max_id), 0) FROM stats_day WHERE application = ? AND day >= ? AND day <= ?`,
+	days := `FROM stats_day WHERE application = ?1 AND day >= ?2 AND day <= ?3`
+	rows, err := q.QueryContext(ctx, `SELECT coalesce((SELECT min(min_id) `+days+`), w + 1),
+	CASE WHEN top > w THEN top ELSE coalesce((SELECT max(max_id) `+days+`), 0) END
+FROM (SELECT built_id AS w, (SELECT coalesce(max(id), 0) FROM event) AS top FROM stats_state WHERE id = 1)`,
 		f.Application, f.Since.Format(DayFormat), f.Until.Format(DayFormat))
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("query id range: %w", err)
 	}
 	defer rows.Close()
+	lo, hi = 1, 0
 	if rows.Next() {
 		if err := rows.Scan(&lo, &hi); err != nil {
 			return 0, 0, false, fmt.Errorf("query id range: %w", err)
@@ -93,29 +111,20 @@ func (f *Filter) boundedWhere(lo, hi int64, eventTypeIndex bool) (string, []any)
 // order), one for the groups without their session, whose distinct users
 // are counted through small integer keys instead of sets of strings.
 func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]int) (*activityData, error) {
-	where, args := f.summaryWhere()
+	where, args := f.summaryWhere(f.Since)
+	tail, targs := f.tailFrom(f.Since)
 	a := &activityData{byDay: make([]map[string]bool, len(index)), events: make([]int64, len(index)), users: map[string]bool{},
 		sessions: map[string]*span{}, shares: map[string]map[string]*share{}}
-	rows, err := q.QueryContext(ctx, `SELECT session_id, min(first_time), max(last_time) FROM stats_activity WHERE `+where+` GROUP BY day, session_id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("query sessions: %w", err)
-	}
-	var sid, lo, hi string
-	for rows.Next() {
-		if err := rows.Scan(&sid, &lo, &hi); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("read sessions: %w", err)
+	for _, sq := range []struct {
+		query string
+		args  []any
+	}{
+		{`SELECT session_id, min(first_time), max(last_time) FROM stats_activity WHERE ` + where + ` GROUP BY day, session_id`, args},
+		{`SELECT session_id, min(time) || '', max(time) || ''` + tail + ` GROUP BY session_id`, targs},
+	} {
+		if err := readSessions(ctx, q, a, sq.query, sq.args); err != nil {
+			return nil, err
 		}
-		if sp := a.sessions[sid]; sp == nil {
-			a.sessions[sid] = &span{lo, hi}
-		} else {
-			sp.first, sp.last = min(sp.first, lo), max(sp.last, hi)
-		}
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read sessions: %w", err)
 	}
 
 	// Each group comes as one text, its columns separated by tabs, split
@@ -124,10 +133,24 @@ func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]
 	// column.
 	packed := `CASE WHEN instr(user_id || event_type || version || platform, char(9)) = 0
 	THEN day || char(9) || user_id || char(9) || event_type || char(9) || version || char(9) || platform || char(9) || events END`
-	rows, err = q.QueryContext(ctx, `SELECT `+packed+` FROM stats_activity WHERE `+where, args...)
+	tailGroups := `SELECT substr(time, 1, 10) AS day, user_id, event_type, version, platform, count(*) AS events` + tail + ` GROUP BY 1, 2, 3, 4, 5`
+	// The groups: packed (summarised, then the tail), then those with a
+	// tab, column by column.
+	queries := []struct {
+		query string
+		args  []any
+	}{
+		{`SELECT ` + packed + ` FROM stats_activity WHERE ` + where, args},
+		{`SELECT ` + packed + ` FROM (` + tailGroups + `)`, targs},
+		{`SELECT day, user_id, event_type, version, platform, events FROM stats_activity WHERE ` + where +
+			` AND instr(user_id || event_type || version || platform, char(9)) > 0`, args},
+		{`SELECT * FROM (` + tailGroups + `) WHERE instr(user_id || event_type || version || platform, char(9)) > 0`, targs},
+	}
+	rows, err := q.QueryContext(ctx, queries[0].query, queries[0].args...)
 	if err != nil {
 		return nil, fmt.Errorf("query activity: %w", err)
 	}
+	queries = queries[1:]
 	defer func() { rows.Close() }()
 	// Users and the values of each share column become small integers;
 	// rows come by day and session, so each column's last value repeats
@@ -184,39 +207,34 @@ func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]
 	var v [3]string
 	var n int64
 	var p sql.NullString
-	withTabs := false
 	next := func() (bool, error) {
-		for rows.Next() {
-			if withTabs {
-				return true, rows.Scan(&d, &u, &v[0], &v[1], &v[2], &n)
+		for {
+			withTabs := len(queries) < 2
+			for rows.Next() {
+				if withTabs {
+					return true, rows.Scan(&d, &u, &v[0], &v[1], &v[2], &n)
+				}
+				if err := rows.Scan(&p); err != nil {
+					return false, err
+				}
+				if !p.Valid {
+					continue
+				}
+				if !unpack(p.String, &d, &u, &v, &n) {
+					return false, fmt.Errorf("unpack %q", p.String)
+				}
+				return true, nil
 			}
-			if err := rows.Scan(&p); err != nil {
+			if err := rows.Err(); err != nil || len(queries) == 0 {
 				return false, err
 			}
-			if !p.Valid {
-				continue
+			rows.Close()
+			var err error
+			if rows, err = q.QueryContext(ctx, queries[0].query, queries[0].args...); err != nil {
+				return false, err
 			}
-			if !unpack(p.String, &d, &u, &v, &n) {
-				return false, fmt.Errorf("unpack %q", p.String)
-			}
-			return true, nil
+			queries = queries[1:]
 		}
-		if err := rows.Err(); err != nil || withTabs {
-			return false, err
-		}
-		// The groups left out above.
-		rows.Close()
-		var err error
-		rows, err = q.QueryContext(ctx, `SELECT day, user_id, event_type, version, platform, events FROM stats_activity WHERE `+where+
-			` AND instr(user_id || event_type || version || platform, char(9)) > 0`, args...)
-		if err != nil {
-			return false, err
-		}
-		withTabs = true
-		if rows.Next() {
-			return true, rows.Scan(&d, &u, &v[0], &v[1], &v[2], &n)
-		}
-		return false, rows.Err()
 	}
 	for {
 		ok, err := next()
@@ -302,25 +320,73 @@ func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]
 	return a, nil
 }
 
-// summaryFirstDays is firstDays from stats_user: the first day of every
-// user of the application whose first event is in the range or later.
-func summaryFirstDays(ctx context.Context, q Querier, f Filter) (map[string]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT user_id, substr(first_time, 1, 10) FROM stats_user WHERE application = ? AND first_time >= ?`,
-		f.Application, f.Since.Format(DayFormat))
+// readSessions adds the sessions' first and last times that query reads to
+// a.
+func readSessions(ctx context.Context, q Querier, a *activityData, query string, args []any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("query first days: %w", err)
+		return fmt.Errorf("query sessions: %w", err)
 	}
 	defer rows.Close()
-	first := map[string]string{}
+	var sid, lo, hi string
 	for rows.Next() {
-		var u, d string
-		if err := rows.Scan(&u, &d); err != nil {
-			return nil, fmt.Errorf("read first days: %w", err)
+		if err := rows.Scan(&sid, &lo, &hi); err != nil {
+			return fmt.Errorf("read sessions: %w", err)
 		}
-		first[u] = d
+		if sp := a.sessions[sid]; sp == nil {
+			a.sessions[sid] = &span{lo, hi}
+		} else {
+			sp.first, sp.last = min(sp.first, lo), max(sp.last, hi)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read first days: %w", err)
+		return fmt.Errorf("read sessions: %w", err)
+	}
+	return nil
+}
+
+// summaryFirstDays is firstDays from stats_user and the tail: the first day
+// of every user of the application whose first event is in the range or
+// later.
+func summaryFirstDays(ctx context.Context, q Querier, f Filter) (map[string]string, error) {
+	since := f.Since.Format(DayFormat)
+	first := map[string]string{}
+	for _, sq := range []struct {
+		query string
+		args  []any
+	}{
+		{`SELECT user_id, substr(first_time, 1, 10) FROM stats_user WHERE application = ? AND first_time >= ?`, []any{f.Application, since}},
+		// The tail's users whose first summarised event (if any) is not
+		// before the range, with their first day in the tail.
+		{`SELECT t.user_id, substr(t.first_time, 1, 10) FROM (SELECT user_id, min(time) || '' AS first_time FROM event NOT INDEXED
+WHERE id > ` + watermark + ` AND application = ?1 GROUP BY user_id) t
+WHERE NOT EXISTS (SELECT 1 FROM stats_user s WHERE s.application = ?1 AND s.user_id = t.user_id AND s.first_time < ?2)`,
+			[]any{f.Application, since}},
+	} {
+		rows, err := q.QueryContext(ctx, sq.query, sq.args...)
+		if err != nil {
+			return nil, fmt.Errorf("query first days: %w", err)
+		}
+		for rows.Next() {
+			var u, d string
+			if err := rows.Scan(&u, &d); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read first days: %w", err)
+			}
+			if old, ok := first[u]; !ok || d < old {
+				first[u] = d
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read first days: %w", err)
+		}
+	}
+	for u, d := range first {
+		if d < since {
+			delete(first, u)
+		}
 	}
 	return first, nil
 }
