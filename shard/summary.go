@@ -59,15 +59,11 @@ const (
 	DefaultSummaryRows = 100000
 )
 
-// Bounds of a summary chunk, in rows, and the time one chunk aims at:
-// larger than a delete's, because a chunk writes every stats_activity leaf
-// of the day it touches however few rows it adds.
-const (
-	sumChunkMin    = 1000
-	sumChunkMax    = 200000
-	sumChunkStart  = 20000
-	sumChunkTarget = 100 * time.Millisecond
-)
+// A summary pass is one transaction of at most SummaryRows rows by id
+// (more, from an old database's build, take several): every chunk rewrites
+// each leaf of stats_activity that its rows fall on, and rows with random
+// session ids fall on nearly all of today's, so chunks are as large as the
+// bound on the tail. Measured in DESIGN.md, "Summary tables: the cost".
 
 const createSummaries = `
 CREATE TABLE IF NOT EXISTS stats_activity (
@@ -139,8 +135,6 @@ type summaries struct {
 	// passTo is the id the pass under way summarises up to; 0 when no
 	// pass runs.
 	passTo int64
-	// chunkRows is the size of the next chunk.
-	chunkRows int
 	// retry is when a pass may start again after a failed chunk.
 	retry time.Time
 }
@@ -199,7 +193,7 @@ func (db *DB) openSummaries() error {
 		}
 		built = maxID
 	}
-	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now(), chunkRows: sumChunkStart}
+	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now()}
 	return nil
 }
 
@@ -326,28 +320,19 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 	return hi - built, hi < s.passTo, nil
 }
 
-// runSummaryChunk runs one chunk of the summary pass, sized to take about
-// sumChunkTarget. The writer calls it between group commits, taking turns
-// with the delete jobs' chunks.
+// runSummaryChunk runs one chunk of the summary pass. The writer calls it
+// between group commits, taking turns with the delete jobs' chunks.
 func (w *writer) runSummaryChunk() {
 	db, s := w.db, w.db.sum
 	start := time.Now()
 	db.busySince.Store(start.UnixNano())
-	_, more, err := db.summaryChunk(s.chunkRows)
-	took := time.Since(start)
+	_, _, err := db.summaryChunk(db.opts.SummaryRows)
 	db.busySince.Store(0)
 	if err != nil {
 		s.passTo = 0
 		// Try again after an interval, not after every commit.
 		s.retry = time.Now().Add(min(db.opts.SummaryInterval, 10*time.Second))
 		db.logger.Error("summarising events failed; the stats read them raw until a later pass", "err", classify(err))
-		return
-	}
-	switch {
-	case took < sumChunkTarget/2 && more:
-		s.chunkRows = min(s.chunkRows*2, sumChunkMax)
-	case took > sumChunkTarget*2:
-		s.chunkRows = max(s.chunkRows/2, sumChunkMin)
 	}
 }
 
@@ -360,7 +345,7 @@ func (db *DB) summarizeAll(limit int64) error {
 	}
 	s.passTo = 0
 	for done := int64(0); done < limit; {
-		n, more, err := db.summaryChunk(int(min(sumChunkMax, limit-done)))
+		n, more, err := db.summaryChunk(int(min(int64(db.opts.SummaryRows), limit-done)))
 		if err != nil || !more {
 			return err
 		}
