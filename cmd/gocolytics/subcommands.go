@@ -200,6 +200,8 @@ func outputFile(path string, stdout io.Writer) (io.Writer, func(error) error, er
 		return stdout, func(err error) error { return err }, nil
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		// A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written
+		// to; renaming a file over it would replace /dev/null itself.
 		if fi.IsDir() {
 			return nil, nil, &usageError{fmt.Errorf("--output: %s is a folder", path)}
 		}
@@ -213,15 +215,6 @@ func outputFile(path string, stdout io.Writer) (io.Writer, func(error) error, er
 			}
 			return err
 		}, nil
-	}
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		// A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written
-		// to; renaming a file over it would replace /dev/null itself.
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return nil, nil, &usageError{fmt.Errorf("--output: %w", err)}
-		}
-		return f, func(err error) error { return errors.Join(err, f.Close()) }, nil
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
