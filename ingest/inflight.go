@@ -49,12 +49,11 @@ type inflight struct {
 	queue   []*budgetWaiter
 }
 
-// budgetWaiter is a large body waiting for n bytes; ready is closed once
-// they are charged to it.
+// budgetWaiter is a large body waiting for n bytes; ready is closed, with
+// b.mu held, once they are charged to it.
 type budgetWaiter struct {
-	n       int64
-	ready   chan struct{}
-	granted bool
+	n     int64
+	ready chan struct{}
 }
 
 // limit is the part of the budget a body may use.
@@ -111,9 +110,11 @@ func (b *inflight) reserve(n int64, wait time.Duration) bool {
 	case <-t.C:
 	}
 	b.mu.Lock()
-	if w.granted {
+	select {
+	case <-w.ready: // granted between the timer and the lock
 		b.mu.Unlock()
 		return true
+	default:
 	}
 	b.queue = slices.DeleteFunc(b.queue, func(q *budgetWaiter) bool { return q == w })
 	b.waiting.Add(-1)
@@ -146,7 +147,6 @@ func (b *inflight) grantLocked() {
 		if !b.tryTake(w.n, limit) {
 			return
 		}
-		w.granted = true
 		close(w.ready)
 		b.queue[0] = nil
 		b.queue = b.queue[1:]
