@@ -17,17 +17,19 @@ import (
 // connections at once: a row costs the driver about a microsecond, more
 // than SQLite takes to find it, and the pieces of a range are independent.
 
-// chunkIDs is the most ids one piece covers: its packed text stays a few
-// megabytes. Tests make it small (SetChunkIDs).
-var chunkIDs int64 = 100_000
+// chunkIDs is the most ids one piece covers: its packed text stays within
+// a few megabytes (about 45 bytes a funnel row). Tests make it small
+// (SetChunkIDs).
+var chunkIDs int64 = 50_000
 
 const (
 	// chunkWorkers is how many pieces are read at once, on as many of the
 	// reader's connections (two of its four: the other requests of a
 	// dashboard's load still find one).
 	chunkWorkers = 2
-	// chunkWindow is how many pieces may be read ahead of the one in use.
-	chunkWindow = 2 * chunkWorkers
+	// chunkWindow is how many pieces may be read and not yet used: the
+	// memory a request holds is about that many packed texts.
+	chunkWindow = chunkWorkers + 1
 )
 
 // chunk is one piece of a range's rows: the ids lo to hi of the day Day
