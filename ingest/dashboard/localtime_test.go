@@ -98,6 +98,11 @@ func TestDashboard_BrowserLocalTimePresets(t *testing.T) {
 	if got, want := strings.Join(cohorts, " "), "2026-11-11 2026-11-10 2026-11-09 2026-11-08 2026-11-07 2026-11-06 2026-11-05"; got != want {
 		t.Errorf("retention cohorts %s, want %s", got, want)
 	}
+	// The charts are drawn: the page asks for the figures before the chart
+	// library has run, and waits for it to draw them.
+	if n := strings.Count(dom, `class="uplot`); n != 3 {
+		t.Errorf("%d charts drawn, want 3 (users, event types, versions)", n)
+	}
 	// DAU is the users of the server's today, the 11th: nobody yet.
 	if got := text(t, dom, "tile-dau"); got != "0" {
 		t.Errorf("DAU %q, want 0", got)

@@ -12,6 +12,13 @@
   const charts = {};
   let timer = null;
   let busy = false;
+  // The page runs this script before the chart library, so that its first
+  // requests go out while the library loads; charts wait for it (all
+  // deferred scripts have run at DOMContentLoaded).
+  const chartsReady = new Promise((resolve) => {
+    if (typeof uPlot !== "undefined" || document.readyState === "complete") resolve();
+    else document.addEventListener("DOMContentLoaded", resolve, { once: true });
+  });
 
   // The key arrives in the fragment (#key=...), which browsers never send
   // to a server; it moves to local storage and leaves the address bar.
@@ -246,6 +253,7 @@
         const started = Date.now();
         const st = await api("/v1.0/stats", Object.assign({ series: "event_type,version" }, f));
         statsDue = Date.now() + Math.max(REFRESH_MS, STATS_SHARE * (Date.now() - started)) - 500;
+        await chartsReady;
         $("data").hidden = false;
         renderStats(st, st.series[0], st.series[1]);
         const days = st.days.length ? st.days[0].day + " to " + st.days[st.days.length - 1].day : "";
@@ -290,6 +298,7 @@
     const note = $("value-note");
     try {
       const days = await api("/v1.0/stats/value", Object.assign({}, filters(), { event_type: $("value-type").value, field: $("value-field").value.trim() }));
+      await chartsReady;
       const skipped = days.reduce((a, d) => a + d.skipped, 0);
       const count = days.reduce((a, d) => a + d.count, 0);
       note.textContent = count + " numbers" + (skipped ? ", " + skipped + " events without a number skipped" : "");
