@@ -292,49 +292,84 @@ func TestForwarder_NodeIDInUse(t *testing.T) {
 	}
 }
 
-// TestForwarder_MigratesVersion1: a database a version-1 build created and
-// filled is taken to the current schema at connection, keeping its rows:
-// the text columns then compare byte by byte, as SQLite does.
-func TestForwarder_MigratesVersion1(t *testing.T) {
+// TestForwarder_MigratesOlderVersions: a database an older build created
+// and filled (versions 1 and 2) is taken to the current schema at
+// connection, keeping its rows: the text columns then compare byte by byte,
+// as SQLite does (version 2), and exports page through an index on id
+// (version 3).
+func TestForwarder_MigratesOlderVersions(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.Shared(t)
-	url := srv.CreateDB(t, "migrate_v1")
-	c := srv.Conn(t, "migrate_v1")
-	ctx := context.Background()
-	if _, err := c.Exec(ctx, forward.Migration(1)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Exec(ctx, `CREATE TABLE gocolytics_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL);
-		INSERT INTO gocolytics_schema (version) VALUES (1);
+	for from := 1; from < forward.SchemaVersion; from++ {
+		t.Run(fmt.Sprintf("version%d", from), func(t *testing.T) {
+			name := fmt.Sprintf("migrate_v%d", from)
+			url := srv.CreateDB(t, name)
+			c := srv.Conn(t, name)
+			ctx := context.Background()
+			for v := 1; v <= from; v++ {
+				if _, err := c.Exec(ctx, forward.Migration(v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := c.Exec(ctx, fmt.Sprintf(`CREATE TABLE gocolytics_schema (one boolean PRIMARY KEY DEFAULT true CHECK (one), version integer NOT NULL);
+		INSERT INTO gocolytics_schema (version) VALUES (%d);
 		CREATE TABLE event_y2026m11 PARTITION OF event FOR VALUES FROM ('2026-11-01') TO ('2026-12-01');
 		INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, time, node_id, src_id)
-		VALUES ('t', 'Zebra', '1', 'p', 'u', 's', '{}', '2026-11-30 00:00:00', 'old-node', 1)`); err != nil {
-		t.Fatal(err)
-	}
-	db := openNode(t)
-	write(t, db, 1, 10)
-	var log syncBuffer
-	f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-m"}, &log)
-	waitPosition(t, f, 10, 30*time.Second)
-	var version int
-	var collations, apps string
-	if err := c.QueryRow(ctx, "SELECT version FROM gocolytics_schema").Scan(&version); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.QueryRow(ctx, `SELECT string_agg(a.attname || '=' || coalesce(co.collname, '-'), ',' ORDER BY a.attnum)
+		VALUES ('t', 'Zebra', '1', 'p', 'u', 's', '{}', '2026-11-30 00:00:00', 'old-node', 1)`, from)); err != nil {
+				t.Fatal(err)
+			}
+			db := openNode(t)
+			write(t, db, 1, 10)
+			var log syncBuffer
+			f := startForwarder(t, forward.Config{SQLitePath: db.Path(), PostgresURL: url, NodeID: "node-m"}, &log)
+			waitPosition(t, f, 10, 30*time.Second)
+			var version int
+			var collations, apps, idIndex string
+			if err := c.QueryRow(ctx, "SELECT version FROM gocolytics_schema").Scan(&version); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.QueryRow(ctx, `SELECT string_agg(a.attname || '=' || coalesce(co.collname, '-'), ',' ORDER BY a.attnum)
 		FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
 		WHERE a.attrelid = 'event_y2026m11'::regclass AND a.attnum > 0 AND a.atttypid = 'text'::regtype`).Scan(&collations); err != nil {
-		t.Fatal(err)
+				t.Fatal(err)
+			}
+			if err := c.QueryRow(ctx, "SELECT string_agg(DISTINCT application, ',' ORDER BY application) FROM event").Scan(&apps); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.QueryRow(ctx, `SELECT coalesce(string_agg(indexdef, '; '), '') FROM pg_indexes
+		WHERE tablename = 'event_y2026m11' AND indexdef LIKE '%USING btree (id)'`).Scan(&idIndex); err != nil {
+				t.Fatal(err)
+			}
+			const want = "event_type=C,application=C,version=C,platform=C,user_id=C,session_id=C,node_id=C,value_text=default"
+			if version != forward.SchemaVersion || collations != want || apps != "Zebra,game" || idIndex == "" {
+				t.Errorf("after migration: version %d, collations %s, applications %q, index on id %q; want %d, %s, \"Zebra,game\" (byte order, the old row kept), an index",
+					version, collations, apps, idIndex, forward.SchemaVersion, want)
+			}
+			// An export's page reads through that index, not a sort of the table.
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			var plan strings.Builder
+			if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off"); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(ctx, "EXPLAIN SELECT id FROM event WHERE id > 3 ORDER BY id LIMIT 2000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var line string
+				rows.Scan(&line)
+				plan.WriteString(line + "\n")
+			}
+			if p := plan.String(); !strings.Contains(p, "Index") || strings.Contains(p, "Seq Scan") || strings.Contains(p, "Sort  (") {
+				t.Errorf("an export page is planned without the index on id:\n%s", p)
+			}
+			checkExactlyOnce(t, pgtest.NodeRows(t, c, "node-m"), 10)
+		})
 	}
-	if err := c.QueryRow(ctx, "SELECT string_agg(DISTINCT application, ',' ORDER BY application) FROM event").Scan(&apps); err != nil {
-		t.Fatal(err)
-	}
-	const want = "event_type=C,application=C,version=C,platform=C,user_id=C,session_id=C,node_id=C,value_text=default"
-	if version != forward.SchemaVersion || collations != want || apps != "Zebra,game" {
-		t.Errorf("after migration: version %d, collations %s, applications %q; want %d, %s, \"Zebra,game\" (byte order, the old row kept)",
-			version, collations, apps, forward.SchemaVersion, want)
-	}
-	checkExactlyOnce(t, pgtest.NodeRows(t, c, "node-m"), 10)
 }
 
 func TestForwarder_RefusesNewerSchema(t *testing.T) {
