@@ -18,6 +18,8 @@ type rateLimit struct {
 	budget  ratelimit.Budget // nil: no limit
 	trusted []netip.Prefix
 	header  ratelimit.ClientIPHeader
+	// name is header's name, chosen once here, not per request.
+	name []byte
 	// local is the in-process budget built from the rates, kept by a
 	// reload that does not change them.
 	local *ratelimit.LocalBudget
@@ -26,7 +28,7 @@ type rateLimit struct {
 // newRateLimit builds the rate limit of cfg. It keeps old's buckets when the
 // rates and options are unchanged, and starts afresh when they changed.
 func newRateLimit(cfg Config, old *rateLimit, logger *slog.Logger) *rateLimit {
-	rl := &rateLimit{trusted: cfg.TrustedProxies, header: cfg.ClientIPHeader}
+	rl := &rateLimit{trusted: cfg.TrustedProxies, header: cfg.ClientIPHeader, name: []byte(cfg.ClientIPHeader.String())}
 	if rl.trusted == nil {
 		rl.trusted = ratelimit.DefaultTrusted()
 	}
@@ -90,14 +92,10 @@ func (rl *rateLimit) client(ctx *fasthttp.RequestCtx) netip.Addr {
 	if rl.header == ratelimit.HeaderNone || !ratelimit.IsTrusted(peer, rl.trusted) {
 		return peer
 	}
-	name := []byte("X-Forwarded-For")
-	if rl.header == ratelimit.HeaderRealIP {
-		name = []byte("X-Real-IP")
-	}
 	var forwardedFor [][]byte
 	var realIP []byte
 	for k, v := range ctx.Request.Header.AllInOrder() {
-		if !bytes.EqualFold(k, name) {
+		if !bytes.EqualFold(k, rl.name) {
 			continue
 		}
 		if rl.header == ratelimit.HeaderRealIP {
