@@ -83,6 +83,11 @@ type Options struct {
 	MergeRows int
 	// MergeMaxRows caps the events one merge transaction moves.
 	MergeMaxRows int
+	// MergeBudget is about how long one merge transaction between group
+	// commits may take (requests wait for it); a due merge that needs
+	// longer is done in several, a group commit between two. 0 means
+	// DefaultMergeBudget; negative leaves only MergeMaxRows as the bound.
+	MergeBudget time.Duration
 	// PageSize is the page size of a new database file; 0 keeps SQLite's
 	// (4096). An existing file keeps its own.
 	PageSize int
@@ -133,6 +138,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SummaryRows <= 0 {
 		o.SummaryRows = DefaultSummaryRows
+	}
+	if o.MergeBudget == 0 {
+		o.MergeBudget = DefaultMergeBudget
 	}
 	return o
 }

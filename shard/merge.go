@@ -28,9 +28,24 @@ const (
 	DefaultMergeInterval = time.Second
 	// DefaultMergeRows merges as soon as this many events are staged.
 	DefaultMergeRows = 50000
-	// DefaultMergeMaxRows caps the events one merge transaction moves, so
-	// that requests queued meanwhile wait a bounded time.
+	// DefaultMergeMaxRows caps the events one merge transaction moves.
 	DefaultMergeMaxRows = 50000
+	// DefaultMergeBudget is about how long one merge transaction may take
+	// under load: requests that arrive meanwhile wait for it, so it bounds
+	// the wait a merge adds to a request. A due merge that needs longer is
+	// done in several transactions, a group commit between two.
+	DefaultMergeBudget = 100 * time.Millisecond
+)
+
+// The rows of one bounded merge: the first merge moves mergeChunkStart
+// events at most; each merge of a full chunk measures its rate and sizes the
+// next one to take MergeBudget, between mergeMinRows and MergeMaxRows. The
+// floor keeps a slow moment (the machine busy with something else) from
+// cutting merges into pieces so small that each writes an index leaf per
+// event again, the cost the staging table is there to avoid.
+const (
+	mergeChunkStart = 5000
+	mergeMinRows    = 1000
 )
 
 // mergeQuietRows and the quiet interval adapt the merge to the load: while
@@ -87,6 +102,8 @@ type merger struct {
 	// oldest of them was committed.
 	staged int
 	since  time.Time
+	// chunk is the most events the next merge moves (bounded merges).
+	chunk int
 	// failures counts merges failed in a row, for the log.
 	failures    int
 	lastFailLog time.Time
@@ -108,7 +125,7 @@ func (db *DB) openStaging() error {
 		st.Close()
 		return fmt.Errorf("prepare next id: %w", err)
 	}
-	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext)}
+	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext), chunk: mergeChunkStart}
 	lo, hi, err := stagedIDs(c)
 	if err != nil {
 		return fmt.Errorf("read staging table: %w", err)
@@ -194,7 +211,7 @@ func (w *writer) mergeIfDue() {
 	if m == nil || m.due(w.db.opts, time.Now()) > 0 {
 		return
 	}
-	if _, _, err := w.db.mergeOnce(); err != nil {
+	if _, _, err := w.db.mergeOnce(m.limit(w.db.opts)); err != nil {
 		m.failures++
 		if time.Since(m.lastFailLog) >= time.Second {
 			w.db.logger.Error("merge failed; the events stay staged and are merged later", "staged", m.staged, "err", classify(err), "failures", m.failures)
@@ -210,11 +227,33 @@ func (w *writer) mergeIfDue() {
 	}
 }
 
-// mergeOnce moves at most MergeMaxRows of the oldest staged events into
-// event in one transaction: INSERT ... SELECT in id (arrival) order, then
-// DELETE of the same ids. Either both happen or neither, so after a crash at
-// any point each event is in exactly one of the two tables.
-func (db *DB) mergeOnce() (moved int, more bool, err error) {
+// limit is how many events the next merge between group commits moves at
+// most: MergeMaxRows, or with a MergeBudget the chunk sized to it.
+func (m *merger) limit(o Options) int {
+	if o.MergeBudget <= 0 {
+		return o.MergeMaxRows
+	}
+	return min(m.chunk, o.MergeMaxRows)
+}
+
+// measured sizes the next chunk from a merge that moved n events of a limit
+// in took: to take MergeBudget at the rate this one had. Only merges that
+// filled at least half their limit count, since a small merge's rate is
+// mostly its fixed cost. The new size is the mean of the old and the
+// measured one, so that one slow merge does not halve the next.
+func (m *merger) measured(o Options, n, limit int, took time.Duration) {
+	if o.MergeBudget <= 0 || n < limit/2 || took <= 0 {
+		return
+	}
+	fit := int(float64(n) * float64(o.MergeBudget) / float64(took))
+	m.chunk = max(mergeMinRows, min(o.MergeMaxRows, (m.chunk+fit)/2))
+}
+
+// mergeOnce moves at most limit of the oldest staged events into event in
+// one transaction: INSERT ... SELECT in id (arrival) order, then DELETE of
+// the same ids. Either both happen or neither, so after a crash at any point
+// each event is in exactly one of the two tables.
+func (db *DB) mergeOnce(limit int) (moved int, more bool, err error) {
 	m, c := db.merge, db.conn
 	start := time.Now()
 	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
@@ -229,8 +268,8 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 		return 0, false, rollback(c, nil)
 	}
 	upto := hi
-	if hi-lo+1 > int64(db.opts.MergeMaxRows) {
-		upto = lo + int64(db.opts.MergeMaxRows) - 1
+	if hi-lo+1 > int64(limit) {
+		upto = lo + int64(limit) - 1
 	}
 	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY id", mergeColumns, mergeColumns, upto)
 	res, err := c.Exec(ins, nil)
@@ -270,8 +309,10 @@ func (db *DB) mergeOnce() (moved int, more bool, err error) {
 	} else {
 		m.staged = 0
 	}
+	took := time.Since(start)
+	m.measured(db.opts, int(n), limit, took)
 	if db.OnMerge != nil {
-		db.OnMerge(int(n), time.Since(start))
+		db.OnMerge(int(n), took)
 	}
 	return int(n), more, nil
 }
@@ -308,7 +349,7 @@ func (db *DB) Merge(ctx context.Context) error {
 func (db *DB) mergeAll() (int, error) {
 	total := 0
 	for {
-		n, more, err := db.mergeOnce()
+		n, more, err := db.mergeOnce(db.opts.MergeMaxRows)
 		total += n
 		if err != nil || !more {
 			return total, err

@@ -64,6 +64,9 @@ type Config struct {
 	// off (the group commit inserts into event directly).
 	MergeInterval time.Duration
 	MergeRows     int
+	// MergeBudget is MERGE_BUDGET; negative is off (one merge moves up
+	// to 50,000 events whatever it takes).
+	MergeBudget time.Duration
 	// MergeQuietInterval is MERGE_QUIET_INTERVAL; 0 is 5 × MergeInterval.
 	MergeQuietInterval time.Duration
 	// SummaryInterval is SUMMARY_INTERVAL; negative keeps no summaries.
@@ -258,6 +261,19 @@ var settings = []setting{
 		return nil
 	}},
 	{"MERGE_ROWS", strconv.Itoa(shard.DefaultMergeRows), "merge the staging table as soon as it holds this many events", intSetting(func(c *Config) *int { return &c.MergeRows }, 1)},
+	{"MERGE_BUDGET", shard.DefaultMergeBudget.String(), "about how long one merge transaction may take (requests that arrive meanwhile wait for it); a merge that needs longer is done in several, group commits between them; off: one merge moves up to 50,000 events (fewer bytes written, longer waits)", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "off" || v == "0" {
+			c.MergeBudget = -1
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not off or a positive duration such as 100ms", v)
+		}
+		c.MergeBudget = d
+		return nil
+	}},
 	{"SQLITE_PAGE_SIZE", "4096", "page size of a new database file, a power of two from 512 to 65536 (an existing file keeps its own)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 512 || n > 65536 || n&(n-1) != 0 {

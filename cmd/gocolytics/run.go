@@ -172,6 +172,7 @@ func shardOptions(c *Config) shard.Options {
 		LocalTime:          c.LocalTime,
 		MergeInterval:      c.MergeInterval,
 		MergeRows:          c.MergeRows,
+		MergeBudget:        c.MergeBudget,
 		MergeQuietInterval: c.MergeQuietInterval,
 		SummaryInterval:    c.SummaryInterval,
 		PageSize:           c.PageSize,
