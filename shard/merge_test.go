@@ -307,3 +307,46 @@ func TestDB_Merge_Bounded(t *testing.T) {
 		t.Errorf("got %v", got)
 	}
 }
+
+// TestDB_Merge_Budget: with a MergeBudget no merge can keep to, the chunks
+// halve from the first one (5,000 events) down to the floor (1,000), the
+// rest following in further merges, in order; with the budget off one merge
+// moves everything.
+func TestDB_Merge_Budget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		budget time.Duration
+		merges uint64
+	}{
+		// 5,000 + 2,500 + 1,250 + 1,000 + 1,000 + 1,000 + 250.
+		{"tiny", time.Nanosecond, 7},
+		{"off", -1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			w := openDB(t, path, shard.Options{MergeInterval: 20 * time.Millisecond, MergeBudget: tc.budget})
+			evs := make([]shard.Event, 12000)
+			for i := range evs {
+				evs[i] = testEvent(i)
+			}
+			if err := w.Write(0, evs); err != nil {
+				t.Fatal(err)
+			}
+			db := sqlDB(t, path)
+			deadline := time.Now().Add(20 * time.Second)
+			for w.Stats().EventsMerged < 12000 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if st := w.Stats(); st.Merges != tc.merges || st.EventsMerged != 12000 {
+				t.Errorf("stats: got %d merges of %d events, want %d of 12000", st.Merges, st.EventsMerged, tc.merges)
+			}
+			got := rowsOf(t, db, "event")
+			if len(got) != 12000 || got[0] != "1 session-0" || got[11999] != "12000 session-11999" {
+				t.Fatalf("event holds %d rows, want 12000 with ids 1 to 12000 in order", len(got))
+			}
+			if n := countRows(t, db, shard.StagingTable); n != 0 {
+				t.Errorf("staging holds %d rows, want 0", n)
+			}
+		})
+	}
+}
