@@ -44,8 +44,8 @@ const (
 // cutting merges into pieces so small that each writes an index leaf per
 // event again, the cost the staging table is there to avoid.
 const (
-	mergeChunkStart = 5000
-	mergeMinRows    = 1000
+	mergeChunkStart = 10000
+	mergeMinRows    = 5000
 )
 
 // mergeQuietRows and the quiet interval adapt the merge to the load: while

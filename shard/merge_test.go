@@ -309,7 +309,7 @@ func TestDB_Merge_Bounded(t *testing.T) {
 }
 
 // TestDB_Merge_Budget: with a MergeBudget no merge can keep to, the chunks
-// halve from the first one (5,000 events) down to the floor (1,000), the
+// halve from the first one (10,000 events) down to the floor (5,000), the
 // rest following in further merges, in order; with the budget off one merge
 // moves everything.
 func TestDB_Merge_Budget(t *testing.T) {
@@ -318,14 +318,14 @@ func TestDB_Merge_Budget(t *testing.T) {
 		budget time.Duration
 		merges uint64
 	}{
-		// 5,000 + 2,500 + 1,250 + 1,000 + 1,000 + 1,000 + 250.
-		{"tiny", time.Nanosecond, 7},
+		// 10,000 + 5,000 + 5,000.
+		{"tiny", time.Nanosecond, 3},
 		{"off", -1, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "events.db")
 			w := openDB(t, path, shard.Options{MergeInterval: 20 * time.Millisecond, MergeBudget: tc.budget})
-			evs := make([]shard.Event, 12000)
+			evs := make([]shard.Event, 20000)
 			for i := range evs {
 				evs[i] = testEvent(i)
 			}
@@ -334,15 +334,15 @@ func TestDB_Merge_Budget(t *testing.T) {
 			}
 			db := sqlDB(t, path)
 			deadline := time.Now().Add(20 * time.Second)
-			for w.Stats().EventsMerged < 12000 && time.Now().Before(deadline) {
+			for w.Stats().EventsMerged < 20000 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
-			if st := w.Stats(); st.Merges != tc.merges || st.EventsMerged != 12000 {
-				t.Errorf("stats: got %d merges of %d events, want %d of 12000", st.Merges, st.EventsMerged, tc.merges)
+			if st := w.Stats(); st.Merges != tc.merges || st.EventsMerged != 20000 {
+				t.Errorf("stats: got %d merges of %d events, want %d of 20000", st.Merges, st.EventsMerged, tc.merges)
 			}
 			got := rowsOf(t, db, "event")
-			if len(got) != 12000 || got[0] != "1 session-0" || got[11999] != "12000 session-11999" {
-				t.Fatalf("event holds %d rows, want 12000 with ids 1 to 12000 in order", len(got))
+			if len(got) != 20000 || got[0] != "1 session-0" || got[19999] != "20000 session-19999" {
+				t.Fatalf("event holds %d rows, want 20000 with ids 1 to 20000 in order", len(got))
 			}
 			if n := countRows(t, db, shard.StagingTable); n != 0 {
 				t.Errorf("staging holds %d rows, want 0", n)
