@@ -91,8 +91,9 @@ type Options struct {
 	// PageSize is the page size of a new database file; 0 keeps SQLite's
 	// (4096). An existing file keeps its own.
 	PageSize int
-	// WALAutocheckpoint is the writer connection's wal_autocheckpoint in
-	// pages; 0 keeps SQLite's (1000).
+	// WALAutocheckpoint is how many WAL frames not yet in the database
+	// file make the checkpointer copy them (SQLITE_WAL_AUTOCHECKPOINT); 0
+	// means DefaultCheckpointPages.
 	WALAutocheckpoint int
 
 	// SummaryInterval is how long a row of event waits at most before the
@@ -126,6 +127,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MergeQuietInterval <= 0 {
 		o.MergeQuietInterval = mergeQuietFactor * o.MergeInterval
+	}
+	if o.WALAutocheckpoint <= 0 {
+		o.WALAutocheckpoint = DefaultCheckpointPages
 	}
 	if o.MergeRows <= 0 {
 		o.MergeRows = DefaultMergeRows
@@ -304,10 +308,11 @@ func prepareSchema(c *sqlite3.SQLiteConn, o Options) error {
 	if _, err := c.Exec(fmt.Sprintf("PRAGMA journal_size_limit = %d", o.WALLimitBytes), nil); err != nil {
 		return err
 	}
-	if o.WALAutocheckpoint > 0 {
-		if _, err := c.Exec(fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", o.WALAutocheckpoint), nil); err != nil {
-			return err
-		}
+	// The checkpointer (checkpoint.go) copies the WAL into the database
+	// file, off the commit path: the writer's own automatic checkpoint is
+	// off.
+	if _, err := c.Exec("PRAGMA wal_autocheckpoint = 0", nil); err != nil {
+		return err
 	}
 	if _, err := c.Exec(createSchema, nil); err != nil {
 		return fmt.Errorf("create schema: %w", err)

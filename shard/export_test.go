@@ -4,3 +4,6 @@ package shard
 var Datasyncs = datasyncs
 
 func SyncVFSRegistered() bool { return syncVFSErr == 0 }
+
+// CheckpointRuns is how many checkpoints db's checkpointer ran.
+func CheckpointRuns(db *DB) int64 { return db.ckpt.runs.Load() }

@@ -81,6 +81,8 @@ type DB struct {
 	// resume are the ERASE_EVENT_TYPE erasures a previous run did not
 	// finish, found by Open; the writer starts with them (jobs.go).
 	resume []erasure
+	// ckpt copies the WAL into the database file (checkpoint.go).
+	ckpt *checkpointer
 
 	queues []queue
 	jobs   chan *job
@@ -171,6 +173,14 @@ func (db *DB) Open() error {
 		removeCreated(created)
 		db.conn, db.stmt, db.merge, db.sum = nil, nil, nil, nil
 		return fmt.Errorf("open database %q: %w", db.path, err)
+	}
+	if err := db.startCheckpointer(); err != nil {
+		db.merge.close()
+		st.Close()
+		c.Close()
+		removeCreated(created)
+		db.conn, db.stmt, db.merge = nil, nil, nil
+		return fmt.Errorf("open database %q: checkpoint connection: %w", db.path, err)
 	}
 	db.created = created
 	if db.opts.EraseEventType != "" {
@@ -278,7 +288,10 @@ func (db *DB) Close() error {
 		}
 		close(db.stop)
 		<-db.exited
-		if err := db.merge.close(); err != nil {
+		if err := db.ckpt.close(); err != nil {
+			db.closeErr = fmt.Errorf("close checkpoint connection: %w", err)
+		}
+		if err := db.merge.close(); err != nil && db.closeErr == nil {
 			db.closeErr = fmt.Errorf("close statement: %w", err)
 		}
 		if err := db.stmt.(driver.Stmt).Close(); err != nil && db.closeErr == nil {
@@ -616,10 +629,11 @@ func classify(err error) error {
 // walCheckEvery is how many commits pass between two looks at the WAL size.
 const walCheckEvery = 256
 
-// limitWAL keeps the WAL file bounded. The writer's automatic checkpoints
-// (PASSIVE, every 1000 pages) normally do that on their own; they cannot
-// finish while readers hold old snapshots, so a WAL that has still outgrown
-// the limit gets a TRUNCATE checkpoint, which waits for those readers.
+// limitWAL keeps the WAL file bounded. The checkpointer's PASSIVE
+// checkpoints (every 1000 pages, checkpoint.go) normally do that; they
+// cannot finish while readers hold old snapshots, so a WAL that has still
+// outgrown the limit gets a TRUNCATE checkpoint, which waits for those
+// readers.
 func (w *writer) limitWAL() {
 	w.sinceWAL++
 	if w.sinceWAL < walCheckEvery {

@@ -282,7 +282,7 @@ var settings = []setting{
 		c.PageSize = n
 		return nil
 	}},
-	{"SQLITE_WAL_AUTOCHECKPOINT", "1000", "WAL pages after which the writer copies the WAL into the database file", intSetting(func(c *Config) *int { return &c.WALAutocheckpoint }, 1)},
+	{"SQLITE_WAL_AUTOCHECKPOINT", "1000", "WAL pages not yet in the database file after which a checkpoint copies them there (off the commit path, from a connection of its own)", intSetting(func(c *Config) *int { return &c.WALAutocheckpoint }, 1)},
 	{"SHUTDOWN_TIMEOUT", DefaultShutdownTimeout.String(), "how long a shutdown waits for requests under way", durationSetting(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"READ_TIMEOUT", ingest.DefaultReadTimeout.String(), "longest time to read one request", durationSetting(func(c *Config) *time.Duration { return &c.ReadTimeout })},
 	{"WRITE_TIMEOUT", ingest.DefaultWriteTimeout.String(), "longest time to write one response", durationSetting(func(c *Config) *time.Duration { return &c.WriteTimeout })},
