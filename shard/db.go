@@ -83,10 +83,12 @@ type Options struct {
 	MergeRows int
 	// MergeMaxRows caps the events one merge transaction moves.
 	MergeMaxRows int
-	// MergeBudget is about how long one merge transaction between group
-	// commits may take (requests wait for it); a due merge that needs
-	// longer is done in several, a group commit between two. 0 means
-	// DefaultMergeBudget; negative leaves only MergeMaxRows as the bound.
+	// MergeBudget, when positive, is about how long one merge transaction
+	// between group commits may take (requests wait for it); a due merge
+	// that needs longer is done in several, a group commit between two.
+	// Zero or negative (the default) leaves MergeMaxRows as the only
+	// bound: smaller merges write more bytes an event (DESIGN.md, "Staging
+	// and merge").
 	MergeBudget time.Duration
 	// PageSize is the page size of a new database file; 0 keeps SQLite's
 	// (4096). An existing file keeps its own.
@@ -142,9 +144,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SummaryRows <= 0 {
 		o.SummaryRows = DefaultSummaryRows
-	}
-	if o.MergeBudget == 0 {
-		o.MergeBudget = DefaultMergeBudget
 	}
 	return o
 }

@@ -30,11 +30,6 @@ const (
 	DefaultMergeRows = 50000
 	// DefaultMergeMaxRows caps the events one merge transaction moves.
 	DefaultMergeMaxRows = 50000
-	// DefaultMergeBudget is about how long one merge transaction may take
-	// under load: requests that arrive meanwhile wait for it, so it bounds
-	// the wait a merge adds to a request. A due merge that needs longer is
-	// done in several transactions, a group commit between two.
-	DefaultMergeBudget = 100 * time.Millisecond
 )
 
 // The rows of one bounded merge: the first merge moves mergeChunkStart

@@ -64,8 +64,8 @@ type Config struct {
 	// off (the group commit inserts into event directly).
 	MergeInterval time.Duration
 	MergeRows     int
-	// MergeBudget is MERGE_BUDGET; negative is off (one merge moves up
-	// to 50,000 events whatever it takes).
+	// MergeBudget is MERGE_BUDGET; 0 is off (one merge moves up to
+	// 50,000 events whatever it takes).
 	MergeBudget time.Duration
 	// MergeQuietInterval is MERGE_QUIET_INTERVAL; 0 is 5 × MergeInterval.
 	MergeQuietInterval time.Duration
@@ -261,10 +261,10 @@ var settings = []setting{
 		return nil
 	}},
 	{"MERGE_ROWS", strconv.Itoa(shard.DefaultMergeRows), "merge the staging table as soon as it holds this many events", intSetting(func(c *Config) *int { return &c.MergeRows }, 1)},
-	{"MERGE_BUDGET", shard.DefaultMergeBudget.String(), "about how long one merge transaction may take (requests that arrive meanwhile wait for it); a merge that needs longer is done in several, group commits between them; off: one merge moves up to 50,000 events (fewer bytes written, longer waits)", func(c *Config, v string) error {
+	{"MERGE_BUDGET", "off", "about how long one merge transaction may take (requests that arrive meanwhile wait for it): a merge that needs longer is done in several, of 5,000 events or more, group commits between them, at the cost of more bytes written an event; off: one merge moves up to 50,000 events", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if v == "off" || v == "0" {
-			c.MergeBudget = -1
+			c.MergeBudget = 0
 			return nil
 		}
 		d, err := time.ParseDuration(v)
