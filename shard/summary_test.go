@@ -187,3 +187,45 @@ func TestSummaries_StateGone(t *testing.T) {
 	}
 	shardtest.CheckSummaries(t, path)
 }
+
+// TestSummaries_EraseDuringBuild erases a player while the summaries of an
+// older database are being built (in passes of 300 rows here): the erasure
+// takes turns with the passes instead of waiting for the whole build, and
+// the tables end equal to the rows left.
+func TestSummaries_EraseDuringBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 3))
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := shard.New(path, shard.Options{SummaryInterval: -1, Synchronous: "NORMAL"}, quietLogger())
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if err := db.Write(i, randomEvents(rng, 5000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openDB(t, path, shard.Options{SummaryRows: 300, Synchronous: "NORMAL"})
+	ctx := context.Background()
+	if n, err := db.Erase(ctx, "u5", ""); err != nil || n == 0 {
+		t.Fatalf("erase u5: %d, %v", n, err)
+	}
+	var built, top int64
+	if err := sqlDB(t, path).QueryRow("SELECT built_id, (SELECT max(id) FROM event) FROM stats_state").Scan(&built, &top); err != nil {
+		t.Fatal(err)
+	}
+	if built >= top {
+		t.Errorf("the erasure ended after the build (watermark %d, newest row %d): it waited for it", built, top)
+	}
+	shardtest.CheckSummariesPart(t, path)
+	if err := db.Summarize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shardtest.CheckSummaries(t, path)
+	var left int
+	if err := sqlDB(t, path).QueryRow("SELECT count(*) FROM stats_activity WHERE user_id = 'u5'").Scan(&left); err != nil || left != 0 {
+		t.Errorf("summary rows of the erased player: %d, %v; want 0", left, err)
+	}
+}
