@@ -304,8 +304,8 @@ func wallNow() time.Time {
 
 // session is one connection's life: connect, migrate, claim the node id,
 // read the position, then copy batches until an error or ctx ends. While a
-// backlog drains, a second connection copies the next batch while the
-// first commits (see fly).
+// backlog drains (full batches), a second connection copies the next batch
+// while the first commits (see fly).
 func (f *Forwarder) session(ctx context.Context, src *source) error {
 	conn, err := f.connect(ctx)
 	if err != nil {
@@ -425,6 +425,13 @@ func (f *Forwarder) session(ctx context.Context, src *source) error {
 		}
 		select {
 		case b := <-ahead.ready:
+			if inflight != nil && b.rows < f.cfg.BatchRows {
+				// No backlog: one connection, one batch at a time, so a
+				// caught-up node keeps to one session's block of ids.
+				if err := landAll(); err != nil {
+					return err
+				}
+			}
 			c := conn
 			if inflight != nil && inflight.conn == conn {
 				if second == nil {
