@@ -32,7 +32,10 @@ func (s *Server) chain() {
 	}
 	s.srv.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
 		if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+			// Refused on its Content-Length before a byte of the body
+			// was read: fasthttp closes the connection after the 413.
 			setReason(ctx, "body_too_large")
+			lingerOnClose(ctx.Conn())
 		}
 		nextErr(ctx, err)
 		s.finish(ctx)

@@ -1,10 +1,12 @@
 package ingest
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest/ratelimit"
@@ -98,10 +100,47 @@ type cappedConn struct {
 	cap  *connCap
 	key  netip.Prefix
 	once sync.Once
+	// linger says the client may still be sending a refused body: Close
+	// lingers (lingerClose).
+	linger atomic.Bool
 }
 
 func (c *cappedConn) Close() error {
+	if c.linger.Swap(false) {
+		lingerClose(c.Conn)
+	}
 	err := c.Conn.Close()
 	c.once.Do(func() { c.cap.done(c.key) })
 	return err
+}
+
+// lingerOnClose has conn, if it is one of the server's TCP connections,
+// close gently (lingerClose) once it is closed.
+func lingerOnClose(conn net.Conn) {
+	if c, ok := conn.(*cappedConn); ok {
+		c.linger.Store(true)
+	}
+}
+
+// How long and how much a connection closed on a refused body is read
+// before it is closed for good.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 256 << 10
+)
+
+// lingerClose ends the sending side of conn (after the answer, already
+// written), then reads and drops what the client still sends until it
+// closes its side, for at most lingerTime and lingerBytes. Closing at once
+// with unread bytes would send a reset that may reach the client before it
+// has read the answer, and some systems then drop the answer; reading the
+// whole body would cost what the refusal saves. Past the bounds, Close
+// resets the connection.
+func lingerClose(conn net.Conn) {
+	cw, ok := conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	conn.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, conn, lingerBytes)
 }

@@ -200,3 +200,55 @@ func TestServer_SlowClientsTimedOut(t *testing.T) {
 		t.Errorf("after the slow clients: got %d %s, want 204", code, body)
 	}
 }
+
+// TestServer_RefusedBodyNotRead: a large body refused for the in-flight
+// budget gets its 503 (Retry-After: 1, a JSON detail, Connection: close),
+// and the server then stops reading it and closes the connection within
+// about a second, instead of reading all the client sends: under a flood,
+// reading the refused bodies took the CPU the accepted ones needed.
+func TestServer_RefusedBodyNotRead(t *testing.T) {
+	const size = 64 << 20
+	s := startServer(t, ingest.Config{MaxInflightBytes: 1 << 20, Limits: ingest.Limits{MaxBodyBytes: size}})
+	conn, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	// Write the body while the answer is read; count what got out.
+	var sent int
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := fmt.Fprintf(conn, "POST /v1.0/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n[", size)
+		chunk := []byte(strings.Repeat(" ", 64<<10))
+		for err == nil && sent+len(chunk) < size {
+			var n int
+			n, err = conn.Write(chunk)
+			sent += n
+		}
+		wrote <- err
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	answered := time.Now()
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !resp.Close || !strings.HasPrefix(string(b), `{"detail":"Server busy`) {
+		t.Errorf("got %d Retry-After %q close %v %s, want 503, 1, Connection: close and a detail", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Close, b)
+	}
+	err = <-wrote
+	if err == nil {
+		t.Fatalf("all %d MiB of the refused body were taken: want the connection closed early", size>>20)
+	}
+	// What the server read (1 MiB of budget, 256 KiB of lingering) plus
+	// what the two sockets' buffers hold.
+	t.Logf("refused body: %d KiB sent before %v, %v after the answer", sent>>10, err, time.Since(answered).Round(time.Millisecond))
+	if sent > size/2 {
+		t.Errorf("%d MiB of the refused body sent before the connection was closed, want far less", sent>>20)
+	}
+	if since := time.Since(answered); since > 5*time.Second {
+		t.Errorf("connection closed %v after the answer, want about 1 s", since)
+	}
+}

@@ -286,11 +286,12 @@ func (bb *bodyBuf) readFrom(r io.Reader, limit int) error {
 // readRequestBody reads the request's body (streamed, as fasthttp is told
 // to) into a buffer charged to budget; decoded says the caller will charge
 // its decoded events (takeDecoded). A Content-Length over limit is refused
-// before a byte is read. A body over the budget is read to its end and
-// dropped, a few KiB at a time.
+// before a byte is read. A body refused (over the budget or the limit) is
+// not read on: see refuseRest.
 func readRequestBody(ctx *fasthttp.RequestCtx, limit int, budget *inflight, decoded bool) (*bodyBuf, error) {
 	cl := ctx.Request.Header.ContentLength()
 	if cl > limit {
+		refuseRest(ctx, nil, cl, 0)
 		return nil, fasthttp.ErrBodyTooLarge
 	}
 	bb := getBodyBuf(budget, cl, decoded)
@@ -299,18 +300,38 @@ func readRequestBody(ctx *fasthttp.RequestCtx, limit int, budget *inflight, deco
 		r = bytesReader(ctx.Request.Body())
 	}
 	err := bb.readFrom(r, limit)
-	if errors.Is(err, errOverBudget) {
-		// Read the rest and throw it away (through io.Discard's small
-		// pooled buffers, up to the body limit), so that the client, busy
-		// sending, gets to read the 503 on a connection that stays usable
-		// rather than a reset.
-		io.Copy(io.Discard, io.LimitReader(r, int64(limit-len(bb.b))))
+	if errors.Is(err, errOverBudget) || errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		refuseRest(ctx, r, cl, len(bb.b))
 	}
 	if err != nil {
 		bb.release()
 		return nil, err
 	}
 	return bb, nil
+}
+
+// maxDrain is the most of a refused body that is still read and dropped so
+// that its connection stays open for the next request (fasthttp's own limit
+// for a body a handler leaves unread).
+const maxDrain = 256 << 10
+
+// refuseRest deals with the unread rest of a body refused once read bytes of
+// it were in (announced is its Content-Length, -1 if unknown; r its reader,
+// nil if none was opened). A rest of up to maxDrain
+// is read from r (when given) and dropped, and the connection stays open.
+// A longer one is not read: reading it costs as much CPU and bandwidth as
+// accepting it, and under a flood of large bodies that starved the bodies
+// let in and the small requests. The answer goes out with Connection:
+// close, and the connection is closed gently (lingerClose): the client sees
+// the answer, then the end of the stream, and what it is still sending
+// is dropped by the kernel.
+func refuseRest(ctx *fasthttp.RequestCtx, r io.Reader, announced, read int) {
+	if r != nil && announced >= 0 && announced-read <= maxDrain {
+		io.Copy(io.Discard, io.LimitReader(r, int64(announced-read)))
+		return
+	}
+	ctx.SetConnectionClose()
+	lingerOnClose(ctx.Conn())
 }
 
 // bytesReader is a reader of b that needs no allocation for an empty body.
