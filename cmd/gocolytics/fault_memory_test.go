@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"database/sql"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,14 +33,19 @@ func floodDialer(i int) *net.Dialer {
 // status (0: no answer within limit).
 func normalClient(t *testing.T, s *gctest.Server, marker string, limit time.Duration) int {
 	t.Helper()
-	c := &http.Client{Timeout: limit}
+	// A transport of its own: a connection dialled for a request that
+	// timed out must not be reused by the next one.
+	c := &http.Client{Timeout: limit, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	start := time.Now()
 	resp, err := c.Post(s.URL("/v1.0/event"), "application/json", strings.NewReader(gctest.NewEvent(marker).JSON()))
 	if err != nil {
-		t.Logf("normal client: %v", err)
+		t.Logf("normal client %s: %v after %v", marker, err, time.Since(start).Round(time.Millisecond))
 		return 0
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
+	t.Logf("normal client %s: %d in %v", marker, resp.StatusCode, time.Since(start).Round(time.Millisecond))
 	return resp.StatusCode
 }
 
@@ -124,19 +131,29 @@ func floodEvent(conn, i int, pad string) string {
 }
 
 // floodBatch writes connection conn's batch of n events to w and returns
-// its length; with w nil it only measures.
+// its length; with w nil it only measures. The event is formatted once and
+// only its user_id's digits are changed, so that 600 clients writing 8 MiB
+// each cost the test little CPU (under -race, formatting every event took
+// most of the machine, from the server too).
 func floodBatch(w io.Writer, conn, n int, pad string) int {
-	size := 2 + n - 1 + n*len(floodEvent(conn, 0, pad))
+	ev := []byte(floodEvent(conn, 0, pad))
+	size := 2 + n - 1 + n*len(ev)
 	if w == nil {
 		return size
 	}
+	digits := bytes.Index(ev, []byte(`"u00000"`)) + 2
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString("[")
 	for i := range n {
 		if i > 0 {
 			bw.WriteString(",")
 		}
-		bw.WriteString(floodEvent(conn, i, pad))
+		for d, v := 4, i; d >= 0; d, v = d-1, v/10 {
+			ev[digits+d] = byte('0' + v%10)
+		}
+		if _, err := bw.Write(ev); err != nil {
+			break // the server closed the connection
+		}
 	}
 	bw.WriteString("]")
 	bw.Flush()
@@ -149,11 +166,14 @@ func floodBatch(w io.Writer, conn, n int, pad string) int {
 func bodyFlood(t *testing.T, s *gctest.Server, conns int, enc string, size func(i int) int, write func(w io.Writer, i int)) []int {
 	t.Helper()
 	codes := make([]int, conns)
+	took := make([]time.Duration, conns)
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
+			defer func() { took[i] = time.Since(start) }()
 			c, err := floodDialer(i).Dial("tcp", s.Addr)
 			if err != nil {
 				return
@@ -179,6 +199,17 @@ func bodyFlood(t *testing.T, s *gctest.Server, conns int, enc string, size func(
 		}()
 	}
 	wg.Wait()
+	// How long each kind of answer took: the slowest are what READ_TIMEOUT
+	// cut short.
+	byCode := map[int][]time.Duration{}
+	for i, c := range codes {
+		byCode[c] = append(byCode[c], took[i])
+	}
+	for c, d := range byCode {
+		slices.Sort(d)
+		t.Logf("%s flood: %d answered %d, in %v (median %v, slowest %v)", cmp.Or(enc, "raw"), len(d), c,
+			d[0].Round(time.Millisecond), d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond))
+	}
 	return codes
 }
 
