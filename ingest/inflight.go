@@ -28,7 +28,7 @@ const maxBudgetWait = time.Second
 //
 // A body is charged as its bytes arrive, never for the length a client
 // announces: a client that announces 8 MiB and sends one byte holds a few
-// KiB of it. Once a large body's first pooledBodyBuf bytes are in (the
+// KiB of it. Once a large body's first firstBodyBuf bytes are in (the
 // client is really sending), it reserves at once all it may still need (its
 // announced length and, for a body decoded as it came, the decoded events),
 // waiting its turn, first come first served, up to maxBudgetWait. So a flood
@@ -236,9 +236,12 @@ func (bb *bodyBuf) readFrom(r io.Reader, limit int) error {
 		c := cap(bb.b)
 		if len(bb.b) == c {
 			c = min(max(2*c, firstBodyBuf), limit+1)
-			if c > pooledBodyBuf && bb.charged < c {
-				// A large body past its first bytes: reserve what it
-				// will need, and make room for it at once.
+			if (c > pooledBodyBuf || bb.large()) && c > firstBodyBuf && bb.charged < c {
+				// A large body past its first buffer: reserve what it
+				// will need, and make room for it at once. (Waiting
+				// bodies hold only that first buffer: 600 waiting at
+				// 32 KiB each held a third of the budget, and fewer
+				// whole bodies fitted in the rest.)
 				want := max(c, min(bb.expect, limit)+1)
 				reserve := int64(want)
 				if bb.decoded {

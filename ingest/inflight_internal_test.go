@@ -27,7 +27,7 @@ func TestBodyBuf_ChargedAsArrives(t *testing.T) {
 	}
 }
 
-// TestBodyBuf_ReservesOnceLarge: once a large body's first 32 KiB are in,
+// TestBodyBuf_ReservesOnceLarge: once a large body's first 4 KiB are in,
 // it reserves its announced length and its decoded events at once, and
 // charges nothing more as the rest arrives.
 func TestBodyBuf_ReservesOnceLarge(t *testing.T) {
