@@ -100,25 +100,27 @@ func BenchmarkComputeValue_30Days(b *testing.B) {
 }
 
 func BenchmarkComputeSeries_30Days(b *testing.B) {
-	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
-	cpu := cpuTime()
-	defer func() { reportCPU(b, cpu) }()
-	for b.Loop() {
-		if _, err := query.ComputeSeries(context.Background(), db, last30(), "version"); err != nil {
-			b.Fatal(err)
+	both(b, benchGame, func(b *testing.B, db *sql.DB) {
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for b.Loop() {
+			if _, err := query.ComputeSeries(context.Background(), db, last30(), "version"); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 func BenchmarkApplications(b *testing.B) {
-	db := querytest.OpenReadOnly(b, querytest.CachedRealistic(b, benchGame))
-	cpu := cpuTime()
-	defer func() { reportCPU(b, cpu) }()
-	for b.Loop() {
-		if _, err := query.Applications(context.Background(), db); err != nil {
-			b.Fatal(err)
+	both(b, benchGame, func(b *testing.B, db *sql.DB) {
+		cpu := cpuTime()
+		defer func() { reportCPU(b, cpu) }()
+		for b.Loop() {
+			if _, err := query.Applications(context.Background(), db); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 // smallGame is a small indie game's database: 500,000 events over 90 days
