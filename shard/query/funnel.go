@@ -139,13 +139,14 @@ func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, chun
 	reached := make([]int64, len(steps))
 	users := map[string]*funnelUser{}
 	inOrder = true
-	err = eachChunk(ctx, chunks, func(ctx context.Context, c chunk) (funnelPiece, error) {
+	err = eachChunk(ctx, chunks, func(ctx context.Context, c chunk) (string, error) {
 		return readFunnelChunk(ctx, q, f, distinct, c)
-	}, func(_ chunk, p funnelPiece) error {
-		for {
-			t, u, tm, ok, err := p.next(distinct)
-			if err != nil || !ok {
-				return err
+	}, func(_ chunk, packed string) error {
+		for s := packed; s != ""; {
+			var t, u, tm string
+			var ok bool
+			if t, u, tm, s, ok = unpackFunnelRow(s, distinct); !ok {
+				return fmt.Errorf("read funnel: a row does not unpack")
 			}
 			fu := users[u]
 			switch {
@@ -163,6 +164,7 @@ func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, chun
 				fu.group = append(fu.group, t)
 			}
 		}
+		return nil
 	})
 	if !inOrder {
 		return nil, false, nil
@@ -180,21 +182,12 @@ func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, chun
 // order.
 var errNotInOrder = errors.New("funnel rows not in time order")
 
-// funnelPiece is the rows of one chunk whose event type is one of the
-// funnel's steps, as five texts of one row each (aggregates of one scan see
-// the rows in the same order): the index of each row's event type in the
-// distinct steps, one digit a row; the users' lengths in bytes, comma
-// separated, and the users one after the other; the same for the times.
-// Lengths rather than separators, so that any byte may be in a user; five
-// appends to SQLite's aggregates rather than one concatenation a row,
-// which costs SQLite an allocation per operator.
-type funnelPiece struct {
-	codes, userLens, users, timeLens, times string
-}
-
-// readFunnelChunk reads c's rows of the event types distinct (the funnel's
-// steps, each once).
-func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c chunk) (funnelPiece, error) {
+// readFunnelChunk reads the rows of c whose event type is one of distinct
+// (the funnel's steps, each once), packed in one text: for each row the
+// index of its event type in distinct as one digit, then the user and the
+// time, each as its length in bytes, a space and its bytes (any byte may
+// be in them). "" when c has no such rows.
+func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c chunk) (string, error) {
 	cf := c.filter(f)
 	cf.EventType = ""
 	where, args := cf.boundedWhere(c.lo, c.hi, false)
@@ -208,73 +201,57 @@ func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c
 		fmt.Fprintf(&in, "?%d", i+1)
 	}
 	code.WriteString(" END")
-	rows, err := q.QueryContext(ctx, `SELECT coalesce(group_concat(`+code.String()+`, ''), ''),
-	coalesce(group_concat(octet_length(user_id), ','), ''), coalesce(group_concat(user_id, ''), ''),
-	coalesce(group_concat(octet_length(time), ','), ''), coalesce(group_concat(time, ''), '')
+	rows, err := q.QueryContext(ctx, `SELECT group_concat(`+code.String()+` || octet_length(user_id) || ' ' || user_id || octet_length(time) || ' ' || time, '')
 FROM event WHERE `+renumber(where, len(distinct)+1)+` AND +event_type IN (`+in.String()+`)`, append(distinct[:len(distinct):len(distinct)], args...)...)
 	if err != nil {
-		return funnelPiece{}, fmt.Errorf("query funnel: %w", err)
+		return "", fmt.Errorf("query funnel: %w", err)
 	}
 	defer rows.Close()
-	var p funnelPiece
+	var packed *string
 	if rows.Next() {
-		if err := rows.Scan(&p.codes, &p.userLens, &p.users, &p.timeLens, &p.times); err != nil {
-			return funnelPiece{}, fmt.Errorf("read funnel: %w", err)
+		if err := rows.Scan(&packed); err != nil {
+			return "", fmt.Errorf("read funnel: %w", err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return funnelPiece{}, fmt.Errorf("read funnel: %w", err)
+		return "", fmt.Errorf("read funnel: %w", err)
 	}
-	return p, nil
+	if packed == nil {
+		return "", nil
+	}
+	return *packed, nil
 }
 
-// next takes the first row off p: its event type (from distinct), user and
-// time. ok is false at the end; err says the texts do not fit together.
-func (p *funnelPiece) next(distinct []any) (t, u, tm string, ok bool, err error) {
-	if p.codes == "" {
-		if p.userLens != "" || p.users != "" || p.timeLens != "" || p.times != "" {
-			return "", "", "", false, errUnpack
-		}
-		return "", "", "", false, nil
+// unpackFunnelRow takes the first row off a text of readFunnelChunk: its
+// event type, user and time, and the rest of the text.
+func unpackFunnelRow(s string, distinct []any) (t, u, tm, rest string, ok bool) {
+	if s == "" || s[0] < '0' || int(s[0]-'0') >= len(distinct) {
+		return "", "", "", "", false
 	}
-	i := int(p.codes[0] - '0')
-	if i < 0 || i >= len(distinct) {
-		return "", "", "", false, errUnpack
+	t, _ = distinct[s[0]-'0'].(string)
+	if u, s, ok = unpackField(s[1:]); !ok {
+		return "", "", "", "", false
 	}
-	t, _ = distinct[i].(string)
-	p.codes = p.codes[1:]
-	if u, ok = takeField(&p.userLens, &p.users); !ok {
-		return "", "", "", false, errUnpack
+	if tm, s, ok = unpackField(s); !ok {
+		return "", "", "", "", false
 	}
-	if tm, ok = takeField(&p.timeLens, &p.times); !ok {
-		return "", "", "", false, errUnpack
-	}
-	return t, u, tm, true, nil
+	return t, u, tm, s, true
 }
 
-// errUnpack is a piece whose texts do not fit together.
-var errUnpack = errors.New("read funnel: a piece does not unpack")
-
-// takeField takes the first length off lens (comma separated) and as many
-// bytes off data.
-func takeField(lens, data *string) (string, bool) {
-	n, i := 0, 0
-	for ; i < len(*lens) && (*lens)[i] != ','; i++ {
-		c := (*lens)[i]
-		if c < '0' || c > '9' || i >= 10 {
-			return "", false
+// unpackField takes a length in bytes, a space and that many bytes off s.
+func unpackField(s string) (field, rest string, ok bool) {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9' && i < 10:
+			n = n*10 + int(c-'0')
+		case c == ' ' && i > 0 && len(s)-i-1 >= n:
+			return s[i+1 : i+1+n], s[i+1+n:], true
+		default:
+			return "", "", false
 		}
-		n = n*10 + int(c-'0')
 	}
-	if i == 0 || n > len(*data) {
-		return "", false
-	}
-	if i < len(*lens) {
-		i++ // the comma
-	}
-	field := (*data)[:n]
-	*lens, *data = (*lens)[i:], (*data)[n:]
-	return field, true
+	return "", "", false
 }
 
 // stepList appends the funnel's distinct event types to args and returns
