@@ -323,9 +323,15 @@ func (db *DB) Merge(ctx context.Context) error {
 	if db.merge == nil {
 		return nil
 	}
+	return db.askWriter(ctx, db.mergeNow)
+}
+
+// askWriter hands the writer a request on ch, between group commits, and
+// waits for its answer.
+func (db *DB) askWriter(ctx context.Context, ch chan<- chan error) error {
 	done := make(chan error, 1)
 	select {
-	case db.mergeNow <- done:
+	case ch <- done:
 	case <-db.exited:
 		return ErrClosed
 	case <-ctx.Done():

@@ -364,20 +364,7 @@ func (db *DB) Summarize(ctx context.Context) error {
 	if db.sum == nil {
 		return nil
 	}
-	done := make(chan error, 1)
-	select {
-	case db.summarizeNow <- done:
-	case <-db.exited:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return db.askWriter(ctx, db.summarizeNow)
 }
 
 const createGone = `
