@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,7 +114,11 @@ func TestFault_Floods(t *testing.T) {
 
 	// Many floods at once: 16 clients each sending bodies just under the
 	// 8 MiB limit. Those that do not fit in MAX_INFLIGHT_BYTES (64 MiB, a
-	// body charged twice: raw and decoded) get 503 with Retry-After.
+	// body charged twice: raw and decoded) get 503 with Retry-After, and
+	// the server closes the connection without reading the rest of the body
+	// (ingest's refuseRest): a client still writing it may see the reset
+	// before it reads the 503 (Go's client does, now and then, on a loaded
+	// machine), which counts as refused here.
 	big := strings.Repeat(" ", 8<<20-100) + "[]"
 	var wg sync.WaitGroup
 	codes := make(chan int, 64)
@@ -122,6 +128,11 @@ func TestFault_Floods(t *testing.T) {
 			defer wg.Done()
 			for range 4 {
 				resp, err := client.Post(p.URL("/v1.0/events"), "", strings.NewReader(big))
+				if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Logf("8 MiB of blanks: refused, the connection closed before the answer was read: %v", err)
+					codes <- 503
+					continue
+				}
 				if err != nil {
 					codes <- 0
 					continue
