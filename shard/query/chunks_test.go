@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -65,30 +64,14 @@ func TestComputeFunnelValue_Chunks(t *testing.T) {
 	for name, sum := range sums {
 		for _, f := range filters {
 			for _, steps := range [][]string{{"st art", "lvl,1", "end\n"}, {"9", "9", "st art"}, {"lvl,1", "other"}} {
-				got, err := query.ComputeFunnel(ctx, sum, f, steps)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := query.ComputeFunnel(ctx, raw, f, steps)
-				if err != nil {
-					t.Fatal(err)
-				}
+				got := sameFunnel(t, fmt.Sprintf("%s: funnel %q %+v", name, steps, f), sum, raw, f, steps)
 				if got[0].Users == 0 && f.Since.Before(day("2026-10-19")) {
 					t.Errorf("%s: funnel %q %+v: nobody", name, steps, f)
 				}
-				querytest.EqualJSON(t, fmt.Sprintf("%s: funnel %q %+v", name, steps, f), got, string(mustJSON(t, want)))
 			}
 			for _, et := range types {
 				f.EventType = et
-				got, err := query.ComputeValue(ctx, sum, f, "score")
-				if err != nil {
-					t.Fatal(err)
-				}
-				want, err := query.ComputeValue(ctx, raw, f, "score")
-				if err != nil {
-					t.Fatal(err)
-				}
-				querytest.EqualJSON(t, fmt.Sprintf("%s: value %+v", name, f), got, string(mustJSON(t, want)))
+				sameValue(t, fmt.Sprintf("%s: value %+v", name, f), sum, raw, f)
 			}
 		}
 	}
@@ -126,13 +109,7 @@ func TestComputeFunnelValue_Chunks(t *testing.T) {
 func withTail(t *testing.T, path, from string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "tail-"+filepath.Base(path))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(out, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	querytest.CopyFile(t, path, out)
 	db, err := sql.Open("sqlite3", "file:"+out)
 	if err != nil {
 		t.Fatal(err)

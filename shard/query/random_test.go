@@ -112,28 +112,12 @@ func TestComputeFunnelValue_Random(t *testing.T) {
 func funnelValueRandom(t *testing.T, inOrder bool) {
 	_, path := randomDataset(t, inOrder)
 	sum, raw := querytest.OpenReadOnly(t, path), querytest.OpenReadOnly(t, querytest.WithoutSummaries(t, path))
-	ctx := context.Background()
 	for _, f := range randomFilters {
 		for _, steps := range [][]string{{"start", "level", "end"}, {"level", "level"}, {"end", "start", "end", "start"}} {
-			got, err := query.ComputeFunnel(ctx, sum, f, steps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := query.ComputeFunnel(ctx, raw, f, steps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			querytest.EqualJSON(t, fmt.Sprintf("funnel %v %+v", steps, f), got, string(mustJSON(t, want)))
+			sameFunnel(t, fmt.Sprintf("funnel %v %+v", steps, f), sum, raw, f, steps)
 		}
 		f.EventType = "level"
-		got, err := query.ComputeValue(ctx, sum, f, "score")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := query.ComputeValue(ctx, raw, f, "score")
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := sameValue(t, fmt.Sprintf("value %+v", f), sum, raw, f)
 		total := int64(0)
 		for _, d := range got {
 			total += d.Count
@@ -141,8 +125,41 @@ func funnelValueRandom(t *testing.T, inOrder bool) {
 		if total == 0 {
 			t.Errorf("value %+v: no numbers", f)
 		}
-		querytest.EqualJSON(t, fmt.Sprintf("value %+v", f), got, string(mustJSON(t, want)))
 	}
+}
+
+// sameFunnel checks that the funnel read from sum (the summary tables'
+// path) equals the one read from raw, and returns it.
+func sameFunnel(t *testing.T, what string, sum, raw *sql.DB, f query.Filter, steps []string) []query.FunnelStep {
+	t.Helper()
+	ctx := context.Background()
+	got, err := query.ComputeFunnel(ctx, sum, f, steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := query.ComputeFunnel(ctx, raw, f, steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	querytest.EqualJSON(t, what, got, string(mustJSON(t, want)))
+	return got
+}
+
+// sameValue checks that the value statistics of the field score read from
+// sum equal those read from raw, and returns them.
+func sameValue(t *testing.T, what string, sum, raw *sql.DB, f query.Filter) []query.ValueDay {
+	t.Helper()
+	ctx := context.Background()
+	got, err := query.ComputeValue(ctx, sum, f, "score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := query.ComputeValue(ctx, raw, f, "score")
+	if err != nil {
+		t.Fatal(err)
+	}
+	querytest.EqualJSON(t, what, got, string(mustJSON(t, want)))
+	return got
 }
 
 func mustJSON(t *testing.T, v any) []byte {

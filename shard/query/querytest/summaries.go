@@ -17,7 +17,7 @@ import (
 func WithoutSummaries(tb testing.TB, path string) string {
 	tb.Helper()
 	out := filepath.Join(tb.TempDir(), "raw-"+filepath.Base(path))
-	copyFile(tb, path, out)
+	CopyFile(tb, path, out)
 	db, err := sql.Open("sqlite3", "file:"+out)
 	if err != nil {
 		tb.Fatal(err)
@@ -100,7 +100,7 @@ func CachedSummarised(tb testing.TB, r Realistic) string {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(tmp + suffix)
 	}
-	copyFile(tb, raw, tmp)
+	CopyFile(tb, raw, tmp)
 	summarise(tb, tmp)
 	if err := os.Rename(tmp, path); err != nil {
 		tb.Fatal(err)
@@ -143,7 +143,8 @@ func summarise(tb testing.TB, path string) {
 	tb.Logf("summaries of %s built in %v", filepath.Base(path), time.Since(start))
 }
 
-func copyFile(tb testing.TB, from, to string) {
+// CopyFile copies the file from to the path to, failing tb on an error.
+func CopyFile(tb testing.TB, from, to string) {
 	tb.Helper()
 	src, err := os.Open(from)
 	if err != nil {
