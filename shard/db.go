@@ -28,6 +28,9 @@ const (
 	// (SQLite's default is 2000 KiB), sized so that the five indexes of a
 	// database of a few million rows stay in memory.
 	DefaultCacheSizeKiB = 16384
+	// DefaultCommitQuietWait is how long a request that wakes an idle
+	// writer waits for others to share its commit (Options.CommitQuietWait).
+	DefaultCommitQuietWait = 50 * time.Millisecond
 	// DefaultMaxBatchEvents caps the events of one transaction.
 	DefaultMaxBatchEvents = 20000
 	// DefaultWALLimitBytes is the WAL size above which the writer runs a
@@ -79,6 +82,12 @@ type Options struct {
 	// at most while fewer than 1,000 events are staged; 0 means 5 ×
 	// MergeInterval. Longer writes fewer bytes per event in quiet stretches.
 	MergeQuietInterval time.Duration
+	// CommitQuietWait is how long a request that finds the writer idle
+	// (no commit for at least as long) waits for others to share its
+	// transaction; 0 means DefaultCommitQuietWait, negative never waits.
+	// Longer writes fewer bytes per event in quiet stretches; a busy
+	// server never waits (writer.go, pace).
+	CommitQuietWait time.Duration
 	// MergeRows merges as soon as this many events are staged.
 	MergeRows int
 	// MergeMaxRows caps the events one merge transaction moves.
@@ -129,6 +138,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MergeQuietInterval <= 0 {
 		o.MergeQuietInterval = mergeQuietFactor * o.MergeInterval
+	}
+	if o.CommitQuietWait == 0 {
+		o.CommitQuietWait = DefaultCommitQuietWait
 	}
 	if o.WALAutocheckpoint <= 0 {
 		o.WALAutocheckpoint = DefaultCheckpointPages

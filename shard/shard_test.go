@@ -380,3 +380,35 @@ func TestDB_Write_WrapsSQLiteError(t *testing.T) {
 		t.Errorf("got SQLite code %v, want %v (SQLITE_BUSY)", se.Code, sqlite3.ErrBusy)
 	}
 }
+
+// TestDB_Write_QuietWait: a request that finds the writer idle waits
+// CommitQuietWait for company, so two requests of a quiet stretch, the
+// second sent while the first waits, share one commit; with the wait off
+// each gets its own.
+func TestDB_Write_QuietWait(t *testing.T) {
+	for _, tc := range []struct {
+		wait    time.Duration
+		commits uint64
+	}{{time.Second, 1}, {-1, 2}} {
+		t.Run(fmt.Sprint(tc.wait), func(t *testing.T) {
+			w := openDB(t, filepath.Join(t.TempDir(), "events.db"), shard.Options{CommitQuietWait: tc.wait})
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = w.Write(i, []shard.Event{testEvent(i)})
+				}()
+				time.Sleep(200 * time.Millisecond)
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+			if s := w.Stats(); s.Commits != tc.commits || s.EventsStored != 2 {
+				t.Errorf("commits %d, events %d; want %d commits, 2 events", s.Commits, s.EventsStored, tc.commits)
+			}
+		})
+	}
+}

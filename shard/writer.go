@@ -374,6 +374,7 @@ func (db *DB) run() {
 		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-db.wake:
+			w.pace()
 			w.drain()
 		case <-timer.C:
 			w.mergeIfDue()
@@ -438,6 +439,10 @@ type writer struct {
 	lastTime  time.Time
 	lastStamp string
 	sinceWAL  int
+	// lastCommit is when the last transaction of a group commit ended;
+	// paceTimer is pace's timer.
+	lastCommit time.Time
+	paceTimer  *time.Timer
 	// failures counts the commits failed in a row; unlogged those of them
 	// not logged, lastFailLog when one last was.
 	failures, unlogged int
@@ -452,6 +457,38 @@ type writer struct {
 	// delete is under way too.
 	summaryTurn bool
 	erasures    []erasure
+}
+
+// paceMaxEvents is the most events queued for which pace still waits: a
+// page of the staging table holds about ten events, so a commit of more
+// fills its pages and gains little from waiting for company.
+const paceMaxEvents = 16
+
+// pace holds the commit of a request that woke an idle writer back for
+// Options.CommitQuietWait, so that requests arriving meanwhile share its
+// transaction: a quiet game's requests (one or two events each, a few a
+// second) otherwise cost a commit each, whose WAL frame, fsync and
+// checkpoint copy weigh ten times the events (DESIGN.md, "Staging and
+// merge"). It waits only when the writer has been idle for at least as
+// long since its last commit and few events are queued, so a busy server
+// (the writer never idle) and a client that sends request after request
+// never wait; a request of a quiet stretch waits at most that long for
+// its 204.
+func (w *writer) pace() {
+	d := w.db.opts.CommitQuietWait
+	if d <= 0 || time.Since(w.lastCommit) < d || w.db.queued.Load() > paceMaxEvents {
+		return
+	}
+	if w.paceTimer == nil {
+		w.paceTimer = time.NewTimer(d)
+	} else {
+		w.paceTimer.Reset(d)
+	}
+	select {
+	case <-w.paceTimer.C:
+	case <-w.db.stop:
+		w.paceTimer.Stop()
+	}
 }
 
 // drain takes everything queued and commits it, in groups of at most
@@ -494,6 +531,7 @@ func (w *writer) commit(reqs []*request, n int) {
 	db.busySince.Store(start.UnixNano())
 	err := w.tx(reqs)
 	took := time.Since(start)
+	w.lastCommit = start.Add(took)
 	db.busySince.Store(0)
 	db.queued.Add(-int64(n))
 	if err != nil {

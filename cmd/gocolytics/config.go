@@ -69,6 +69,8 @@ type Config struct {
 	MergeBudget time.Duration
 	// MergeQuietInterval is MERGE_QUIET_INTERVAL; 0 is 5 × MergeInterval.
 	MergeQuietInterval time.Duration
+	// CommitQuietWait is COMMIT_QUIET_WAIT; negative is off.
+	CommitQuietWait time.Duration
 	// SummaryInterval is SUMMARY_INTERVAL; negative keeps no summaries.
 	SummaryInterval   time.Duration
 	PageSize          int
@@ -247,6 +249,19 @@ var settings = []setting{
 		return nil
 	}},
 	{"MERGE_QUIET_INTERVAL", "", "how long an event waits at most in the staging table while fewer than 1,000 events are staged (default 5 × MERGE_INTERVAL); longer writes fewer bytes per event when the game is quiet, and event (the stats, the dashboard, forwarding) lags that much behind event_all", durationSetting(func(c *Config) *time.Duration { return &c.MergeQuietInterval })},
+	{"COMMIT_QUIET_WAIT", shard.DefaultCommitQuietWait.String(), "how long a request that finds the writer idle (no commit for at least as long) waits for others to share its commit; longer writes fewer bytes per event when the game is quiet and answers its requests that much later; a busy server never waits; off or 0 commits each such request at once", func(c *Config, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "off" || v == "0" {
+			c.CommitQuietWait = -1
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not off or a positive duration such as 50ms", v)
+		}
+		c.CommitQuietWait = d
+		return nil
+	}},
 	{"SUMMARY_INTERVAL", shard.DefaultSummaryInterval.String(), "how long an event waits at most before it is added to the dashboard's summary tables (the stats read the newer rows raw, and more of them the longer this is; 100,000 waiting rows start a pass sooner); off keeps no summary tables (the stats read every row raw: slow on millions of rows)", func(c *Config, v string) error {
 		v = strings.TrimSpace(v)
 		if v == "off" {

@@ -174,6 +174,7 @@ func shardOptions(c *Config) shard.Options {
 		MergeRows:          c.MergeRows,
 		MergeBudget:        c.MergeBudget,
 		MergeQuietInterval: c.MergeQuietInterval,
+		CommitQuietWait:    c.CommitQuietWait,
 		SummaryInterval:    c.SummaryInterval,
 		PageSize:           c.PageSize,
 		WALAutocheckpoint:  c.WALAutocheckpoint,
