@@ -223,9 +223,22 @@ func (db *DB) inEvent() uint64 {
 	return db.stored.Load()
 }
 
+// A tail of at least summaryIdleRows rows is summarised as soon as the
+// writer has had no group commit for summaryIdleAfter, not SummaryInterval
+// after it began: when a busy stretch ends, its leftover rows are added up
+// while no request waits, and the stats read fewer of them raw. A quiet
+// game (a few events a second) never leaves that many rows waiting, so it
+// keeps one pass a SummaryInterval; the only cost is a bursty load with
+// idle gaps, whose passes come per burst instead of per interval.
+const (
+	summaryIdleRows  = 10000
+	summaryIdleAfter = 2 * time.Second
+)
+
 // summaryDue returns how long until a summary pass is due; zero or less
-// means now (or a pass is under way).
-func (db *DB) summaryDue(now time.Time) time.Duration {
+// means now (or a pass is under way). lastCommit is when the writer's last
+// group commit ended.
+func (db *DB) summaryDue(now, lastCommit time.Time) time.Duration {
 	s := db.sum
 	if s == nil {
 		return time.Hour
@@ -245,7 +258,11 @@ func (db *DB) summaryDue(now time.Time) time.Duration {
 	case s.tail <= 0:
 		return time.Hour
 	}
-	return s.since.Add(db.opts.SummaryInterval).Sub(now)
+	due := s.since.Add(db.opts.SummaryInterval).Sub(now)
+	if s.tail >= summaryIdleRows {
+		due = min(due, lastCommit.Add(summaryIdleAfter).Sub(now))
+	}
+	return due
 }
 
 // summaryChunk summarises the next chunk of the pass under way (starting

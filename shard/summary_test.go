@@ -229,3 +229,34 @@ func TestSummaries_EraseDuringBuild(t *testing.T) {
 		t.Errorf("summary rows of the erased player: %d, %v; want 0", left, err)
 	}
 }
+
+// TestSummaries_Idle: once the writer has had no group commit for a while,
+// a tail of 10,000 rows or more is summarised at once, long before
+// SummaryInterval; a smaller one waits for the interval.
+func TestSummaries_Idle(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 1))
+	for _, tc := range []struct {
+		events int
+		built  bool
+	}{{12000, true}, {3000, false}} {
+		t.Run(fmt.Sprint(tc.events), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			db := openDB(t, path, shard.Options{MergeInterval: 20 * time.Millisecond, SummaryInterval: time.Hour})
+			for i := 0; i < tc.events; i += 1000 {
+				if err := db.Write(i, randomEvents(rng, 1000)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !tc.built {
+				time.Sleep(4 * time.Second)
+				var built, top int64
+				if err := sqlDB(t, path).QueryRow("SELECT built_id, (SELECT max(id) FROM event) FROM stats_state").Scan(&built, &top); err != nil || built != 0 || top != int64(tc.events) {
+					t.Errorf("built %d, newest row %d, %v; want 0 and %d (nothing summarised before SUMMARY_INTERVAL)", built, top, err, tc.events)
+				}
+				return
+			}
+			shardtest.WaitSummaries(t, path)
+			shardtest.CheckSummaries(t, path)
+		})
+	}
+}

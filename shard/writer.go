@@ -318,7 +318,7 @@ func (db *DB) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		summary := db.summaryDue(time.Now()) <= 0
+		summary := db.summaryDue(time.Now(), w.lastCommit) <= 0
 		if len(w.jobs) > 0 || summary {
 			// A delete or a summary pass is under way: commit what ingest
 			// has queued, take new jobs, then one chunk of the delete or
@@ -367,7 +367,7 @@ func (db *DB) run() {
 			w.mergeIfDue()
 			continue
 		}
-		wait := db.summaryDue(time.Now())
+		wait := db.summaryDue(time.Now(), w.lastCommit)
 		if db.merge != nil {
 			wait = min(wait, db.merge.due(db.opts, time.Now()))
 		}
