@@ -434,3 +434,81 @@ func TestStats_SummariesAndTail(t *testing.T) {
 		}
 	}
 }
+
+// TestComputeStats_PackedFields reads users, sessions, event types,
+// versions and platforms holding what the packed pieces of the summaries
+// separate with (tabs, newlines, spaces, digits; multi-byte characters) on
+// some days only, so that some pieces come packed fast and others packed
+// safely, and a tail of such rows above the watermark: the stats must
+// answer as the definitions computed in Go and as the raw rows do.
+func TestComputeStats_PackedFields(t *testing.T) {
+	rng := rand.New(rand.NewPCG(44, 1))
+	odd := []string{"tab\there", "new\nline", "two\n\nlines\t\t", "12 34", "3 x\t1", "é ü 🎮", " ", "\t", "\n", "9"}
+	pick := func(plain []string, oddDay bool) string {
+		if oddDay && rng.IntN(3) == 0 {
+			return odd[rng.IntN(len(odd))]
+		}
+		return plain[rng.IntN(len(plain))]
+	}
+	start := day("2026-10-01")
+	event := func() shard.Event {
+		at := start.Add(time.Duration(rng.IntN(30*24*60)) * time.Minute)
+		oddDay := at.Day()%3 == 0
+		u := pick([]string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"}, oddDay)
+		return shard.Event{
+			Time: at, Application: "A", UserID: u, SessionID: pick([]string{"s1", "s2", "s3", "s4", "s5", "s6"}, oddDay) + u,
+			EventType: pick([]string{"start", "level", "end"}, oddDay), Version: pick([]string{"1", "2"}, oddDay),
+			Platform: pick([]string{"Linux", "Web"}, oddDay), Value: "{}",
+		}
+	}
+	var events []shard.Event
+	for range 800 {
+		events = append(events, event())
+	}
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
+	path := filepath.Join(t.TempDir(), "packed.db")
+	querytest.Write(t, path, events)
+	// The tail: rows another program inserts land above the watermark.
+	w, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 200 {
+		e := event()
+		if _, err := w.Exec(`INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.EventType, e.Application, e.Version, e.Platform, e.UserID, e.SessionID, e.Value, e.Time.Format(shard.TimeFormat)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sum, raw := querytest.OpenReadOnly(t, path), querytest.OpenReadOnly(t, querytest.WithoutSummaries(t, path))
+	if !querytest.Summarised(t, sum) || querytest.Summarised(t, raw) {
+		t.Fatal("the summaries must be used on one copy only")
+	}
+	events = querytest.Events(t, sum)
+	ctx := context.Background()
+	today := day("2026-10-25")
+	for _, f := range []query.Filter{
+		{Application: "A", Since: day("2026-10-01"), Until: day("2026-10-30")},
+		{Application: "A", Since: day("2026-10-02"), Until: day("2026-10-04")},
+		{Application: "A", Since: day("2026-10-01"), Until: day("2026-10-30"), Version: "tab\there"},
+		{Application: "A", Since: day("2026-10-01"), Until: day("2026-10-30"), Platform: "\n", EventType: "end"},
+	} {
+		got, err := query.ComputeStats(ctx, sum, f, today, "event_type", "version", "platform")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := query.ComputeStats(ctx, raw, f, today, "event_type", "version", "platform")
+		if err != nil {
+			t.Fatal(err)
+		}
+		querytest.EqualJSON(t, fmt.Sprintf("stats %q", f), got, string(mustJSON(t, want)))
+		got.Series = nil
+		querytest.EqualJSON(t, fmt.Sprintf("stats %q", f), got, string(naiveStats(events, f, today)))
+		if got.Summary.Users == 0 {
+			t.Errorf("stats %q: no users", f)
+		}
+	}
+}

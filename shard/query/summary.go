@@ -2,7 +2,7 @@ package query
 
 import (
 	"context"
-	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -47,6 +47,14 @@ func (f *Filter) summaryWhere(since time.Time) (string, []any) {
 	var b strings.Builder
 	b.WriteString("application = ? AND day >= ? AND day <= ?")
 	args := []any{f.Application, since.Format(DayFormat), f.Until.Format(DayFormat)}
+	if since.Equal(f.Until) {
+		// One day: SQLite then walks the day's rows in the order of the
+		// rest of the key (session_id), a GROUP BY session_id with no
+		// sort, which it does not see in a range of one day.
+		b.Reset()
+		b.WriteString("application = ? AND day = ?")
+		args = args[:2]
+	}
 	for _, c := range []struct{ col, v string }{{"version", f.Version}, {"platform", f.Platform}, {"event_type", f.EventType}} {
 		if c.v != "" {
 			b.WriteString(" AND " + c.col + " = ?")
@@ -106,200 +114,399 @@ func (f *Filter) boundedWhere(lo, hi int64, eventTypeIndex bool) (string, []any)
 	return "id >= ? AND id <= ? AND " + where, append([]any{lo, hi}, args...)
 }
 
-// summaryActivity is activity read from stats_activity: one query for
-// the sessions' spans (grouped by day and session, in the table's own
-// order), one for the groups without their session, whose distinct users
-// are counted through small integer keys instead of sets of strings.
+// summaryActivity is activity read from stats_activity and the tail, in
+// pieces: one per day of the range and one for the tail, read two at a
+// time on two of the reader's connections (eachChunk) and added up here in
+// order. Each piece is one statement answering one row: the watermark, the
+// day's sessions with their first and last times, and the day's groups
+// without their session, each list packed into one text (a row costs the
+// driver about a microsecond, more than SQLite takes to find it).
+//
+// A list is packed fast: its count, then each item's fields joined by tabs
+// (one concat_ws, one allocation in SQLite), items separated by newlines.
+// The count and the tabs of each item show whether a field holds a tab or
+// a newline (the columns are NOT NULL, so concat_ws skips none); the piece
+// is then read again packed safely: each field as its length in bytes, a
+// space and its bytes (slower: the lengths are numbers made text).
+//
+// The pieces run in snapshots of their own: each reads the watermark in
+// the same statement, and if a summary pass moved it between pieces (their
+// watermarks differ), the pieces are read again; after summaryAttempts
+// tries, the range is read raw.
 func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]int) (*activityData, error) {
-	where, args := f.summaryWhere(f.Since)
-	tail, targs := f.tailFrom(f.Since)
-	a := &activityData{byDay: make([]map[string]bool, len(index)), events: make([]int64, len(index)), users: map[string]bool{},
-		sessions: map[string]*span{}, shares: map[string]map[string]*share{}}
-	for _, sq := range []struct {
-		query string
-		args  []any
-	}{
-		{`SELECT session_id, min(first_time), max(last_time) FROM stats_activity WHERE ` + where + ` GROUP BY day, session_id`, args},
-		{`SELECT session_id, min(time) || '', max(time) || ''` + tail + ` GROUP BY session_id`, targs},
-	} {
-		if err := readSessions(ctx, q, a, sq.query, sq.args); err != nil {
-			return nil, err
+	for range summaryAttempts {
+		a, ok, err := readSummaryActivity(ctx, q, f, index)
+		if err != nil || ok {
+			return a, err
 		}
 	}
+	return activity(ctx, q, f, f.Since, index)
+}
 
-	// Each group comes as one text, its columns separated by tabs, split
-	// here: a column costs the driver more than the bytes it holds. Groups
-	// with a tab in a value come (rarely) from a second query, column by
-	// column.
-	packed := `CASE WHEN instr(user_id || event_type || version || platform, char(9)) = 0
-	THEN day || char(9) || user_id || char(9) || event_type || char(9) || version || char(9) || platform || char(9) || events END`
-	tailGroups := `SELECT substr(time, 1, 10) AS day, user_id, event_type, version, platform, count(*) AS events` + tail + ` GROUP BY 1, 2, 3, 4, 5`
-	// The groups: packed (summarised, then the tail), then those with a
-	// tab, column by column.
-	queries := []struct {
-		query string
-		args  []any
-	}{
-		{`SELECT ` + packed + ` FROM stats_activity WHERE ` + where, args},
-		{`SELECT ` + packed + ` FROM (` + tailGroups + `)`, targs},
-		{`SELECT day, user_id, event_type, version, platform, events FROM stats_activity WHERE ` + where +
-			` AND instr(user_id || event_type || version || platform, char(9)) > 0`, args},
-		{`SELECT * FROM (` + tailGroups + `) WHERE instr(user_id || event_type || version || platform, char(9)) > 0`, targs},
+// errMoved stops the reading of pieces whose watermarks differ.
+var errMoved = errors.New("the summaries' watermark moved")
+
+// summaryAttempts is how many times summaryActivity reads the pieces
+// before it reads the raw rows instead.
+const summaryAttempts = 3
+
+// packedActivity is one piece of summaryActivity: the watermark of its
+// snapshot (nil: no summaries any more) and its packed sessions and groups.
+type packedActivity struct {
+	watermark        *int64
+	sessions, groups string
+	safe             bool
+}
+
+// pack is the SQL of a packed list of the rows of from: the fields, fast
+// (joined by tabs, after the count) or safe (each with its length).
+func pack(fields []string, from string, safe bool) string {
+	if !safe {
+		return `(SELECT count(*) || char(10) || group_concat(concat_ws(char(9), ` + strings.Join(fields, ", ") + `), char(10)) ` + from + `)`
 	}
-	rows, err := q.QueryContext(ctx, queries[0].query, queries[0].args...)
-	if err != nil {
-		return nil, fmt.Errorf("query activity: %w", err)
-	}
-	queries = queries[1:]
-	defer func() { rows.Close() }()
-	// Users and the values of each share column become small integers;
-	// rows come by day and session, so each column's last value repeats
-	// often and is checked first. Which values each user had, on each day
-	// and over the range, are bits of a mask per user (values past the
-	// 64th of a column go to a map instead).
-	type dayMask struct {
-		day  int
-		mask [3]uint64
-	}
-	type userState struct {
-		all  [3]uint64
-		days []dayMask
-	}
-	type key struct {
-		col, day  int16
-		val, user int32
-	}
-	var (
-		userIDs  = map[string]int32{}
-		users    []string
-		states   []userState
-		valIDs   [3]map[string]int32
-		vals     [3][]string
-		last     [4]string
-		lastID   [4]int32
-		seen     = map[key]struct{}{}
-		counts   = map[key]int64{} // distinct users per (col, val, day); day -1 for the range
-		events   [3][][]int64      // per column, value, day
-		lastUser = int32(-1)
-		lastDay  = -1
-		dm       int // index of the user's day in states[user].days
-	)
-	for c := range valIDs {
-		valIDs[c] = map[string]int32{}
-	}
-	intern := func(k int, s string, ids map[string]int32, names *[]string) int32 {
-		if s == last[k] && lastID[k] >= 0 {
-			return lastID[k]
+	var b strings.Builder
+	for i, c := range fields {
+		if i > 0 {
+			b.WriteString(", ")
 		}
-		id, ok := ids[s]
-		if !ok {
-			id = int32(len(*names))
-			ids[s] = id
-			*names = append(*names, s)
+		b.WriteString("octet_length(" + c + "), ' ', " + c)
+	}
+	return `(SELECT group_concat(concat(` + b.String() + `), '') ` + from + `)`
+}
+
+// unpacked calls add with the fields of each item of a packed list of k
+// fields; false: the list is not as packed (a field holds a tab or a
+// newline).
+func unpacked(p string, k int, safe bool, add func(fields []string) bool) bool {
+	if p == "" {
+		return true
+	}
+	f := make([]string, k)
+	if safe {
+		var ok bool
+		for p != "" {
+			for i := range f {
+				if f[i], p, ok = unpackField(p); !ok {
+					return false
+				}
+			}
+			if !add(f) {
+				return false
+			}
 		}
-		last[k], lastID[k] = s, id
-		return id
+		return true
 	}
-	for k := range lastID {
-		lastID[k] = -1
+	n, ok := packedCount(p, k)
+	if !ok {
+		return false
 	}
-	var d, u string
-	var v [3]string
-	var n int64
-	var p sql.NullString
-	next := func() (bool, error) {
-		for {
-			withTabs := len(queries) < 2
-			for rows.Next() {
-				if withTabs {
-					return true, rows.Scan(&d, &u, &v[0], &v[1], &v[2], &n)
-				}
-				if err := rows.Scan(&p); err != nil {
-					return false, err
-				}
-				if !p.Valid {
-					continue
-				}
-				if !unpack(p.String, &d, &u, &v, &n) {
-					return false, fmt.Errorf("unpack %q", p.String)
-				}
-				return true, nil
-			}
-			if err := rows.Err(); err != nil || len(queries) == 0 {
-				return false, err
-			}
-			rows.Close()
-			var err error
-			if rows, err = q.QueryContext(ctx, queries[0].query, queries[0].args...); err != nil {
-				return false, err
-			}
-			queries = queries[1:]
+	p = p[strings.IndexByte(p, '\n')+1:]
+	for range n {
+		line := p
+		if nl := strings.IndexByte(p, '\n'); nl >= 0 {
+			line, p = p[:nl], p[nl+1:]
+		}
+		for i := range k - 1 {
+			tab := strings.IndexByte(line, '\t')
+			f[i], line = line[:tab], line[tab+1:]
+		}
+		f[k-1] = line
+		if !add(f) {
+			return false
 		}
 	}
-	for {
-		ok, err := next()
+	return true
+}
+
+// packedCount checks a list packed fast with k fields an item: its count n
+// then n items, each of k fields joined by k-1 tabs, separated by newlines.
+// If the text holds n newlines and n(k-1) tabs, no field holds either
+// (each item has exactly its k-1 joining tabs: none of the fields is NULL).
+func packedCount(p string, k int) (n int, ok bool) {
+	if p == "" {
+		return 0, true
+	}
+	nl := strings.IndexByte(p, '\n')
+	if nl < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(p[:nl])
+	if err != nil || n < 0 || strings.Count(p, "\n") != n || strings.Count(p, "\t") != n*(k-1) {
+		return 0, false
+	}
+	return n, true
+}
+
+// readSummaryActivity reads the pieces once; ok is false when their
+// watermarks differ (or the summaries went).
+func readSummaryActivity(ctx context.Context, q Querier, f Filter, index map[string]int) (*activityData, bool, error) {
+	pieces := make([]chunk, 0, len(index)+1)
+	for d := f.Since; !d.After(f.Until); d = d.AddDate(0, 0, 1) {
+		pieces = append(pieces, chunk{day: d})
+	}
+	pieces = append(pieces, chunk{tail: true})
+	sessionFields := []string{"session_id", "lo", "hi"}
+	groupFields := []string{"user_id", "event_type", "version", "platform", "events"}
+	tail, targs := f.tailFrom(f.Since)
+	read := func(ctx context.Context, c chunk, safe bool) (packedActivity, error) {
+		var query string
+		var args []any
+		if c.tail {
+			query = `SELECT built_id, ` +
+				pack(sessionFields, `FROM (SELECT session_id, min(time) || '' AS lo, max(time) || '' AS hi`+tail+` GROUP BY session_id)`, safe) + `, ` +
+				pack(append([]string{"day"}, groupFields...), `FROM (SELECT substr(time, 1, 10) AS day, user_id, event_type, version, platform, count(*) AS events`+
+					tail+` GROUP BY 1, 2, 3, 4, 5)`, safe) + ` FROM stats_state WHERE id = 1`
+			args = append(targs[:len(targs):len(targs)], targs...)
+		} else {
+			g := f
+			g.Since, g.Until = c.day, c.day
+			where, wargs := g.summaryWhere(c.day)
+			query = `SELECT built_id, ` +
+				pack(sessionFields, `FROM (SELECT session_id, min(first_time) AS lo, max(last_time) AS hi FROM stats_activity WHERE `+where+` GROUP BY session_id)`, safe) + `, ` +
+				pack(groupFields, `FROM stats_activity WHERE `+where, safe) + ` FROM stats_state WHERE id = 1`
+			args = append(wargs[:len(wargs):len(wargs)], wargs...)
+		}
+		p := packedActivity{safe: safe}
+		var s, g *string
+		rows, err := q.QueryContext(ctx, query, args...)
 		if err != nil {
-			return nil, fmt.Errorf("read activity: %w", err)
+			return p, fmt.Errorf("query activity: %w", err)
 		}
-		if !ok {
-			break
+		defer rows.Close()
+		if rows.Next() {
+			if err := rows.Scan(&p.watermark, &s, &g); err != nil {
+				return p, fmt.Errorf("read activity: %w", err)
+			}
 		}
-		i, ok := index[d]
-		if !ok {
+		if s != nil {
+			p.sessions = *s
+		}
+		if g != nil {
+			p.groups = *g
+		}
+		return p, rows.Err()
+	}
+	var ad *activityAdder
+	var mark *int64
+	err := eachChunk(ctx, pieces, func(ctx context.Context, c chunk) (packedActivity, error) { return read(ctx, c, false) },
+		func(c chunk, p packedActivity) error {
+			for {
+				if p.watermark == nil || (mark != nil && *mark != *p.watermark) {
+					return errMoved
+				}
+				mark = p.watermark
+				if ad == nil {
+					ad = newActivityAdder(len(index))
+				}
+				day := -1
+				if !c.tail {
+					day = index[c.day.Format(DayFormat)]
+				}
+				if ok, err := ad.addPiece(p, day, index); ok || err != nil {
+					return err
+				}
+				// A field holds a tab or a newline: the piece again,
+				// packed safely (before anything of it was added up).
+				var err error
+				if p, err = read(ctx, c, true); err != nil {
+					return err
+				}
+			}
+		})
+	if errors.Is(err, errMoved) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return ad.finish(), true, nil
+}
+
+// addPiece adds a piece's sessions and groups: all of day i, or (i < 0,
+// the tail) each of the day it starts with. It adds nothing and says
+// false when a list packed fast is not as packed.
+func (ad *activityAdder) addPiece(p packedActivity, i int, index map[string]int) (bool, error) {
+	k := 5
+	if i < 0 {
+		k = 6
+	}
+	if !p.safe {
+		if _, ok := packedCount(p.sessions, 3); !ok {
+			return false, nil
+		}
+		if _, ok := packedCount(p.groups, k); !ok {
+			return false, nil
+		}
+	}
+	ok := unpacked(p.sessions, 3, p.safe, func(s []string) bool {
+		ad.addSession(s[0], s[1], s[2])
+		return true
+	})
+	var v [3]string
+	ok = ok && unpacked(p.groups, k, p.safe, func(g []string) bool {
+		day := i
+		if i < 0 {
+			var in bool
+			if day, in = index[g[0]]; !in {
+				return true
+			}
+			g = g[1:]
+		}
+		n, err := strconv.ParseInt(g[4], 10, 64)
+		if err != nil {
+			return false
+		}
+		v[0], v[1], v[2] = g[1], g[2], g[3]
+		ad.add(day, g[0], &v, n)
+		return true
+	})
+	if !ok {
+		return false, fmt.Errorf("read activity: a piece does not unpack")
+	}
+	return true, nil
+}
+
+// activityAdder adds up summaryActivity's pieces. Users and the values of
+// each share column become small integers; groups come by session, so
+// each column's last value repeats often and is checked first. Which
+// values each user had, on each day and over the range, are bits of a
+// mask per user (values past the 64th of a column go to a map instead).
+type activityAdder struct {
+	a        *activityData
+	days     int
+	userIDs  map[string]int32
+	users    []string
+	states   []userState
+	valIDs   [3]map[string]int32
+	vals     [3][]string
+	last     [4]string
+	lastID   [4]int32
+	seen     map[shareKey]struct{}
+	counts   map[shareKey]int64 // distinct users per (col, val, day); day -1 for the range
+	events   [3][][]int64       // per column, value, day
+	lastUser int32
+	lastDay  int
+	dm       int // index of the user's day in states[user].days
+}
+
+type dayMask struct {
+	day  int
+	mask [3]uint64
+}
+
+type userState struct {
+	all  [3]uint64
+	days []dayMask
+}
+
+type shareKey struct {
+	col, day  int16
+	val, user int32
+}
+
+func newActivityAdder(days int) *activityAdder {
+	ad := &activityAdder{days: days, userIDs: map[string]int32{}, seen: map[shareKey]struct{}{}, counts: map[shareKey]int64{},
+		lastUser: -1, lastDay: -1,
+		a: &activityData{byDay: make([]map[string]bool, days), events: make([]int64, days), users: map[string]bool{},
+			sessions: map[string]*span{}, shares: map[string]map[string]*share{}}}
+	for c := range ad.valIDs {
+		ad.valIDs[c] = map[string]int32{}
+	}
+	for k := range ad.lastID {
+		ad.lastID[k] = -1
+	}
+	return ad
+}
+
+// intern returns the small integer of s in column k (3: users). The
+// strings kept are copies: s is part of a piece's text.
+func (ad *activityAdder) intern(k int, s string, ids map[string]int32, names *[]string) int32 {
+	if s == ad.last[k] && ad.lastID[k] >= 0 {
+		return ad.lastID[k]
+	}
+	id, ok := ids[s]
+	if !ok {
+		s = strings.Clone(s)
+		id = int32(len(*names))
+		ids[s] = id
+		*names = append(*names, s)
+	}
+	ad.last[k], ad.lastID[k] = s, id
+	return id
+}
+
+// addSession adds a session's first and last times.
+func (ad *activityAdder) addSession(sid, lo, hi string) {
+	if sp := ad.a.sessions[sid]; sp == nil {
+		ad.a.sessions[strings.Clone(sid)] = &span{strings.Clone(lo), strings.Clone(hi)}
+	} else {
+		if lo < sp.first {
+			sp.first = strings.Clone(lo)
+		}
+		if hi > sp.last {
+			sp.last = strings.Clone(hi)
+		}
+	}
+}
+
+// add adds n events of user u with the values v on day i.
+func (ad *activityAdder) add(i int, u string, v *[3]string, n int64) {
+	uid := ad.intern(3, u, ad.userIDs, &ad.users)
+	if int(uid) == len(ad.states) {
+		ad.states = append(ad.states, userState{})
+	}
+	st := &ad.states[uid]
+	if uid != ad.lastUser || i != ad.lastDay {
+		ad.dm = -1
+		for k := range st.days {
+			if st.days[k].day == i {
+				ad.dm = k
+				break
+			}
+		}
+		if ad.dm < 0 {
+			ad.dm = len(st.days)
+			st.days = append(st.days, dayMask{day: i})
+		}
+		ad.lastUser, ad.lastDay = uid, i
+	}
+	ad.a.events[i] += n
+	for c := range v {
+		vid := ad.intern(c, v[c], ad.valIDs[c], &ad.vals[c])
+		if int(vid) == len(ad.events[c]) {
+			ad.events[c] = append(ad.events[c], make([]int64, ad.days))
+		}
+		ad.events[c][vid][i] += n
+		if vid < 64 {
+			bit := uint64(1) << vid
+			if st.days[ad.dm].mask[c]&bit == 0 {
+				st.days[ad.dm].mask[c] |= bit
+				ad.counts[shareKey{int16(c), int16(i), vid, 0}]++
+			}
+			if st.all[c]&bit == 0 {
+				st.all[c] |= bit
+				ad.counts[shareKey{int16(c), -1, vid, 0}]++
+			}
 			continue
 		}
-		uid := intern(3, u, userIDs, &users)
-		if int(uid) == len(states) {
-			states = append(states, userState{})
-		}
-		st := &states[uid]
-		if uid != lastUser || i != lastDay {
-			dm = -1
-			for k := range st.days {
-				if st.days[k].day == i {
-					dm = k
-					break
-				}
-			}
-			if dm < 0 {
-				dm = len(st.days)
-				st.days = append(st.days, dayMask{day: i})
-			}
-			lastUser, lastDay = uid, i
-		}
-		a.events[i] += n
-		for c := range v {
-			vid := intern(c, v[c], valIDs[c], &vals[c])
-			if int(vid) == len(events[c]) {
-				events[c] = append(events[c], make([]int64, len(index)))
-			}
-			events[c][vid][i] += n
-			if vid < 64 {
-				bit := uint64(1) << vid
-				if st.days[dm].mask[c]&bit == 0 {
-					st.days[dm].mask[c] |= bit
-					counts[key{int16(c), int16(i), vid, 0}]++
-				}
-				if st.all[c]&bit == 0 {
-					st.all[c] |= bit
-					counts[key{int16(c), -1, vid, 0}]++
-				}
-				continue
-			}
-			for _, k := range []key{{int16(c), int16(i), vid, uid}, {int16(c), -1, vid, uid}} {
-				if _, dup := seen[k]; !dup {
-					seen[k] = struct{}{}
-					k.user = 0
-					counts[k]++
-				}
+		for _, k := range []shareKey{{int16(c), int16(i), vid, uid}, {int16(c), -1, vid, uid}} {
+			if _, dup := ad.seen[k]; !dup {
+				ad.seen[k] = struct{}{}
+				k.user = 0
+				ad.counts[k]++
 			}
 		}
 	}
+}
+
+// finish turns what was added up into the activity.
+func (ad *activityAdder) finish() *activityData {
+	a := ad.a
 	for i := range a.byDay {
 		a.byDay[i] = map[string]bool{}
 	}
-	for uid, st := range states {
-		name := users[uid]
+	for uid, st := range ad.states {
+		name := ad.users[uid]
 		a.users[name] = true
 		for _, dm := range st.days {
 			a.byDay[dm.day][name] = true
@@ -307,42 +514,17 @@ func summaryActivity(ctx context.Context, q Querier, f Filter, index map[string]
 	}
 	for c, col := range shareColumns {
 		a.shares[col] = map[string]*share{}
-		for vid, name := range vals[c] {
-			sh := &share{dayEvents: events[c][vid], dayNUsers: make([]int64, len(index)),
-				nUsers: counts[key{int16(c), -1, int32(vid), 0}]}
-			for i := range len(index) {
+		for vid, name := range ad.vals[c] {
+			sh := &share{dayEvents: ad.events[c][vid], dayNUsers: make([]int64, ad.days),
+				nUsers: ad.counts[shareKey{int16(c), -1, int32(vid), 0}]}
+			for i := range ad.days {
 				sh.events += sh.dayEvents[i]
-				sh.dayNUsers[i] = counts[key{int16(c), int16(i), int32(vid), 0}]
+				sh.dayNUsers[i] = ad.counts[shareKey{int16(c), int16(i), int32(vid), 0}]
 			}
 			a.shares[col][name] = sh
 		}
 	}
-	return a, nil
-}
-
-// readSessions adds the sessions' first and last times that query reads to
-// a.
-func readSessions(ctx context.Context, q Querier, a *activityData, query string, args []any) error {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("query sessions: %w", err)
-	}
-	defer rows.Close()
-	var sid, lo, hi string
-	for rows.Next() {
-		if err := rows.Scan(&sid, &lo, &hi); err != nil {
-			return fmt.Errorf("read sessions: %w", err)
-		}
-		if sp := a.sessions[sid]; sp == nil {
-			a.sessions[sid] = &span{lo, hi}
-		} else {
-			sp.first, sp.last = min(sp.first, lo), max(sp.last, hi)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read sessions: %w", err)
-	}
-	return nil
+	return a
 }
 
 // summaryFirstDays is firstDays from stats_user and the tail: the first day
@@ -389,24 +571,4 @@ WHERE NOT EXISTS (SELECT 1 FROM stats_user s WHERE s.application = ?1 AND s.user
 		}
 	}
 	return first, nil
-}
-
-// unpack splits a group packed as day, user, event type, version, platform
-// and events separated by tabs.
-func unpack(p string, d, u *string, v *[3]string, n *int64) bool {
-	var f [6]string
-	for i := 0; i < 5; i++ {
-		j := strings.IndexByte(p, '\t')
-		if j < 0 {
-			return false
-		}
-		f[i], p = p[:j], p[j+1:]
-	}
-	f[5] = p
-	x, err := strconv.ParseInt(f[5], 10, 64)
-	if err != nil {
-		return false
-	}
-	*d, *u, v[0], v[1], v[2], *n = f[0], f[1], f[2], f[3], f[4], x
-	return true
 }
