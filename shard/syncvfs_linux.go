@@ -5,6 +5,8 @@ package shard
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +60,18 @@ extern int sqlite3_vfs_register(gc_vfs*, int);
 struct gc_extra {
 	int fd;     // the file's descriptor, or -1: use the unix VFS's xSync
 	int synced; // the unix VFS's xSync ran once (it syncs the folder too)
+	// A WAL's writes, gathered (see gc_write): len bytes of buf belong at
+	// off; commit says the next write is the page of a commit frame.
+	// end is the end of what was appended since the WAL last started.
+	int wal, len, commit;
+	gc_int64 off, end;
+	char *buf;
 };
+
+// GC_WBUF is the most a WAL's gathered writes hold: 64 frames of 4 KiB
+// pages. A larger write goes straight to the file.
+#define GC_WBUF (64 * (24 + 4096))
+#define GC_WAL_FRAME_HDR 24
 
 static gc_vfs *gc_unix;
 static gc_vfs gc_self;
@@ -74,6 +87,8 @@ static int gc_extra_off;
 // 32 bits: armv6 (Raspberry Pi Zero/1) has no lock-free 64-bit atomics
 // without libatomic, and the count only needs to be seen to move.
 static volatile uint32_t gc_datasyncs;
+// gc_walwrites counts the writes to WAL files that reach the file system.
+static volatile uint32_t gc_walwrites;
 
 static struct gc_extra *gc_extra_of(gc_file *f) {
 	return (struct gc_extra *)((char *)f + gc_extra_off);
@@ -86,8 +101,105 @@ static const gc_io_methods *gc_unix_of(gc_file *f) {
 
 static int gc_close(gc_file *f);
 
+// gc_flush writes what a WAL's writes gathered, in one write of the unix
+// VFS (which retries short writes and reports a full disk as SQLITE_FULL).
+// The bytes are dropped either way: after a failed write SQLite rolls the
+// transaction back and writes its frames again.
+static int gc_flush(gc_file *f, struct gc_extra *x) {
+	if (x->len == 0) return 0;
+	int n = x->len;
+	x->len = 0;
+	__atomic_add_fetch(&gc_walwrites, 1, __ATOMIC_RELAXED);
+	return gc_unix_of(f)->xWrite(f, x->buf, n, x->off);
+}
+
+// gc_write gathers a WAL's appends. SQLite writes each frame of a
+// transaction as two writes (its 24-byte header, then the page), one after
+// the other at the end of the WAL; here the frames of a transaction go to
+// the file in one write, made when the page of its commit frame (a header
+// whose bytes 4-7, the database size after the commit, are not zero) has
+// been added. So a committed transaction's frames are all in the file
+// before SQLite syncs the WAL or publishes them in the wal-index, whatever
+// the synchronous setting, and nothing stays gathered between
+// transactions. A write at 0 (the header of a WAL started again) and any
+// write below the end of what was appended (SQLite rewriting a frame of the
+// transaction under way, or the checksums of its headers) is written
+// through at once, after what was gathered, and so is an append that does
+// not follow the gathered bytes. A read, a sync, a truncate, a size query,
+// a file control and the close write what was gathered first, so SQLite's
+// view of the file never differs from the file's. Other files, and a WAL
+// whose buffer could not be allocated, are written as the unix VFS does.
+static int gc_write(gc_file *f, const void *p, int n, gc_int64 off) {
+	struct gc_extra *x = gc_extra_of(f);
+	if (!x->wal) return gc_unix_of(f)->xWrite(f, p, n, off);
+	int commitPage = x->commit;
+	x->commit = 0;
+	int through = off == 0 || off < x->end || n > GC_WBUF;
+	if (x->len > 0 && (through || off != x->off + x->len || x->len + n > GC_WBUF)) {
+		int rc = gc_flush(f, x);
+		if (rc != 0) return rc;
+	}
+	if (off == 0) x->end = 0;
+	if (off + n > x->end) x->end = off + n;
+	if (through || (x->buf == NULL && (x->buf = malloc(GC_WBUF)) == NULL)) {
+		__atomic_add_fetch(&gc_walwrites, 1, __ATOMIC_RELAXED);
+		return gc_unix_of(f)->xWrite(f, p, n, off);
+	}
+	if (x->len == 0) x->off = off;
+	memcpy(x->buf + x->len, p, n);
+	x->len += n;
+	if (commitPage) return gc_flush(f, x);
+	if (n == GC_WAL_FRAME_HDR) {
+		const unsigned char *h = p;
+		x->commit = (h[4] | h[5] | h[6] | h[7]) != 0;
+	}
+	return 0;
+}
+
+// The other methods of a WAL write what was gathered before they act.
+static int gc_read(gc_file *f, void *p, int n, gc_int64 off) {
+	struct gc_extra *x = gc_extra_of(f);
+	if (x->len > 0) {
+		int rc = gc_flush(f, x);
+		if (rc != 0) return rc;
+	}
+	return gc_unix_of(f)->xRead(f, p, n, off);
+}
+
+static int gc_truncate(gc_file *f, gc_int64 size) {
+	struct gc_extra *x = gc_extra_of(f);
+	if (x->len > 0) {
+		int rc = gc_flush(f, x);
+		if (rc != 0) return rc;
+	}
+	if (size < x->end) x->end = size;
+	return gc_unix_of(f)->xTruncate(f, size);
+}
+
+static int gc_file_size(gc_file *f, gc_int64 *size) {
+	struct gc_extra *x = gc_extra_of(f);
+	if (x->len > 0) {
+		int rc = gc_flush(f, x);
+		if (rc != 0) return rc;
+	}
+	return gc_unix_of(f)->xFileSize(f, size);
+}
+
+static int gc_file_control(gc_file *f, int op, void *arg) {
+	struct gc_extra *x = gc_extra_of(f);
+	if (x->len > 0) {
+		int rc = gc_flush(f, x);
+		if (rc != 0) return rc;
+	}
+	return gc_unix_of(f)->xFileControl(f, op, arg);
+}
+
 static int gc_sync(gc_file *f, int flags) {
 	struct gc_extra *x = gc_extra_of(f);
+	if (x->len > 0) {
+		int rc = gc_flush(f, x);
+		if (rc != 0) return rc;
+	}
 	if (x->fd < 0 || !x->synced) {
 		int rc = gc_unix_of(f)->xSync(f, flags);
 		if (rc == 0) x->synced = 1;
@@ -106,8 +218,8 @@ static int gc_open(gc_vfs *vfs, const char *name, gc_file *f, int flags, int *ou
 	int rc = gc_unix->xOpen(gc_unix, name, f, flags, out);
 	if (rc != 0 || f->pMethods == NULL) return rc;
 	struct gc_extra *x = gc_extra_of(f);
+	memset(x, 0, sizeof *x);
 	x->fd = -1;
-	x->synced = 0;
 	if (name == NULL || !(flags & (GC_OPEN_MAIN_DB | GC_OPEN_WAL))) return rc;
 	struct gc_table *t = NULL;
 	pthread_mutex_lock(&gc_mu);
@@ -119,6 +231,11 @@ static int gc_open(gc_vfs *vfs, const char *name, gc_file *f, int flags, int *ou
 			t->self = *f->pMethods;
 			t->self.xSync = gc_sync;
 			t->self.xClose = gc_close;
+			t->self.xWrite = gc_write;
+			t->self.xRead = gc_read;
+			t->self.xTruncate = gc_truncate;
+			t->self.xFileSize = gc_file_size;
+			t->self.xFileControl = gc_file_control;
 			t->orig = f->pMethods;
 		}
 	}
@@ -130,13 +247,19 @@ static int gc_open(gc_vfs *vfs, const char *name, gc_file *f, int flags, int *ou
 	struct stat a, b;
 	if (fd < 0 || fstat(fd, &a) != 0 || stat(name, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) return rc;
 	x->fd = fd;
+	x->wal = (flags & GC_OPEN_WAL) != 0;
 	f->pMethods = &t->self;
 	return rc;
 }
 
 static int gc_close(gc_file *f) {
+	struct gc_extra *x = gc_extra_of(f);
+	int flushed = gc_flush(f, x);
+	free(x->buf);
+	x->buf = NULL;
 	f->pMethods = gc_unix_of(f);
-	return f->pMethods->xClose(f);
+	int rc = f->pMethods->xClose(f);
+	return flushed != 0 ? flushed : rc;
 }
 
 // gc_register makes "gocolytics" the default VFS: the unix VFS, except
@@ -157,6 +280,10 @@ static int gc_register(void) {
 
 static uint32_t gc_datasync_count(void) {
 	return __atomic_load_n(&gc_datasyncs, __ATOMIC_RELAXED);
+}
+
+static uint32_t gc_walwrite_count(void) {
+	return __atomic_load_n(&gc_walwrites, __ATOMIC_RELAXED);
 }
 */
 import "C"
@@ -180,3 +307,6 @@ var syncVFSErr C.int
 
 // datasyncs counts the fdatasync calls made instead of fsync.
 func datasyncs() int64 { return int64(C.gc_datasync_count()) }
+
+// walWrites counts the writes to WAL files that reached the file system.
+func walWrites() int64 { return int64(C.gc_walwrite_count()) }
