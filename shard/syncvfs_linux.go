@@ -68,9 +68,11 @@ struct gc_extra {
 	char *buf;
 };
 
-// GC_WBUF is the most a WAL's gathered writes hold: 64 frames of 4 KiB
-// pages. A larger write goes straight to the file.
-#define GC_WBUF (64 * (24 + 4096))
+// GC_WBUF is the most a WAL's gathered writes hold: 31 frames of 4 KiB
+// pages, since the unix VFS writes at most 128 KiB - 1 bytes in one call
+// (more, and it reports a short write as SQLITE_FULL). A larger write goes
+// straight to the file.
+#define GC_WBUF (31 * (24 + 4096))
 #define GC_WAL_FRAME_HDR 24
 
 static gc_vfs *gc_unix;

@@ -70,11 +70,25 @@ func TestDB_Commit_GathersWALWrites(t *testing.T) {
 					t.Fatalf("after commit %d another connection counts %d rows, want %d", c+1, n, stored)
 				}
 			}
-			// 200 events are some 15 pages of the staging table: 30 writes
+			// 200 events are some 8 pages of the staging table: 16 writes
 			// a commit when each frame's header and page are written
 			// apart. A merge between the commits may add its own.
 			if got := shard.WALWrites() - before; got > 2*commits {
 				t.Errorf("%d commits of %d events made %d WAL writes, want at most %d", commits, perCommit, got, 2*commits)
+			}
+			// A transaction larger than one gathered write (the unix VFS
+			// writes at most 128 KiB a call) goes in several.
+			large := make([]shard.Event, 5000)
+			for i := range large {
+				large[i] = testEvent(stored + i)
+			}
+			if err := w.Write(0, large); err != nil {
+				t.Fatal(err)
+			}
+			stored += len(large)
+			var n int
+			if err := reader.QueryRow("SELECT count(*) FROM event_all").Scan(&n); err != nil || n != stored {
+				t.Fatalf("after a commit of 5,000 events another connection counts %d rows (%v), want %d", n, err, stored)
 			}
 		})
 	}
