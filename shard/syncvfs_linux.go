@@ -159,55 +159,46 @@ static int gc_write(gc_file *f, const void *p, int n, gc_int64 off) {
 }
 
 // The other methods of a WAL write what was gathered before they act.
-static int gc_read(gc_file *f, void *p, int n, gc_int64 off) {
+static int gc_flush_gathered(gc_file *f) {
 	struct gc_extra *x = gc_extra_of(f);
-	if (x->len > 0) {
-		int rc = gc_flush(f, x);
-		if (rc != 0) return rc;
-	}
+	return x->len > 0 ? gc_flush(f, x) : 0;
+}
+
+static int gc_read(gc_file *f, void *p, int n, gc_int64 off) {
+	int rc = gc_flush_gathered(f);
+	if (rc != 0) return rc;
 	return gc_unix_of(f)->xRead(f, p, n, off);
 }
 
 static int gc_truncate(gc_file *f, gc_int64 size) {
 	struct gc_extra *x = gc_extra_of(f);
-	if (x->len > 0) {
-		int rc = gc_flush(f, x);
-		if (rc != 0) return rc;
-	}
+	int rc = gc_flush_gathered(f);
+	if (rc != 0) return rc;
 	if (size < x->end) x->end = size;
 	return gc_unix_of(f)->xTruncate(f, size);
 }
 
 static int gc_file_size(gc_file *f, gc_int64 *size) {
-	struct gc_extra *x = gc_extra_of(f);
-	if (x->len > 0) {
-		int rc = gc_flush(f, x);
-		if (rc != 0) return rc;
-	}
+	int rc = gc_flush_gathered(f);
+	if (rc != 0) return rc;
 	return gc_unix_of(f)->xFileSize(f, size);
 }
 
 static int gc_file_control(gc_file *f, int op, void *arg) {
-	struct gc_extra *x = gc_extra_of(f);
-	if (x->len > 0) {
-		int rc = gc_flush(f, x);
-		if (rc != 0) return rc;
-	}
+	int rc = gc_flush_gathered(f);
+	if (rc != 0) return rc;
 	return gc_unix_of(f)->xFileControl(f, op, arg);
 }
 
 static int gc_sync(gc_file *f, int flags) {
 	struct gc_extra *x = gc_extra_of(f);
-	if (x->len > 0) {
-		int rc = gc_flush(f, x);
-		if (rc != 0) return rc;
-	}
+	int rc = gc_flush_gathered(f);
+	if (rc != 0) return rc;
 	if (x->fd < 0 || !x->synced) {
-		int rc = gc_unix_of(f)->xSync(f, flags);
+		rc = gc_unix_of(f)->xSync(f, flags);
 		if (rc == 0) x->synced = 1;
 		return rc;
 	}
-	int rc;
 	do { rc = fdatasync(x->fd); } while (rc != 0 && errno == EINTR);
 	if (rc != 0) return GC_IOERR_FSYNC;
 	__atomic_add_fetch(&gc_datasyncs, 1, __ATOMIC_RELAXED);
