@@ -1,6 +1,9 @@
 package query
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // SetChunkIDs makes the funnel and value statistics read pieces of at most
 // n ids until the test ends, so that a small dataset has many. Not for
@@ -9,4 +12,25 @@ func SetChunkIDs(tb testing.TB, n int64) {
 	old := chunkIDs
 	chunkIDs = n
 	tb.Cleanup(func() { chunkIDs = old })
+}
+
+func TestCompareJoined(t *testing.T) {
+	for _, c := range []struct{ a1, a2, b string }{
+		{"2026-10-01", " 10:00:00", "2026-10-01 10:00:00"},
+		{"2026-10-01", " 10:00:00", "2026-10-01 10:00:00.5"},
+		{"2026-10-01", " 10:00:01", "2026-10-01 10:00:00.5"},
+		{"2026-10-01", "", "2026-10-01"},
+		{"2026-10-01", "", "2026-10-0"},
+		{"2026-10-01", "", "2026-10-01 "},
+		{"2026-10-02", "", "2026-10-01 23:59:59"},
+		{"", "2026-10-01", "2026-10-01"},
+		{"", "a", ""},
+		{"", "", "a"},
+		{"abc", "d", "ab"},
+		{"abc", "d", "abz"},
+	} {
+		if got, want := compareJoined(c.a1, c.a2, c.b), strings.Compare(c.a1+c.a2, c.b); got != want {
+			t.Errorf("compareJoined(%q, %q, %q) = %d, want %d", c.a1, c.a2, c.b, got, want)
+		}
+	}
 }

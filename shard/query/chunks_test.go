@@ -24,7 +24,7 @@ import (
 func TestComputeFunnelValue_Chunks(t *testing.T) {
 	query.SetChunkIDs(t, 7)
 	rng := rand.New(rand.NewPCG(7, 14))
-	users := []string{"u1", "7", "12 34", "a\nb", "tab\tid", "comma,id", "élan", "x", "9 9 9", " "}
+	users := []string{"u1", "7", "12 34", "a\nb", "tab\tid", "comma,id", "élan", "x", "9 9 9", " ", "rs\x1eid", "us\x1fid", "us\x1f"}
 	types := []string{"st art", "lvl,1", "end\n", "9", "other"}
 	values := []string{`{"score":%d}`, `{"score":"1,2"}`, `{"score":1e99999}`, `{"score":-0}`, `{"score":1e-400}`,
 		`{"score":%d.25}`, `not json`, `{"other":1}`, `{"score":[1,2]}`, `{"score":{"a":1}}`}

@@ -139,32 +139,34 @@ func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, chun
 	reached := make([]int64, len(steps))
 	users := map[string]*funnelUser{}
 	inOrder = true
-	err = eachChunk(ctx, chunks, func(ctx context.Context, c chunk) (string, error) {
+	err = eachChunk(ctx, chunks, func(ctx context.Context, c chunk) (funnelPiece, error) {
 		return readFunnelChunk(ctx, q, f, distinct, c)
-	}, func(_ chunk, packed string) error {
-		for s := packed; s != ""; {
-			var t, u, tm string
-			var ok bool
-			if t, u, tm, s, ok = unpackFunnelRow(s, distinct); !ok {
-				return fmt.Errorf("read funnel: a row does not unpack")
+	}, func(_ chunk, p funnelPiece) error {
+		for {
+			t, u, rest, ok, err := p.next(distinct)
+			if err != nil || !ok {
+				return err
 			}
+			// The row's time is p.day followed by rest.
 			fu := users[u]
 			switch {
 			case fu == nil:
-				fu = &funnelUser{at: strings.Clone(tm)}
+				fu = &funnelUser{at: joinTime(p.day, rest)}
 				users[strings.Clone(u)] = fu
-			case tm < fu.at:
-				inOrder = false
-				return errNotInOrder
-			case tm > fu.at:
-				fu.advance(steps, reached)
-				fu.at = strings.Clone(tm)
+			default:
+				switch compareJoined(p.day, rest, fu.at) {
+				case -1:
+					inOrder = false
+					return errNotInOrder
+				case 1:
+					fu.advance(steps, reached)
+					fu.at = joinTime(p.day, rest)
+				}
 			}
 			if fu.k < len(steps) {
 				fu.group = append(fu.group, t)
 			}
 		}
-		return nil
 	})
 	if !inOrder {
 		return nil, false, nil
@@ -178,16 +180,93 @@ func streamFunnel(ctx context.Context, q Querier, f Filter, steps []string, chun
 	return funnelSteps(steps, reached), true, nil
 }
 
+// joinTime is a row's time from its piece's day and the rest, in a string
+// of its own (a user's time must not hold on to the piece's text).
+func joinTime(day, rest string) string {
+	if day == "" {
+		return strings.Clone(rest)
+	}
+	return day + rest
+}
+
+// compareJoined compares a1+a2 with b without joining them.
+func compareJoined(a1, a2, b string) int {
+	if len(a1) > len(b) {
+		if c := strings.Compare(a1[:len(b)], b); c != 0 {
+			return c
+		}
+		return 1 // b is a proper prefix of a1 + a2
+	}
+	if c := strings.Compare(a1, b[:len(a1)]); c != 0 {
+		return c
+	}
+	return strings.Compare(a2, b[len(a1):])
+}
+
 // errNotInOrder stops streamFunnel's reading at a user's row out of time
 // order.
 var errNotInOrder = errors.New("funnel rows not in time order")
 
+// funnelPiece is the rows of one chunk whose event type is one of the
+// funnel's steps (each once: distinct), in one text, in one of two forms:
+//
+//   - separated (the common one): rows separated by the byte 0x1E, each the
+//     index of its event type in distinct as one digit, the user, the byte
+//     0x1F and its time after day (a day chunk's times all start with its
+//     day, which SQLite then need not copy: the tail's day is "");
+//   - lengths, when a user or a time holds one of those two bytes (the
+//     separated text then does not split into n rows of one 0x1F each): for
+//     each row the digit, then the user and the whole time, each as its
+//     length in bytes, a space and its bytes.
+//
+// The separated form saves SQLite two number-to-text conversions and a
+// quarter of the bytes a row.
+type funnelPiece struct {
+	packed  string
+	day     string // what precedes each time of packed
+	lengths bool
+}
+
+// next takes the first row off p: its event type (from distinct), user and
+// time after p.day. ok is false at the end.
+func (p *funnelPiece) next(distinct []any) (t, u, rest string, ok bool, err error) {
+	if p.packed == "" {
+		return "", "", "", false, nil
+	}
+	if p.lengths {
+		if t, u, rest, p.packed, ok = unpackFunnelRow(p.packed, distinct); !ok {
+			return "", "", "", false, errUnpack
+		}
+		return t, u, rest, true, nil
+	}
+	row := p.packed
+	if i := strings.IndexByte(row, rowSep); i >= 0 {
+		row, p.packed = row[:i], row[i+1:]
+	} else {
+		p.packed = ""
+	}
+	j := strings.IndexByte(row, fieldSep)
+	if j < 1 || row[0] < '0' || int(row[0]-'0') >= len(distinct) {
+		return "", "", "", false, errUnpack
+	}
+	t, _ = distinct[row[0]-'0'].(string)
+	return t, row[1:j], row[j+1:], true, nil
+}
+
+// The separators of a funnelPiece's separated form.
+const (
+	rowSep   = 0x1e
+	fieldSep = 0x1f
+)
+
+// errUnpack is a piece whose text does not unpack.
+var errUnpack = errors.New("read funnel: a row does not unpack")
+
 // readFunnelChunk reads the rows of c whose event type is one of distinct
-// (the funnel's steps, each once), packed in one text: for each row the
-// index of its event type in distinct as one digit, then the user and the
-// time, each as its length in bytes, a space and its bytes (any byte may
-// be in them). "" when c has no such rows.
-func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c chunk) (string, error) {
+// (the funnel's steps, each once) as a funnelPiece: in the separated form,
+// checked to split into as many rows as SQLite counted, each with one field
+// separator, else again in the lengths form.
+func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c chunk) (funnelPiece, error) {
 	cf := c.filter(f)
 	cf.EventType = ""
 	where, args := cf.boundedWhere(c.lo, c.hi, false)
@@ -201,25 +280,53 @@ func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c
 		fmt.Fprintf(&in, "?%d", i+1)
 	}
 	code.WriteString(" END")
-	rows, err := q.QueryContext(ctx, `SELECT group_concat(`+code.String()+` || octet_length(user_id) || ' ' || user_id || octet_length(time) || ' ' || time, '')
-FROM event WHERE `+renumber(where, len(distinct)+1)+` AND +event_type IN (`+in.String()+`)`, append(distinct[:len(distinct):len(distinct)], args...)...)
+	p := funnelPiece{}
+	tm := "time"
+	if !c.tail {
+		// Every time of a day chunk starts with its day: its filter takes
+		// times from the day's text to the next day's, and only texts
+		// compare between two texts.
+		p.day = c.day.Format(DayFormat)
+		tm = fmt.Sprintf("substr(time, %d)", len(p.day)+1)
+	}
+	from := `FROM event WHERE ` + renumber(where, len(distinct)+1) + ` AND +event_type IN (` + in.String() + `)`
+	args = append(distinct[:len(distinct):len(distinct)], args...)
+	var n int64
+	var packed *string
+	err := scanOne(ctx, q, []any{&n, &packed}, `SELECT count(*), group_concat(`+code.String()+` || user_id || char(31) || `+tm+`, char(30)) `+from, args...)
+	if err != nil || packed == nil {
+		return p, err
+	}
+	p.packed = *packed
+	if int64(strings.Count(p.packed, "\x1e"))+1 == n && int64(strings.Count(p.packed, "\x1f")) == n {
+		return p, nil
+	}
+	// A user or a time holds a separator.
+	p = funnelPiece{lengths: true}
+	err = scanOne(ctx, q, []any{&packed}, `SELECT group_concat(`+code.String()+` || octet_length(user_id) || ' ' || user_id || octet_length(time) || ' ' || time, '') `+from, args...)
+	if err != nil || packed == nil {
+		return p, err
+	}
+	p.packed = *packed
+	return p, nil
+}
+
+// scanOne reads the one row of an aggregate query into dest.
+func scanOne(ctx context.Context, q Querier, dest []any, query string, args ...any) error {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return "", fmt.Errorf("query funnel: %w", err)
+		return fmt.Errorf("query funnel: %w", err)
 	}
 	defer rows.Close()
-	var packed *string
 	if rows.Next() {
-		if err := rows.Scan(&packed); err != nil {
-			return "", fmt.Errorf("read funnel: %w", err)
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("read funnel: %w", err)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("read funnel: %w", err)
+		return fmt.Errorf("read funnel: %w", err)
 	}
-	if packed == nil {
-		return "", nil
-	}
-	return *packed, nil
+	return nil
 }
 
 // unpackFunnelRow takes the first row off a text of readFunnelChunk: its
