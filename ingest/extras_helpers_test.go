@@ -101,7 +101,11 @@ func startWired(tb testing.TB, cfg ingest.Config, opts shard.Options) (*testServ
 		served++
 	}
 	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// fasthttp counts a connection that has sent no request yet as
+		// idle only 5 s after it was accepted (as net/http does), and
+		// Go's client sometimes dials one it then leaves unused: Shutdown
+		// may wait for it 5-6 s. The server's own SHUTDOWN_TIMEOUT is 10 s.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			tb.Errorf("shutdown: %v", err)
