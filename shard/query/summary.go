@@ -45,15 +45,16 @@ func summariesReady(ctx context.Context, q Querier) bool {
 // are a column of their own.
 func (f *Filter) summaryWhere(since time.Time) (string, []any) {
 	var b strings.Builder
-	b.WriteString("application = ? AND day >= ? AND day <= ?")
-	args := []any{f.Application, since.Format(DayFormat), f.Until.Format(DayFormat)}
+	var args []any
 	if since.Equal(f.Until) {
 		// One day: SQLite then walks the day's rows in the order of the
 		// rest of the key (session_id), a GROUP BY session_id with no
 		// sort, which it does not see in a range of one day.
-		b.Reset()
 		b.WriteString("application = ? AND day = ?")
-		args = args[:2]
+		args = []any{f.Application, since.Format(DayFormat)}
+	} else {
+		b.WriteString("application = ? AND day >= ? AND day <= ?")
+		args = []any{f.Application, since.Format(DayFormat), f.Until.Format(DayFormat)}
 	}
 	for _, c := range []struct{ col, v string }{{"version", f.Version}, {"platform", f.Platform}, {"event_type", f.EventType}} {
 		if c.v != "" {
@@ -175,9 +176,10 @@ func pack(fields []string, from string, safe bool) string {
 }
 
 // unpacked calls add with the fields of each item of a packed list of k
-// fields; false: the list is not as packed (a field holds a tab or a
-// newline).
-func unpacked(p string, k int, safe bool, add func(fields []string) bool) bool {
+// fields; false: the list is not as packed, or add said false. A list
+// packed fast must have been checked by packedCount, which gave its n
+// items.
+func unpacked(p string, k, n int, safe bool, add func(fields []string) bool) bool {
 	if p == "" {
 		return true
 	}
@@ -195,10 +197,6 @@ func unpacked(p string, k int, safe bool, add func(fields []string) bool) bool {
 			}
 		}
 		return true
-	}
-	n, ok := packedCount(p, k)
-	if !ok {
-		return false
 	}
 	p = p[strings.IndexByte(p, '\n')+1:]
 	for range n {
@@ -330,20 +328,21 @@ func (ad *activityAdder) addPiece(p packedActivity, i int, index map[string]int)
 	if i < 0 {
 		k = 6
 	}
+	var ns, ng int
 	if !p.safe {
-		if _, ok := packedCount(p.sessions, 3); !ok {
-			return false, nil
-		}
-		if _, ok := packedCount(p.groups, k); !ok {
+		var okS, okG bool
+		ns, okS = packedCount(p.sessions, 3)
+		ng, okG = packedCount(p.groups, k)
+		if !okS || !okG {
 			return false, nil
 		}
 	}
-	ok := unpacked(p.sessions, 3, p.safe, func(s []string) bool {
+	ok := unpacked(p.sessions, 3, ns, p.safe, func(s []string) bool {
 		ad.addSession(s[0], s[1], s[2])
 		return true
 	})
 	var v [3]string
-	ok = ok && unpacked(p.groups, k, p.safe, func(g []string) bool {
+	ok = ok && unpacked(p.groups, k, ng, p.safe, func(g []string) bool {
 		day := i
 		if i < 0 {
 			var in bool
