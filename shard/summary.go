@@ -3,7 +3,9 @@ package shard
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -13,10 +15,12 @@ import (
 // rows (shard/query/DESIGN.md gives the figures behind them). Tables of
 // their own, so event and its five indexes stay as Pycolytics made them.
 //
-//   - SummaryActivity: one row per application, day (the date part of the
-//     stored time), session, user, event type, version and platform, with
-//     the number of events and the first and last time. Every figure of
-//     the stats API adds up from these groups.
+//   - SummaryActivity: per application, day (the date part of the stored
+//     time), session, user, event type, version and platform, the number
+//     of events and the first and last time: one row per summary pass that
+//     saw the group (its key has the pass after the day), folded into one
+//     row once the day is over. Every figure of the stats API adds up from
+//     these rows.
 //   - SummaryUsers: each user's first time per application (new users,
 //     retention).
 //   - SummaryDays: the lowest and highest id and the number of events of
@@ -29,9 +33,9 @@ import (
 // read raw by the stats and added up to the same groups on the fly. The
 // writer summarises the tail between group commits, not in the merge: every
 // SummaryInterval, or as soon as SummaryRows rows wait, in chunks of rows by
-// id, each chunk one transaction with the watermark. A random-key leaf of
-// stats_activity is then written once a summary pass instead of once a merge
-// (DESIGN.md, "Summary tables"). Deletes (erasure, retention,
+// id, each chunk one transaction with the watermark and appending its own
+// rows to stats_activity: new leaves, not the random ones of today's
+// session ids (DESIGN.md, "Summary tables"). Deletes (erasure, retention,
 // ERASE_EVENT_TYPE) take the deleted rows at or below the watermark out of
 // the tables in their own transaction, so a crash at any point leaves the
 // tables equal to the rows they cover. A database whose tables are missing,
@@ -43,11 +47,13 @@ const (
 	SummaryUsers    = "stats_user"
 	SummaryDays     = "stats_day"
 	SummaryState    = "stats_state"
+	// summaryPasses holds where each summary pass began (summarizeSQL).
+	summaryPasses = "stats_pass"
 )
 
 // summaryVersion is the layout of the tables; tables of another layout are
 // dropped and built again.
-const summaryVersion = 2
+const summaryVersion = 3
 
 // Defaults of the summary passes.
 const (
@@ -60,15 +66,15 @@ const (
 )
 
 // A summary pass is one transaction of at most SummaryRows rows by id
-// (more, from an old database's build, take several): every chunk rewrites
-// each leaf of stats_activity that its rows fall on, and rows with random
-// session ids fall on nearly all of today's, so chunks are as large as the
-// bound on the tail. Measured in DESIGN.md, "Summary tables: the cost".
+// (more, from an old database's build, take several). Its pass number is
+// the watermark it starts from (stats_pass keeps them: a row's pass is the
+// last that began below its id).
 
 const createSummaries = `
 CREATE TABLE IF NOT EXISTS stats_activity (
 	application TEXT NOT NULL,
 	day TEXT NOT NULL,
+	pass INTEGER NOT NULL,
 	session_id TEXT NOT NULL,
 	user_id TEXT NOT NULL,
 	event_type TEXT NOT NULL,
@@ -77,7 +83,7 @@ CREATE TABLE IF NOT EXISTS stats_activity (
 	events INTEGER NOT NULL,
 	first_time TEXT NOT NULL,
 	last_time TEXT NOT NULL,
-	PRIMARY KEY (application, day, session_id, user_id, event_type, version, platform)
+	PRIMARY KEY (application, day, pass, session_id, user_id, event_type, version, platform)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats_user (
 	application TEXT NOT NULL,
@@ -91,8 +97,11 @@ CREATE TABLE IF NOT EXISTS stats_day (
 	min_id INTEGER NOT NULL,
 	max_id INTEGER NOT NULL,
 	events INTEGER NOT NULL,
+	folded_to INTEGER NOT NULL DEFAULT 0,
+	pending INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (application, day)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats_pass (lo INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS stats_state (
 	id INTEGER PRIMARY KEY CHECK (id = 1),
 	version INTEGER NOT NULL,
@@ -100,25 +109,55 @@ CREATE TABLE IF NOT EXISTS stats_state (
 );
 `
 
-// summaryKey is the key of SummaryActivity as an expression of event's
-// columns.
-const summaryKey = `application, substr(time, 1, 10), session_id, user_id, event_type, version, platform`
-
 // summarizeSQL adds event's rows with ids above ?1 up to ?2 to the summary
-// tables.
+// tables as the pass ?1: its groups are new rows of stats_activity, after
+// the day's earlier passes (their key starts with application, day, pass),
+// so a pass writes new leaves, not the random ones of a session id. A
+// returning user's stats_user row is left alone (SQLite would not write an
+// unchanged cell either; the WHERE skips the work); only today's stats_day
+// row changes.
 var summarizeSQL = []string{
-	`INSERT INTO stats_activity (application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time)
-SELECT ` + summaryKey + `, count(*), min(time) || '', max(time) || '' FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2, 3, 4, 5, 6, 7
+	`INSERT INTO stats_pass (lo) VALUES (?1) ON CONFLICT DO NOTHING`,
+	`INSERT INTO stats_activity (application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time)
+SELECT application, substr(time, 1, 10), ?1, session_id, user_id, event_type, version, platform, count(*), min(time) || '', max(time) || ''
+FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2, 4, 5, 6, 7, 8
 ON CONFLICT DO UPDATE SET events = events + excluded.events,
 	first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
 	`INSERT INTO stats_user (application, user_id, first_time)
 SELECT application, user_id, min(time) || '' FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
-ON CONFLICT DO UPDATE SET first_time = min(first_time, excluded.first_time)`,
-	`INSERT INTO stats_day (application, day, min_id, max_id, events)
-SELECT application, substr(time, 1, 10), min(id), max(id), count(*) FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
-ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id), events = events + excluded.events`,
+ON CONFLICT DO UPDATE SET first_time = excluded.first_time WHERE excluded.first_time < first_time`,
+	`INSERT INTO stats_day (application, day, min_id, max_id, events, pending)
+SELECT application, substr(time, 1, 10), min(id), max(id), count(*), 1 FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
+ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id), events = events + excluded.events, pending = 1`,
 	`UPDATE stats_state SET built_id = ?2`,
 }
+
+// Folding: a day whose rows are all summarised (its day is before the
+// newest summarised row's) has its passes' rows added up into one row per
+// group, of pass -1, once: one sequential rewrite of the day. Its
+// stats_day row keeps folded_to, the watermark then: its rows with ids up
+// to it are in the folded rows, those above in the passes after it
+// (pending says there are such; a late row, or another program's, makes a
+// day pending again and it is folded again). At most foldDays days a
+// chunk; the rest wait for the next.
+const foldDays = 8
+
+// foldSQL folds the day ?2 of the application ?1 at the watermark ?3.
+var foldSQL = []string{
+	`INSERT INTO stats_activity (application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time)
+SELECT application, day, -1, session_id, user_id, event_type, version, platform, sum(events), min(first_time), max(last_time)
+FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY session_id, user_id, event_type, version, platform
+ON CONFLICT DO UPDATE SET events = events + excluded.events,
+	first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
+	`DELETE FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0`,
+	`UPDATE stats_day SET pending = 0, folded_to = ?3 WHERE application = ?1 AND day = ?2`,
+}
+
+// prunePasses removes the passes no row of stats_activity can be in any
+// more: those before the pass of the lowest id of every day still pending
+// (every pass below the watermark ?1 when none is).
+const prunePasses = `DELETE FROM stats_pass WHERE lo < (SELECT CASE WHEN m IS NULL THEN ?1
+	ELSE coalesce((SELECT max(lo) FROM stats_pass WHERE lo < m), 0) END FROM (SELECT min(min_id) AS m FROM stats_day WHERE pending))`
 
 // bg is the context of the writer's own statements.
 var bg = context.Background()
@@ -156,9 +195,16 @@ func (db *DB) openSummaries() error {
 	if err != nil {
 		return err
 	}
-	if version == 0 {
-		// Missing, or the layout of before the watermark.
-		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, SummaryState} {
+	built, ok := int64(0), false
+	if version > 0 {
+		if built, ok, err = queryInt64(c, "SELECT built_id FROM stats_state WHERE id = 1 AND version = ?", int64(summaryVersion)); err != nil {
+			return err
+		}
+	}
+	if !ok {
+		// Missing, of an older layout, or without their state row: built
+		// again from id 0, in this layout.
+		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, summaryPasses, SummaryState} {
 			if _, err := c.Exec("DROP TABLE IF EXISTS "+t, nil); err != nil {
 				return fmt.Errorf("drop summary table %s: %w", t, err)
 			}
@@ -170,10 +216,6 @@ func (db *DB) openSummaries() error {
 	// The temporary tables of deleteEvents live as long as the connection.
 	if _, err := c.Exec(createGone, nil); err != nil {
 		return fmt.Errorf("create summary tables: %w", err)
-	}
-	built, ok, err := queryInt64(c, "SELECT built_id FROM stats_state WHERE id = 1 AND version = ?", int64(summaryVersion))
-	if err != nil {
-		return err
 	}
 	maxID, _, err := queryInt64(c, "SELECT coalesce(max(id), 0) FROM event")
 	if err != nil {
@@ -188,8 +230,10 @@ func (db *DB) openSummaries() error {
 	case built > maxID:
 		// The newest rows went while nobody kept the tables: the ids
 		// above maxID will be given out again.
-		if _, err := c.Exec(fmt.Sprintf("UPDATE stats_state SET built_id = %d", maxID), nil); err != nil {
-			return fmt.Errorf("lower the summaries' watermark: %w", err)
+		for _, q := range []string{"BEGIN IMMEDIATE", fmt.Sprintf("UPDATE stats_state SET built_id = %d", maxID), lowerPasses, "COMMIT"} {
+			if _, err := c.Exec(q, nil); err != nil {
+				return rollback(c, fmt.Errorf("lower the summaries' watermark: %w", err))
+			}
 		}
 		built = maxID
 	}
@@ -204,6 +248,7 @@ func resetSummaries(c *sqlite3.SQLiteConn) error {
 		"DELETE FROM stats_activity",
 		"DELETE FROM stats_user",
 		"DELETE FROM stats_day",
+		"DELETE FROM stats_pass",
 		fmt.Sprintf("INSERT OR REPLACE INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion),
 		"COMMIT",
 	} {
@@ -297,7 +342,7 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 		// Another program removed the state row: the tables no longer
 		// say what they cover. Empty them and build them again.
 		db.logger.Warn("the summary tables' state row is gone; building them again")
-		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day",
+		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day", "DELETE FROM stats_pass",
 			fmt.Sprintf("INSERT INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion)} {
 			if _, err := c.Exec(q, nil); err != nil {
 				return 0, false, fmt.Errorf("reset summary tables: %w", err)
@@ -320,10 +365,15 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 	if !found {
 		hi = s.passTo
 	}
-	args := []driver.NamedValue{{Ordinal: 1, Value: built}, {Ordinal: 2, Value: hi}}
-	for _, q := range summarizeSQL {
-		if _, err := c.ExecContext(bg, q, args); err != nil {
-			return 0, false, fmt.Errorf("summarise events: %w", err)
+	if hi > built {
+		args := []driver.NamedValue{{Ordinal: 1, Value: built}, {Ordinal: 2, Value: hi}}
+		for _, q := range summarizeSQL {
+			if _, err := c.ExecContext(bg, q, args); err != nil {
+				return 0, false, fmt.Errorf("summarise events: %w", err)
+			}
+		}
+		if err := foldDone(c, hi); err != nil {
+			return 0, false, err
 		}
 	}
 	top, _, err := queryInt64(c, "SELECT coalesce(max(id), 0) FROM event")
@@ -335,6 +385,45 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 		s.since = time.Now()
 	}
 	return hi - built, hi < s.passTo, nil
+}
+
+// foldDone folds the days whose rows are all summarised, up to foldDays of
+// them, in the pass's transaction; hi is the new watermark.
+func foldDone(c *sqlite3.SQLiteConn, hi int64) error {
+	rows, err := c.QueryContext(bg, `SELECT application, day FROM stats_day WHERE pending
+	AND day < (SELECT substr(time, 1, 10) FROM event WHERE id <= ?1 ORDER BY id DESC LIMIT 1) LIMIT ?2`,
+		[]driver.NamedValue{{Ordinal: 1, Value: hi}, {Ordinal: 2, Value: int64(foldDays)}})
+	if err != nil {
+		return fmt.Errorf("fold summarised days: %w", err)
+	}
+	var days [][2]string
+	v := make([]driver.Value, 2)
+	for {
+		err := rows.Next(v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("fold summarised days: %w", err)
+		}
+		days = append(days, [2]string{asString(v[0]), asString(v[1])})
+	}
+	rows.Close()
+	for _, d := range days {
+		args := []driver.NamedValue{{Ordinal: 1, Value: d[0]}, {Ordinal: 2, Value: d[1]}, {Ordinal: 3, Value: hi}}
+		for _, q := range foldSQL {
+			if _, err := c.ExecContext(bg, q, args); err != nil {
+				return fmt.Errorf("fold summarised days: %w", err)
+			}
+		}
+	}
+	if len(days) > 0 {
+		if _, err := c.ExecContext(bg, prunePasses, []driver.NamedValue{{Ordinal: 1, Value: hi}}); err != nil {
+			return fmt.Errorf("fold summarised days: %w", err)
+		}
+	}
+	return nil
 }
 
 // runSummaryChunk runs one chunk of the summary pass. The writer calls it
@@ -386,17 +475,41 @@ func (db *DB) Summarize(ctx context.Context) error {
 
 const createGone = `
 CREATE TEMP TABLE IF NOT EXISTS stats_gone_ids (id INTEGER PRIMARY KEY);
-CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time,
-	PRIMARY KEY (application, day, session_id, user_id, event_type, version, platform));
+CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time, lo, hi,
+	PRIMARY KEY (application, day, pass, session_id, user_id, event_type, version, platform));
 `
+
+// lowerPasses follows the watermark down (the newest rows went): the
+// passes at or above it lost all their rows, and no day is folded beyond
+// it.
+const lowerPasses = `DELETE FROM stats_pass WHERE lo >= (SELECT built_id FROM stats_state WHERE id = 1);
+UPDATE stats_day SET folded_to = (SELECT built_id FROM stats_state WHERE id = 1) WHERE folded_to > (SELECT built_id FROM stats_state WHERE id = 1)`
+
+// goneRows is the summarised rows of stats_gone_ids with the pass whose
+// row of stats_activity holds each (folded when its day was folded after
+// it, else the last pass that began below its id) and that pass's ids, lo
+// (exclusive) to hi.
+const goneRows = `SELECT e.*, substr(e.time, 1, 10) AS day, CASE WHEN e.id <= d.folded_to THEN -1 ELSE p.lo END AS pass,
+	CASE WHEN e.id <= d.folded_to THEN 0 ELSE p.lo END AS lo,
+	CASE WHEN e.id <= d.folded_to THEN d.folded_to ELSE coalesce((SELECT min(lo) FROM stats_pass n WHERE n.lo > p.lo), s.built_id) END AS hi
+FROM event e JOIN stats_state s ON s.id = 1 AND e.id <= s.built_id
+JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
+LEFT JOIN stats_pass p ON p.lo = (SELECT max(lo) FROM stats_pass WHERE lo < e.id)
+WHERE e.id IN temp.stats_gone_ids`
+
+// goneKey is the key of a row of stats_activity, s, equal to stats_gone's,
+// g.
+const goneKey = `(s.application, s.day, s.pass, s.session_id, s.user_id, s.event_type, s.version, s.platform) =
+(g.application, g.day, g.pass, g.session_id, g.user_id, g.event_type, g.version, g.platform)`
 
 // deleteEvents deletes the rows of event that where selects (at most limit
 // of them when limit > 0), and takes those at or below the watermark out of
-// the summaries in the same transaction: their counts go down, a group left
-// without events goes, and a group or user whose first or last time was
-// among the deleted rows has it read again from the summarised rows left
-// (through the user_id index). When the newest rows go, the watermark comes
-// down to the newest row left, since their ids will be given out again.
+// the summaries in the same transaction: the counts of the rows of their
+// passes go down, a row left without events goes, and a row or user whose
+// first or last time was among the deleted rows has it read again from the
+// rows left of its pass (through the user_id index). When the newest rows
+// go, the watermark comes down to the newest row left, since their ids will
+// be given out again.
 func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.NamedValue, limit int) (int64, error) {
 	lim := ""
 	if limit > 0 {
@@ -413,32 +526,32 @@ func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.Na
 	if _, err := c.ExecContext(bg, "INSERT INTO temp.stats_gone_ids SELECT rowid FROM event WHERE "+where+lim, args); err != nil {
 		return 0, fmt.Errorf("delete events: %w", err)
 	}
-	const built = "(SELECT built_id FROM stats_state WHERE id = 1)"
+	// The rows of a group in its pass: ids above g.lo up to g.hi.
+	const same = `e.user_id = s.user_id AND +e.application = s.application AND +e.session_id = s.session_id
+		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day AND e.id > g.lo AND e.id <= g.hi`
 	var n int64
 	for i, q := range []string{
-		`INSERT INTO temp.stats_gone SELECT ` + summaryKey + `, count(*), min(time) || '', max(time) || ''
-FROM event WHERE id IN temp.stats_gone_ids AND id <= ` + built + ` GROUP BY 1, 2, 3, 4, 5, 6, 7`,
+		`INSERT INTO temp.stats_gone SELECT application, day, pass, session_id, user_id, event_type, version, platform, count(*), min(time) || '', max(time) || '', min(lo), max(hi)
+FROM (` + goneRows + `) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`,
 		"DELETE FROM event WHERE rowid IN temp.stats_gone_ids",
 		"UPDATE stats_state SET built_id = min(built_id, (SELECT coalesce(max(id), 0) FROM event))",
-		// Counts down; groups left empty go.
-		`UPDATE stats_activity AS s SET events = s.events - g.events FROM temp.stats_gone g
-WHERE (s.application, s.day, s.session_id, s.user_id, s.event_type, s.version, s.platform) = (g.application, g.day, g.session_id, g.user_id, g.event_type, g.version, g.platform)`,
-		`DELETE FROM stats_activity WHERE events <= 0 AND (application, day, session_id, user_id, event_type, version, platform) IN
-(SELECT application, day, session_id, user_id, event_type, version, platform FROM temp.stats_gone)`,
+		lowerPasses,
+		// Counts down; rows left empty go.
+		`UPDATE stats_activity AS s SET events = s.events - g.events FROM temp.stats_gone g WHERE ` + goneKey,
+		`DELETE FROM stats_activity WHERE events <= 0 AND (application, day, pass, session_id, user_id, event_type, version, platform) IN
+(SELECT application, day, pass, session_id, user_id, event_type, version, platform FROM temp.stats_gone)`,
 		`UPDATE stats_day AS s SET events = s.events - g.events
 FROM (SELECT application, day, sum(events) AS events FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.day = g.day`,
-		// Groups that lost their first or last event: read both again.
+		// Rows that lost their first or last event: read both again.
 		`UPDATE stats_activity AS s SET
-	first_time = (SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application AND +e.session_id = s.session_id
-		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day AND e.id <= ` + built + `),
-	last_time = (SELECT max(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application AND +e.session_id = s.session_id
-		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day AND e.id <= ` + built + `)
+	first_time = (SELECT min(time) || '' FROM event e WHERE ` + same + `),
+	last_time = (SELECT max(time) || '' FROM event e WHERE ` + same + `)
 FROM temp.stats_gone g
-WHERE (s.application, s.day, s.session_id, s.user_id, s.event_type, s.version, s.platform) = (g.application, g.day, g.session_id, g.user_id, g.event_type, g.version, g.platform)
-	AND (g.first_time <= s.first_time OR g.last_time >= s.last_time)`,
+WHERE ` + goneKey + ` AND (g.first_time <= s.first_time OR g.last_time >= s.last_time)`,
 		// Users who lost their first event: read it again, or drop them.
-		`UPDATE stats_user AS s SET first_time = coalesce((SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application AND e.id <= ` + built + `), '')
+		`UPDATE stats_user AS s SET first_time = coalesce((SELECT min(time) || '' FROM event e WHERE e.user_id = s.user_id AND +e.application = s.application
+	AND e.id <= (SELECT built_id FROM stats_state WHERE id = 1)), '')
 FROM (SELECT application, user_id, min(first_time) AS first_time FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <= s.first_time`,
 		"DELETE FROM stats_user WHERE first_time = '' AND (application, user_id) IN (SELECT application, user_id FROM temp.stats_gone)",

@@ -132,12 +132,26 @@ func TestSummaries_Backfill(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		// The next round finds tables of the old layout.
-		for _, q := range []string{"DROP TABLE stats_state", "CREATE TABLE stats_state (id INTEGER PRIMARY KEY, start_id INTEGER, built_id INTEGER, last_id INTEGER)",
+		// The next round finds tables of an old layout: before the
+		// watermark, then version 2 (one row per group, no passes; its
+		// state row claims every row and its counts are wrong).
+		old := []string{"DROP TABLE stats_state", "CREATE TABLE stats_state (id INTEGER PRIMARY KEY, start_id INTEGER, built_id INTEGER, last_id INTEGER)",
 			"INSERT INTO stats_state VALUES (1, 999999, 999999, 999999)", "DROP TABLE stats_day",
-			"CREATE TABLE stats_day (application, day, min_id, max_id, PRIMARY KEY (application, day))"} {
+			"CREATE TABLE stats_day (application, day, min_id, max_id, PRIMARY KEY (application, day))"}
+		if merge < 0 {
+			old = []string{"DROP TABLE stats_state", "DROP TABLE stats_day", "DROP TABLE stats_activity", "DROP TABLE stats_pass",
+				"CREATE TABLE stats_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, built_id INTEGER NOT NULL)",
+				"INSERT INTO stats_state VALUES (1, 2, 999999)",
+				`CREATE TABLE stats_activity (application TEXT NOT NULL, day TEXT NOT NULL, session_id TEXT NOT NULL, user_id TEXT NOT NULL,
+	event_type TEXT NOT NULL, version TEXT NOT NULL, platform TEXT NOT NULL, events INTEGER NOT NULL, first_time TEXT NOT NULL, last_time TEXT NOT NULL,
+	PRIMARY KEY (application, day, session_id, user_id, event_type, version, platform)) WITHOUT ROWID`,
+				"INSERT OR IGNORE INTO stats_activity SELECT application, substr(time, 1, 10), session_id, user_id, event_type, version, platform, 7, time, time FROM event",
+				`CREATE TABLE stats_day (application TEXT NOT NULL, day TEXT NOT NULL, min_id INTEGER NOT NULL, max_id INTEGER NOT NULL, events INTEGER NOT NULL,
+	PRIMARY KEY (application, day)) WITHOUT ROWID`}
+		}
+		for _, q := range old {
 			if _, err := sqlDB(t, path).Exec(q); err != nil {
-				t.Fatal(err)
+				t.Fatal(q, err)
 			}
 		}
 	}

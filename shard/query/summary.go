@@ -16,13 +16,17 @@ import (
 // groups, and the funnel and value statistics read only the ids of the
 // range's days and the tail. Every statement reads the watermark itself, so
 // that within it the summaries and the tail meet exactly, in one snapshot.
+// A group of stats_activity may have several rows, one per summary pass
+// of its day until the writer folds the day (shard/summary.go): every
+// reader adds them up (events summed, first and last times the lowest and
+// highest, distinct users and sessions counted once).
 // Without the tables (summaries off, PostgreSQL) every figure comes from
 // the raw rows. Both give the same answers: the summaries are the raw rows'
 // groups, and tests check them on random data.
 
 // summaryVersion is the layout of the summary tables these queries read
 // (shard's summaryVersion).
-const summaryVersion = 2
+const summaryVersion = 3
 
 // watermark is the highest id the summaries cover, as an SQL expression.
 const watermark = `(SELECT built_id FROM stats_state WHERE id = 1)`
@@ -48,8 +52,8 @@ func (f *Filter) summaryWhere(since time.Time) (string, []any) {
 	var args []any
 	if since.Equal(f.Until) {
 		// One day: SQLite then walks the day's rows in the order of the
-		// rest of the key (session_id), a GROUP BY session_id with no
-		// sort, which it does not see in a range of one day.
+		// rest of the key (pass, session_id), a GROUP BY pass, session_id
+		// with no sort, which it does not see in a range of one day.
 		b.WriteString("application = ? AND day = ?")
 		args = []any{f.Application, since.Format(DayFormat)}
 	} else {
@@ -260,7 +264,7 @@ func readSummaryActivity(ctx context.Context, q Querier, f Filter, index map[str
 			g.Since, g.Until = c.day, c.day
 			where, wargs := g.summaryWhere(c.day)
 			query = `SELECT built_id, ` +
-				pack(sessionFields, `FROM (SELECT session_id, min(first_time) AS lo, max(last_time) AS hi FROM stats_activity WHERE `+where+` GROUP BY session_id)`, safe) + `, ` +
+				pack(sessionFields, `FROM (SELECT session_id, min(first_time) AS lo, max(last_time) AS hi FROM stats_activity WHERE `+where+` GROUP BY pass, session_id)`, safe) + `, ` +
 				pack(groupFields, `FROM stats_activity WHERE `+where, safe) + ` FROM stats_state WHERE id = 1`
 			args = append(wargs[:len(wargs):len(wargs)], wargs...)
 		}

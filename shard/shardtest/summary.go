@@ -9,10 +9,25 @@ import (
 // summaryChecks are pairs of queries that must answer the same rows: a
 // summary table, and the same figures computed from event's raw rows.
 var summaryChecks = []struct{ name, summary, raw string }{
+	// A group's rows over all its passes.
 	{"stats_activity",
-		`SELECT application, day, session_id, user_id, event_type, version, platform, events, first_time, last_time FROM stats_activity`,
+		`SELECT application, day, session_id, user_id, event_type, version, platform, sum(events), min(first_time), max(last_time)
+FROM stats_activity GROUP BY 1, 2, 3, 4, 5, 6, 7`,
 		`SELECT application, substr(time, 1, 10), session_id, user_id, event_type, version, platform, count(*), min(time) || '', max(time) || ''
 FROM event WHERE id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5, 6, 7`},
+	// Each row: the rows of its group in its pass, which deletes find by
+	// id (folded: the day's rows up to its folded_to; else the last pass
+	// that began below the id).
+	{"stats_activity by pass",
+		`SELECT application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time FROM stats_activity`,
+		`SELECT e.application, substr(e.time, 1, 10), CASE WHEN e.id <= d.folded_to THEN -1 ELSE (SELECT max(lo) FROM stats_pass WHERE lo < e.id) END,
+	e.session_id, e.user_id, e.event_type, e.version, e.platform, count(*), min(e.time) || '', max(e.time) || ''
+FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
+WHERE e.id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`},
+	// A day not pending has all its rows folded.
+	{"stats_day pending",
+		`SELECT application, day FROM stats_activity WHERE pass >= 0 EXCEPT SELECT application, day FROM stats_day WHERE pending`,
+		`SELECT '', '' WHERE 0`},
 	{"stats_user",
 		`SELECT application, user_id, first_time FROM stats_user`,
 		`SELECT application, user_id, min(time) || '' FROM event WHERE id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2`},
