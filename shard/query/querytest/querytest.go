@@ -5,6 +5,7 @@ package querytest
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
@@ -60,10 +61,12 @@ func ReadTSV(tb testing.TB, path string) []shard.Event {
 }
 
 // Write stores events in the database at path through the writer, in
-// order, and closes it.
+// order, summarises them all and closes it. The summary passes are of
+// writeSummaryRows rows, so that a day's groups come in rows of several
+// passes (folded or not) as on a server, which the readers must add up.
 func Write(tb testing.TB, path string, events []shard.Event) {
 	tb.Helper()
-	db := shard.New(path, shard.Options{Synchronous: "NORMAL"}, nil)
+	db := shard.New(path, shard.Options{Synchronous: "NORMAL", SummaryRows: writeSummaryRows}, nil)
 	if err := db.Open(); err != nil {
 		tb.Fatal(err)
 	}
@@ -75,10 +78,19 @@ func Write(tb testing.TB, path string, events []shard.Event) {
 		}
 		events = events[n:]
 	}
+	if err := db.Merge(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Summarize(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		tb.Fatal(err)
 	}
 }
+
+// writeSummaryRows is the size of Write's summary passes.
+const writeSummaryRows = 400
 
 // OpenReadOnly opens the database at path read-only, closed when the test
 // ends.
