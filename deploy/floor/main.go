@@ -28,8 +28,13 @@
 // so a page dirtied by several transactions reaches the file once. It
 // prints one line, "FLOOR rows=R write_bytes=W seconds=S": W is the
 // process's write_bytes less cancelled_write_bytes from /proc/self/io (what
-// it sent to storage, the checkpoint included); the bench counts the device
-// around it. Like the server, it syncs with fdatasync (shard's VFS).
+// it sent to storage, the checkpoint included; a page written into a large
+// page-cache folio, as a cp or a 1 MiB write leaves, counts the whole
+// folio there, so the bench writes its files in 4 KiB blocks); the bench
+// counts the device around it. Like the server, it syncs with fdatasync
+// (shard's VFS), and its WAL keeps its size until the final checkpoint:
+// given a grown WAL file (the bench writes one of zeros first), commits
+// do not grow it.
 package main
 
 import (
@@ -94,19 +99,41 @@ func run(args []string, stdout io.Writer) error {
 	start := time.Now()
 	// The server's schema (and its VFS, registered by Open), staging off;
 	// with summaries on, so that their state row stays.
-	if err := openShard(c.db, c.summaries, false); err != nil {
+	sh, err := openShard(c.db, c.summaries)
+	if err != nil {
 		return err
 	}
-	n, err := insert(c)
+	// The floor's own connection, open before the server's closes: the
+	// last connection to close would delete the WAL file, and a new one
+	// grows again, a file system journal commit at each sync. Like the
+	// server's, the WAL keeps its size (deploy/bench writes it out first).
+	db, err := conn(c.db, c.rows, c.cacheMiB)
+	if err != nil {
+		sh.Close()
+		return err
+	}
+	defer db.Close()
+	if err := sh.Close(); err != nil {
+		return err
+	}
+	n, err := insert(db, c)
 	if err != nil {
 		return err
 	}
 	if c.summaries {
-		if err := openShard(c.db, true, true); err != nil {
+		sh, err := openShard(c.db, true)
+		if err != nil {
+			return err
+		}
+		if err := sh.Summarize(context.Background()); err != nil {
+			sh.Close()
+			return fmt.Errorf("summarise: %w", err)
+		}
+		if err := sh.Close(); err != nil {
 			return err
 		}
 	}
-	if err := checkpoint(c.db); err != nil {
+	if err := checkpoint(db); err != nil {
 		return err
 	}
 	w, err := writeBytes()
@@ -117,11 +144,9 @@ func run(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// openShard opens and closes the database as the server would with
-// staging off, with or without summary tables: it creates the schema if
-// missing. With build it also brings the summary tables up to event's
-// newest row, in one pass.
-func openShard(path string, summaries, build bool) error {
+// openShard opens the database as the server would with staging off, with
+// or without summary tables: it creates the schema if missing.
+func openShard(path string, summaries bool) (*shard.DB, error) {
 	opts := shard.Options{MergeInterval: -1, SummaryInterval: -1}
 	if summaries {
 		// Never a pass of its own accord; Summarize's takes every row.
@@ -129,15 +154,9 @@ func openShard(path string, summaries, build bool) error {
 	}
 	db := shard.New(path, opts, slog.New(slog.DiscardHandler))
 	if err := db.Open(); err != nil {
-		return err
+		return nil, err
 	}
-	if build {
-		if err := db.Summarize(context.Background()); err != nil {
-			db.Close()
-			return fmt.Errorf("summarise: %w", err)
-		}
-	}
-	return db.Close()
+	return db, nil
 }
 
 // conn opens one connection to path with the floor's pragmas, the rows
@@ -170,12 +189,7 @@ func conn(path, rows string, cacheMiB int) (*sql.DB, error) {
 
 // insert puts the rows A < id <= B into event as c says; it returns how
 // many.
-func insert(c config) (int64, error) {
-	db, err := conn(c.db, c.rows, c.cacheMiB)
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
+func insert(db *sql.DB, c config) (int64, error) {
 	var n int64
 	if err := db.QueryRow("SELECT count(*) FROM r.rows WHERE id > ? AND id <= ?", c.after, c.upto).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count rows: %w", err)
@@ -228,12 +242,7 @@ func exec(db *sql.DB, q string, args ...any) error {
 }
 
 // checkpoint copies the WAL into the database file and empties it.
-func checkpoint(path string) error {
-	db, err := conn(path, "", 16)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+func checkpoint(db *sql.DB) error {
 	var busy, log, done int
 	if err := db.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &log, &done); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
