@@ -51,6 +51,7 @@ type backend struct {
 // then starts the forwarder, which icfg's /metrics and /healthz show when
 // icfg is set.
 func openBackend(cfg *Config, logger *slog.Logger, metrics *ingest.Metrics, icfg *ingest.Config) (*backend, error) {
+	writerProcs()
 	db := shard.New(cfg.SQLiteFilePath, shardOptions(cfg), logger)
 	if metrics != nil {
 		db.OnCommit = metrics.ObserveCommit
