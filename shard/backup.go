@@ -83,9 +83,10 @@ func Backup(ctx context.Context, path, dst string, busyTimeout time.Duration) (i
 	return fi.Size(), nil
 }
 
-// mergeCopy moves the events a copy holds in its staging table into its
-// event table, so that a backup read with sqlite3 or pandas holds in event
-// every event committed before it began.
+// mergeCopy moves the events a copy holds staged (in the ring, or in the
+// staging table of an older version) into its event table and empties
+// them, so that a backup read with sqlite3 or pandas holds in event every
+// event committed before it began, and no stale copy besides.
 func mergeCopy(ctx context.Context, path string) error {
 	dc, err := (&sqlite3.SQLiteDriver{}).Open("file:" + escapePath(path))
 	if err != nil {
@@ -93,17 +94,33 @@ func mergeCopy(ctx context.Context, path string) error {
 	}
 	c := dc.(*sqlite3.SQLiteConn)
 	defer c.Close()
-	if n, _, err := queryInt64(c, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", StagingTable); err != nil || n == 0 {
-		return err
+	var qs []string
+	for _, t := range []struct{ table, live, after string }{
+		{oldStagingTable, "TRUE", ""},
+		{StagingTable, "id > (SELECT merged FROM " + StagingMeta + ")",
+			"UPDATE " + StagingMeta + " SET merged = max(merged, (SELECT coalesce(max(id), 0) FROM event))"},
+	} {
+		_, ok, err := queryInt64(c, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", t.table)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		qs = append(qs, fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM %s WHERE %s ORDER BY id", mergeColumns, mergeColumns, t.table, t.live),
+			"DELETE FROM "+t.table)
+		if t.after != "" {
+			qs = append(qs, t.after)
+		}
 	}
+	if len(qs) == 0 {
+		return nil
+	}
+	qs = append(qs, "COMMIT")
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE", nil); err != nil {
 		return fmt.Errorf("merge staged events in the copy: %w", err)
 	}
-	for _, q := range []string{
-		fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM %s ORDER BY id", mergeColumns, mergeColumns, StagingTable),
-		"DELETE FROM " + StagingTable,
-		"COMMIT",
-	} {
+	for _, q := range qs {
 		if _, err := c.ExecContext(ctx, q, nil); err != nil {
 			return fmt.Errorf("merge staged events in the copy: %w", rollback(c, err))
 		}

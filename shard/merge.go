@@ -10,16 +10,40 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-// StagingTable is the append-only table the group commit writes to when
-// merging is on (see DESIGN.md, "Staging and merge"). It has the columns of
-// event and no secondary index; the merge moves its rows into event. Every
-// write job that deletes events (erasure, retention) must delete from it too,
-// in the same transaction.
-const StagingTable = "event_staging"
+// StagingTable is the ring the group commit writes to when merging is on
+// (see DESIGN.md, "Staging and merge"): the columns of event and a slot,
+// its rowid, which is the event's id modulo the ring's size, so that a
+// commit overwrites rows already merged instead of appending pages that a
+// merge later frees. The rows an event's id is above the merged watermark
+// (StagingMeta) of are staged; the others are stale copies of rows of
+// event, overwritten in turn. Every write job that deletes events (erasure,
+// retention) must delete from it too, in the same transaction: stale copies
+// included.
+const StagingTable = "event_ring"
 
-// ViewAll is a view of event and the rows still in StagingTable, with the
-// ids they will keep: what a reader that must see the newest second reads.
+// StagingMeta is the one-row table of the ring's merged watermark (every
+// event whose id is at most merged is in event, or deleted) and its size.
+// The merge moves it in the transaction that inserts into event.
+const StagingMeta = "event_ring_merged"
+
+// StagedSQL counts the events staged (committed, not yet merged).
+const StagedSQL = "SELECT count(*) FROM " + StagingTable + " WHERE id > (SELECT merged FROM " + StagingMeta + ")"
+
+// oldStagingTable is the staging table of the versions before the ring
+// (rowid = id, rows deleted by the merge): Open moves its rows into event
+// and drops it.
+const oldStagingTable = "event_staging"
+
+// ViewAll is a view of event and the rows still staged, with the ids they
+// will keep: what a reader that must see the newest second reads.
 const ViewAll = "event_all"
+
+// DefaultRingSlots is the ring's size for a new database: a few times the
+// events a merge moves under a load of single events (about a second's),
+// some 5 MB of rows. A group commit that does not fit in what the ring has
+// free merges first; a group larger than the whole ring doubles it (when
+// nothing is staged).
+const DefaultRingSlots = 16384
 
 // Defaults of the merge.
 const (
@@ -60,7 +84,8 @@ const (
 const mergeColumns = `event_type, application, version, platform, user_id, session_id, value, id, time`
 
 const createStaging = `
-CREATE TABLE IF NOT EXISTS event_staging (
+CREATE TABLE IF NOT EXISTS event_ring (
+	slot INTEGER PRIMARY KEY,
 	event_type VARCHAR NOT NULL,
 	application VARCHAR NOT NULL,
 	version VARCHAR NOT NULL,
@@ -69,32 +94,42 @@ CREATE TABLE IF NOT EXISTS event_staging (
 	session_id VARCHAR NOT NULL,
 	value JSON NOT NULL,
 	id INTEGER NOT NULL,
-	time DATETIME NOT NULL,
-	PRIMARY KEY (id)
+	time DATETIME NOT NULL
 );
+CREATE TABLE IF NOT EXISTS event_ring_merged (
+	one INTEGER PRIMARY KEY CHECK (one = 1),
+	merged INTEGER NOT NULL,
+	slots INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO event_ring_merged (one, merged, slots)
+	VALUES (1, (SELECT coalesce(max(id), 0) FROM event), ` + "%d" + `);
 CREATE VIEW IF NOT EXISTS event_all AS
 	SELECT ` + mergeColumns + ` FROM event
 	UNION ALL
-	SELECT ` + mergeColumns + ` FROM event_staging;
+	SELECT ` + mergeColumns + ` FROM event_ring WHERE id > (SELECT merged FROM event_ring_merged);
 `
 
 // stageSQL takes the eight columns of insertSQL in the same order, then the
-// id, which the writer assigns so that a staged event keeps its id.
-const stageSQL = `INSERT INTO event_staging (event_type, application, version, platform, user_id, session_id, value, time, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// id, which the writer assigns so that a staged event keeps its id, then
+// the slot. It overwrites the slot's stale row: without secondary indexes
+// SQLite rewrites the cell in its leaf.
+const stageSQL = `INSERT OR REPLACE INTO event_ring (event_type, application, version, platform, user_id, session_id, value, time, id, slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// nextIDSQL is the id the next event gets: after every id in event and in
-// staging, as INTEGER PRIMARY KEY would pick it.
-const nextIDSQL = `SELECT max(coalesce((SELECT max(id) FROM event), 0), coalesce((SELECT max(id) FROM event_staging), 0)) + 1`
-
-// stagedRange returns the lowest and highest staged id and the count.
-const stagedRange = `SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM event_staging`
+// maxEventIDSQL is the highest id in event: the next event's id is above
+// it and above every staged id, as INTEGER PRIMARY KEY would pick it.
+const maxEventIDSQL = `SELECT coalesce(max(id), 0) FROM event`
 
 // merger is the writer's staging state. Only the writer goroutine uses it.
 type merger struct {
-	stage  driver.StmtExecContext
-	nextID driver.StmtQueryContext
-	// staged is how many events the staging table holds; since is when the
-	// oldest of them was committed.
+	stage    driver.StmtExecContext
+	maxEvent driver.StmtQueryContext
+	// slots is the ring's size; merged is the watermark as committed, hi
+	// the highest id committed to the ring (merged when nothing is
+	// staged). The staged events have ids in (merged, hi], hi - merged <=
+	// slots, each at slot id % slots.
+	slots, merged, hi int64
+	// staged is how many events the ring holds (hi - merged); since is
+	// when the oldest of them was committed.
 	staged int
 	since  time.Time
 	// chunk is the most events the next merge moves (bounded merges).
@@ -104,30 +139,37 @@ type merger struct {
 	lastFailLog time.Time
 }
 
-// openStaging creates the staging table (and the view) if they are missing,
+// errRingFull is what a group commit returns when its events do not fit
+// in the ring beside the staged ones: the writer merges and tries again.
+var errRingFull = errors.New("staging ring full")
+
+// openStaging creates the ring, its watermark and the view if they are
+// missing (moving the rows of an older staging table into event),
 // prepares the statements and merges whatever a previous run left staged.
 func (db *DB) openStaging() error {
 	c := db.conn
-	if _, err := c.Exec(createStaging, nil); err != nil {
+	if err := upgradeStaging(c); err != nil {
+		return fmt.Errorf("move the old staging table's rows into event: %w", err)
+	}
+	if _, err := c.Exec(fmt.Sprintf(createStaging, DefaultRingSlots), nil); err != nil {
 		return fmt.Errorf("create staging table: %w", err)
 	}
 	st, err := c.Prepare(stageSQL)
 	if err != nil {
 		return fmt.Errorf("prepare staging insert: %w", err)
 	}
-	nx, err := c.Prepare(nextIDSQL)
+	mx, err := c.Prepare(maxEventIDSQL)
 	if err != nil {
 		st.Close()
 		return fmt.Errorf("prepare next id: %w", err)
 	}
-	db.merge = &merger{stage: st.(driver.StmtExecContext), nextID: nx.(driver.StmtQueryContext), chunk: mergeChunkStart}
-	lo, hi, err := stagedIDs(c)
-	if err != nil {
+	m := &merger{stage: st.(driver.StmtExecContext), maxEvent: mx.(driver.StmtQueryContext), chunk: mergeChunkStart}
+	db.merge = m
+	if err := m.readRing(c); err != nil {
 		return fmt.Errorf("read staging table: %w", err)
 	}
-	if hi > 0 {
-		db.merge.staged = int(hi - lo + 1)
-		db.merge.since = time.Now()
+	if m.staged > 0 {
+		m.since = time.Now()
 		n, err := db.mergeAll()
 		if err != nil {
 			return fmt.Errorf("merge events staged by the previous run: %w", err)
@@ -137,33 +179,103 @@ func (db *DB) openStaging() error {
 	return nil
 }
 
+// readRing reads the watermark and the ring's size, and finds the staged
+// events (one scan of the ring, at Open).
+func (m *merger) readRing(c *sqlite3.SQLiteConn) error {
+	rows, err := c.Query("SELECT merged, slots, (SELECT coalesce(max(id), 0) FROM event_ring WHERE id > merged) FROM event_ring_merged", nil)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 3)
+	if err := rows.Next(dest); err != nil {
+		return err
+	}
+	m.merged, _ = dest[0].(int64)
+	m.slots, _ = dest[1].(int64)
+	m.hi, _ = dest[2].(int64)
+	if m.slots <= 0 {
+		return fmt.Errorf("%w: %s.slots is %d", ErrUnknownSchema, StagingMeta, m.slots)
+	}
+	m.hi = max(m.hi, m.merged)
+	m.staged = int(m.hi - m.merged)
+	return nil
+}
+
+// upgradeStaging moves the rows of a staging table of the versions before
+// the ring into event, in id order with their ids, and drops it and the
+// view that reads it, in one transaction. It does nothing when there is no
+// such table.
+func upgradeStaging(c *sqlite3.SQLiteConn) error {
+	if _, ok, err := queryInt64(c, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", oldStagingTable); err != nil || !ok {
+		return err
+	}
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return err
+	}
+	if _, err := insertStaged(c, "FROM "+oldStagingTable+" ORDER BY id"); err != nil {
+		return rollback(c, err)
+	}
+	for _, q := range []string{"DROP VIEW IF EXISTS " + ViewAll, "DROP TABLE " + oldStagingTable, "COMMIT"} {
+		if _, err := c.Exec(q, nil); err != nil {
+			return rollback(c, err)
+		}
+	}
+	return nil
+}
+
+// insertStaged inserts the rows each tail ("FROM ... WHERE ... ORDER BY
+// ...") selects into event, in that order, with their ids; should another
+// program have inserted into event behind our back and taken ids we had
+// given out, the events get new ids, still in that order (above the
+// summaries' watermark, like that program's rows: summary.go).
+func insertStaged(c *sqlite3.SQLiteConn, tails ...string) (int64, error) {
+	if _, err := c.Exec("SAVEPOINT staged", nil); err != nil {
+		return 0, err
+	}
+	n, err := insertTails(c, mergeColumns, tails)
+	var se sqlite3.Error
+	if err != nil && errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
+		if _, err := c.Exec("ROLLBACK TO staged", nil); err != nil {
+			return 0, err
+		}
+		n, err = insertTails(c, "event_type, application, version, platform, user_id, session_id, value, time", tails)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, err := c.Exec("RELEASE staged", nil); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func insertTails(c *sqlite3.SQLiteConn, cols string, tails []string) (int64, error) {
+	var total int64
+	for _, t := range tails {
+		res, err := c.Exec(fmt.Sprintf("INSERT INTO event (%s) SELECT %s %s", cols, cols, t), nil)
+		if err != nil {
+			return 0, err
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
+}
+
 func (m *merger) close() error {
 	if m == nil {
 		return nil
 	}
 	err1 := m.stage.(driver.Stmt).Close()
-	err2 := m.nextID.(driver.Stmt).Close()
+	err2 := m.maxEvent.(driver.Stmt).Close()
 	return errors.Join(err1, err2)
 }
 
-func stagedIDs(c *sqlite3.SQLiteConn) (lo, hi int64, err error) {
-	rows, err := c.Query(stagedRange, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer rows.Close()
-	dest := make([]driver.Value, 2)
-	if err := rows.Next(dest); err != nil {
-		return 0, 0, err
-	}
-	lo, _ = dest[0].(int64)
-	hi, _ = dest[1].(int64)
-	return lo, hi, nil
-}
-
-// firstID returns the id of the first event of the transaction under way.
+// firstID returns the id of the first event of the transaction under way:
+// after every id in event and every staged one.
 func (m *merger) firstID() (int64, error) {
-	rows, err := m.nextID.QueryContext(context.Background(), nil)
+	rows, err := m.maxEvent.QueryContext(context.Background(), nil)
 	if err != nil {
 		return 0, err
 	}
@@ -173,15 +285,40 @@ func (m *merger) firstID() (int64, error) {
 		return 0, err
 	}
 	id, _ := dest[0].(int64)
-	return id, nil
+	return max(id, m.hi) + 1, nil
 }
 
-// committed records n events staged by a transaction that committed.
-func (m *merger) committed(n int) {
+// room checks that n events from id first fit in the ring beside the
+// staged ones. When nothing is staged it moves the watermark past any gap
+// (ids another program took in event) and doubles the ring until the
+// group fits, in the transaction under way; it returns the watermark and
+// size to keep once that commits. With events staged and no room it
+// returns errRingFull.
+func (m *merger) room(c *sqlite3.SQLiteConn, first int64, n int) (merged, slots int64, err error) {
+	last := first + int64(n) - 1
+	if last-m.merged <= m.slots {
+		return m.merged, m.slots, nil
+	}
+	if m.hi > m.merged {
+		return 0, 0, errRingFull
+	}
+	merged, slots = first-1, m.slots
+	for int64(n) > slots {
+		slots *= 2
+	}
+	_, err = c.ExecContext(context.Background(), "UPDATE event_ring_merged SET merged = ?, slots = ?",
+		[]driver.NamedValue{{Ordinal: 1, Value: merged}, {Ordinal: 2, Value: slots}})
+	return merged, slots, err
+}
+
+// committed records a transaction that committed the events up to id hi,
+// with the ring's watermark and size as it left them.
+func (m *merger) committed(hi, merged, slots int64) {
 	if m.staged == 0 {
 		m.since = time.Now()
 	}
-	m.staged += n
+	m.hi, m.merged, m.slots = hi, merged, slots
+	m.staged = int(hi - merged)
 }
 
 // due returns how long until the next merge is due; zero or less means now.
@@ -245,50 +382,38 @@ func (m *merger) measured(o Options, n, limit int, took time.Duration) {
 }
 
 // mergeOnce moves at most limit of the oldest staged events into event in
-// one transaction: INSERT ... SELECT in id (arrival) order, then DELETE of
-// the same ids. Either both happen or neither, so after a crash at any point
-// each event is in exactly one of the two tables.
+// one transaction: INSERT ... SELECT of their slots in id (arrival) order,
+// then the watermark past them. Either both happen or neither, so after a
+// crash at any point each event is either staged (above the watermark) or
+// in event. The ring's rows stay, stale, until the slot is written again.
 func (db *DB) mergeOnce(limit int) (moved int, more bool, err error) {
 	m, c := db.merge, db.conn
 	start := time.Now()
-	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
-		return 0, false, err
-	}
-	lo, hi, err := stagedIDs(c)
-	if err != nil {
-		return 0, false, rollback(c, err)
-	}
-	if hi == 0 {
+	lo, hi := m.merged+1, m.hi
+	if hi < lo {
 		m.staged = 0
-		return 0, false, rollback(c, nil)
+		return 0, false, nil
 	}
 	upto := hi
 	if hi-lo+1 > int64(limit) {
 		upto = lo + int64(limit) - 1
 	}
-	ins := fmt.Sprintf("INSERT INTO event (%s) SELECT %s FROM event_staging WHERE id <= %d ORDER BY id", mergeColumns, mergeColumns, upto)
-	res, err := c.Exec(ins, nil)
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return 0, false, err
+	}
+	// The ids lo..upto are at the slots lo%slots..upto%slots, wrapping
+	// round once at most; slot order is id order within each piece.
+	a, b := lo%m.slots, upto%m.slots
+	ids := fmt.Sprintf("AND id BETWEEN %d AND %d ORDER BY slot", lo, upto)
+	tails := []string{fmt.Sprintf("FROM event_ring WHERE slot BETWEEN %d AND %d %s", a, b, ids)}
+	if a > b {
+		tails = []string{fmt.Sprintf("FROM event_ring WHERE slot >= %d %s", a, ids), fmt.Sprintf("FROM event_ring WHERE slot <= %d %s", b, ids)}
+	}
+	n, err := insertStaged(c, tails...)
 	if err != nil {
-		var se sqlite3.Error
-		if !errors.As(err, &se) || se.Code != sqlite3.ErrConstraint {
-			return 0, false, rollback(c, err)
-		}
-		// Another program inserted into event behind our back and took
-		// ids we had given out: the events get new ids, still in arrival
-		// order (above the summaries' watermark, like that program's
-		// rows: summary.go).
-		ins = fmt.Sprintf("INSERT INTO event (%[1]s) SELECT %[1]s FROM event_staging WHERE id <= %[2]d ORDER BY id",
-			"event_type, application, version, platform, user_id, session_id, value, time", upto)
-		if res, err = c.Exec(ins, nil); err != nil {
-			return 0, false, rollback(c, err)
-		}
+		return 0, false, rollback(c, err)
 	}
-	n, _ := res.RowsAffected()
-	del := "DELETE FROM event_staging"
-	if upto < hi {
-		del = fmt.Sprintf("DELETE FROM event_staging WHERE id <= %d", upto)
-	}
-	if _, err := c.Exec(del, nil); err != nil {
+	if _, err := c.Exec(fmt.Sprintf("UPDATE event_ring_merged SET merged = %d", upto), nil); err != nil {
 		return 0, false, rollback(c, err)
 	}
 	if _, err := c.Exec("COMMIT", nil); err != nil {
@@ -296,13 +421,12 @@ func (db *DB) mergeOnce(limit int) (moved int, more bool, err error) {
 	}
 	db.merges.Add(1)
 	db.merged.Add(uint64(n))
+	m.merged = upto
+	m.staged = int(hi - upto)
 	more = upto < hi
 	if more {
-		m.staged = int(hi - upto)
 		// The rest is older than the interval already: due at once.
 		m.since = time.Time{}
-	} else {
-		m.staged = 0
 	}
 	took := time.Since(start)
 	m.measured(db.opts, int(n), limit, took)

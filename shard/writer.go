@@ -308,8 +308,8 @@ func (db *DB) Close() error {
 func (db *DB) run() {
 	defer close(db.exited)
 	// args holds the eight columns of an event and, for the staging
-	// table, its id.
-	w := &writer{db: db, args: make([]driver.NamedValue, 9), spare: make([][]*request, len(db.queues)), chunkRows: jobChunkStart}
+	// ring, its id and slot.
+	w := &writer{db: db, args: make([]driver.NamedValue, 10), spare: make([][]*request, len(db.queues)), chunkRows: jobChunkStart}
 	for i := range w.args {
 		w.args[i].Ordinal = i + 1
 	}
@@ -457,6 +457,9 @@ type writer struct {
 	// delete is under way too.
 	summaryTurn bool
 	erasures    []erasure
+	// ring is what the transaction under way leaves the staging ring
+	// with: its last id, the watermark and the size (merge.go, room).
+	ring struct{ hi, merged, slots int64 }
 }
 
 // paceMaxEvents is the most events queued for which pace still waits: a
@@ -529,7 +532,14 @@ func (w *writer) commit(reqs []*request, n int) {
 	db := w.db
 	start := time.Now()
 	db.busySince.Store(start.UnixNano())
-	err := w.tx(reqs)
+	err := w.tx(reqs, n)
+	if errors.Is(err, errRingFull) {
+		// The ring has no room for the group beside the staged events:
+		// merge them first (the group then fits, or the ring grows).
+		if _, err = db.mergeAll(); err == nil {
+			err = w.tx(reqs, n)
+		}
+	}
 	took := time.Since(start)
 	w.lastCommit = start.Add(took)
 	db.busySince.Store(0)
@@ -542,8 +552,8 @@ func (w *writer) commit(reqs []*request, n int) {
 	} else {
 		db.stored.Add(uint64(n))
 		db.commits.Add(1)
-		if db.merge != nil {
-			db.merge.committed(n)
+		if m := db.merge; m != nil {
+			m.committed(w.ring.hi, w.ring.merged, w.ring.slots)
 		}
 		db.lastErr.Store(nil)
 		if w.failures > 0 {
@@ -577,7 +587,8 @@ func (w *writer) logFailure(n int, err error) {
 	w.lastFailLog, w.unlogged = now, 0
 }
 
-func (w *writer) tx(reqs []*request) error {
+// tx writes the n events of reqs in one transaction.
+func (w *writer) tx(reqs []*request, n int) error {
 	c := w.db.conn
 	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
 		return err
@@ -586,34 +597,46 @@ func (w *writer) tx(reqs []*request) error {
 	w.erasures = w.erasures[:0]
 	eraseType := w.db.opts.EraseEventType
 	stmt, args := w.db.stmt, w.args[:8]
-	var id int64
-	if m := w.db.merge; m != nil {
+	var id, slots int64
+	m := w.db.merge
+	if m != nil {
 		// Staged events get their ids now, the ids INTEGER PRIMARY KEY
 		// would give them in event, and keep them through the merge.
 		var err error
 		if id, err = m.firstID(); err != nil {
 			return rollback(c, err)
 		}
-		stmt, args = m.stage, w.args
+		r := &w.ring
+		if r.merged, r.slots, err = m.room(c, id, n); err != nil {
+			return rollback(c, err)
+		}
+		stmt, args, slots = m.stage, w.args, r.slots
 	}
 	for _, r := range reqs {
 		for i := range r.events {
 			w.bind(&r.events[i])
 			w.args[8].Value = id
-			id++
+			if m != nil {
+				w.args[9].Value = id % slots
+			}
 			res, err := stmt.ExecContext(ctx, args)
 			if err != nil {
 				return rollback(c, err)
 			}
 			if e := &r.events[i]; eraseType != "" && e.EventType == eraseType {
-				id, _ := res.LastInsertId()
-				w.erasures = append(w.erasures, erasure{user: e.UserID, app: e.Application, before: id})
+				before := id
+				if m == nil {
+					before, _ = res.LastInsertId()
+				}
+				w.erasures = append(w.erasures, erasure{user: e.UserID, app: e.Application, before: before})
 			}
+			id++
 		}
 	}
 	if _, err := c.Exec("COMMIT", nil); err != nil {
 		return rollback(c, err)
 	}
+	w.ring.hi = id - 1
 	return nil
 }
 
