@@ -93,7 +93,9 @@ func (db *DB) eraseJob(ctx context.Context, userID, application string, beforeID
 			if table == "event" {
 				n, err = db.deleteEvents(c, where, args, limit)
 			} else {
-				n, err = execRows(c, fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE %s LIMIT %d)", table, table, where, limit), args)
+				var full bool
+				n, full, err = deleteStaged(c, table, where, args, limit)
+				more = more || full
 			}
 			if err != nil {
 				return total, false, err
@@ -145,7 +147,7 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 			// Nothing (more) in event: the staging table may still hold
 			// old rows.
 			if through > 0 {
-				return 0, false, nil
+				return 0, false, pruneStale(c, db.tables(c)[1:], stamp, through)
 			}
 			total, err := pruneOthers(c, db.tables(c)[1:], stamp)
 			return total, false, err
@@ -153,7 +155,7 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 		hi := first + int64(limit)
 		if through > 0 {
 			if first > through {
-				return 0, false, nil
+				return 0, false, pruneStale(c, db.tables(c)[1:], stamp, through)
 			}
 			hi = min(hi, through+1)
 		}
@@ -175,23 +177,68 @@ func (db *DB) prune(ctx context.Context, cutoff time.Time, through int64) (int64
 			return total, false, err
 		}
 		lo = hi
+		if kept && through > 0 {
+			return total, false, pruneStale(c, db.tables(c)[1:], stamp, through)
+		}
 		return total, !kept, nil
 	}
 	return db.submit(j)
 }
 
-// pruneOthers deletes the rows before stamp from tables (the staging table:
-// small, merged every second or so, so a scan is cheap).
+// pruneOthers deletes the rows before stamp from tables (the staging ring:
+// small, so a scan is cheap).
 func pruneOthers(c *sqlite3.SQLiteConn, tables []string, stamp string) (int64, error) {
 	var total int64
 	for _, table := range tables {
-		n, err := execRows(c, "DELETE FROM "+table+" WHERE time < ?", []driver.NamedValue{{Ordinal: 1, Value: stamp}})
+		n, _, err := deleteStaged(c, table, "time < ?", []driver.NamedValue{{Ordinal: 1, Value: stamp}}, 0)
 		total += n
 		if err != nil {
 			return total, err
 		}
 	}
 	return total, nil
+}
+
+// deleteStaged deletes the rows where selects from table, a table of
+// EventTables other than event (at most limit of them when limit > 0),
+// and returns how many events that was and whether a delete reached the
+// limit. In the staging ring the stale copies of merged events (at or
+// below the watermark) are deleted with the staged rows but not counted:
+// their events are in event, where they are deleted and counted.
+func deleteStaged(c *sqlite3.SQLiteConn, table, where string, args []driver.NamedValue, limit int) (n int64, full bool, err error) {
+	del := func(where string) (int64, error) {
+		q := fmt.Sprintf("DELETE FROM %s WHERE %s", table, where)
+		if limit > 0 {
+			q = fmt.Sprintf("DELETE FROM %s WHERE rowid IN (SELECT rowid FROM %s WHERE %s LIMIT %d)", table, table, where, limit)
+		}
+		n, err := execRows(c, q, args)
+		full = full || (limit > 0 && n == int64(limit))
+		return n, err
+	}
+	if table != StagingTable {
+		n, err = del(where)
+		return n, full, err
+	}
+	if _, err := del(where + " AND id <= (SELECT merged FROM " + StagingMeta + ")"); err != nil {
+		return 0, full, err
+	}
+	n, err = del(where + " AND id > (SELECT merged FROM " + StagingMeta + ")")
+	return n, full, err
+}
+
+// pruneStale deletes from the staging ring the stale copies of the events
+// up to through whose time is before stamp (PruneThrough: their rows in
+// event are deleted; their copies must not outlive them).
+func pruneStale(c *sqlite3.SQLiteConn, tables []string, stamp string, through int64) error {
+	for _, table := range tables {
+		if table != StagingTable {
+			continue
+		}
+		_, err := execRows(c, "DELETE FROM "+table+" WHERE time < ? AND id <= ? AND id <= (SELECT merged FROM "+StagingMeta+")",
+			[]driver.NamedValue{{Ordinal: 1, Value: stamp}, {Ordinal: 2, Value: through}})
+		return err
+	}
+	return nil
 }
 
 // tables are the EventTables that exist, event first.

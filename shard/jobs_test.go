@@ -200,3 +200,63 @@ func TestDB_Erase_StagingTable(t *testing.T) {
 		t.Errorf("staging: %d rows left, want 2 (application B, other user)", left)
 	}
 }
+
+// TestDB_Erase_Ring: an erasure deletes a player's staged events and the
+// stale copies the ring keeps of their merged ones, and counts each event
+// once; retention (Prune, PruneThrough) deletes stale copies too.
+func TestDB_Erase_Ring(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{MergeInterval: time.Hour})
+	old := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := time.Now()
+	for _, ev := range [][]shard.Event{userEvents(30, "gone", "A", now), userEvents(20, "kept", "A", now), userEvents(10, "old", "A", old)} {
+		if err := db.Write(0, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Merge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Staged: 5 more of gone's and 4 of kept's; merged: 60, whose copies
+	// the ring keeps.
+	for _, ev := range [][]shard.Event{userEvents(5, "gone", "A", now), userEvents(4, "kept", "A", now)} {
+		if err := db.Write(0, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := sqlDB(t, path)
+	ring := func(where string) int {
+		t.Helper()
+		var n int
+		if err := s.QueryRow("SELECT count(*) FROM " + shard.StagingTable + " WHERE " + where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := ring("user_id = 'gone'"); n != 35 {
+		t.Fatalf("the ring holds %d rows of gone, want 35 (30 stale copies, 5 staged)", n)
+	}
+	n, err := db.Erase(context.Background(), "gone", "")
+	if err != nil || n != 35 {
+		t.Fatalf("erase: %d, %v; want 35", n, err)
+	}
+	if n := ring("user_id = 'gone'"); n != 0 {
+		t.Errorf("the ring still holds %d rows of gone", n)
+	}
+	if got := count(t, path, "user_id = 'kept'"); got != 24 {
+		t.Errorf("kept: %d rows in event_all, want 24", got)
+	}
+	n, err = db.PruneThrough(context.Background(), now.Add(-time.Hour), 1000)
+	if err != nil || n != 10 {
+		t.Fatalf("prune through: %d, %v; want 10", n, err)
+	}
+	if n := ring("user_id = 'old'"); n != 0 {
+		t.Errorf("the ring still holds %d stale copies of pruned rows", n)
+	}
+	if got := count(t, path, "TRUE"); got != 24 {
+		t.Errorf("event_all: %d rows, want 24", got)
+	}
+	if st := db.Stats(); st.RowsErased != 35 || st.RowsPruned != 10 {
+		t.Errorf("RowsErased %d, RowsPruned %d; want 35, 10", st.RowsErased, st.RowsPruned)
+	}
+}

@@ -1,6 +1,7 @@
 package shard_test
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -31,6 +32,16 @@ func rowsOf(tb testing.TB, db *sql.DB, table string) []string {
 		out = append(out, fmt.Sprintf("%d %s", id, s))
 	}
 	return out
+}
+
+// stagedRows is the number of events staged: committed, not yet merged.
+func stagedRows(tb testing.TB, db *sql.DB) int {
+	tb.Helper()
+	var n int
+	if err := db.QueryRow(shard.StagedSQL).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 func countRows(tb testing.TB, db *sql.DB, table string) int {
@@ -71,17 +82,18 @@ func TestDB_Merge(t *testing.T) {
 	if got := rowsOf(t, db, "event"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after close:\ngot  %v\nwant %v", got, want)
 	}
-	if n := countRows(t, db, shard.StagingTable); n != 0 {
-		t.Errorf("staging holds %d rows after close, want 0", n)
+	if n := stagedRows(t, db); n != 0 {
+		t.Errorf("%d rows staged after close, want 0", n)
 	}
 	if st := w.Stats(); st.EventsMerged != 20 || st.Merges != 1 {
 		t.Errorf("stats: got %+v", st)
 	}
 }
 
-// TestDB_Merge_Leftover: rows a crashed run left in the staging table are
+// TestDB_Merge_Leftover: rows a crashed run left staged in the ring are
 // merged when the database is opened, before anything new is written, and
-// keep their ids; new events come after them.
+// keep their ids; new events come after them. The stale copies of merged
+// events the ring holds stay out of event and event_all.
 func TestDB_Merge_Leftover(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	w := openDB(t, path, shard.Options{MergeInterval: time.Hour})
@@ -91,25 +103,151 @@ func TestDB_Merge_Leftover(t *testing.T) {
 	w.Close()
 	db := sqlDB(t, path)
 	// What a kill -9 between a group commit and its merge leaves: rows in
-	// event, and rows in staging with the ids after them.
-	if _, err := db.Exec(`INSERT INTO event_staging (event_type, application, version, platform, user_id, session_id, value, id, time)
-		VALUES ('t', 'a', 'v', 'p', 'u', 'left-1', '{}', 3, '2026-11-30 01:00:00.000000'),
-		       ('t', 'a', 'v', 'p', 'u', 'left-2', '{}', 4, '2026-11-30 01:00:00.000000')`); err != nil {
+	// event (and their stale copies in the ring), and rows staged in the
+	// ring with the ids after them, each at its slot.
+	if _, err := db.Exec(`INSERT INTO event_ring (slot, event_type, application, version, platform, user_id, session_id, value, id, time)
+		VALUES (3, 't', 'a', 'v', 'p', 'u', 'left-1', '{}', 3, '2026-11-30 01:00:00.000000'),
+		       (4, 't', 'a', 'v', 'p', 'u', 'left-2', '{}', 4, '2026-11-30 01:00:00.000000')`); err != nil {
 		t.Fatal(err)
 	}
-	w = openDB(t, path, shard.Options{MergeInterval: time.Hour})
 	want := []string{"1 session-1", "2 session-2", "3 left-1", "4 left-2"}
+	if got := rowsOf(t, db, shard.ViewAll); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event_all before open:\ngot  %v\nwant %v", got, want)
+	}
+	w = openDB(t, path, shard.Options{MergeInterval: time.Hour})
 	if got := rowsOf(t, db, "event"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after open:\ngot  %v\nwant %v", got, want)
 	}
 	if err := w.Write(0, []shard.Event{testEvent(5)}); err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
 	want = append(want, "5 session-5")
+	if got := rowsOf(t, db, shard.ViewAll); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event_all after a write:\ngot  %v\nwant %v", got, want)
+	}
+	w.Close()
 	if got := rowsOf(t, db, "event"); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after a write:\ngot  %v\nwant %v", got, want)
 	}
+	if n := countRows(t, db, shard.StagingTable); n != 5 {
+		t.Errorf("the ring holds %d rows, want 5 stale copies", n)
+	}
+}
+
+// TestDB_Merge_UpgradeStaging: a database of the version before the ring,
+// with rows in its staging table (event_staging, rowid = id) and the view
+// over it, is upgraded at Open: the staged rows move into event with their
+// ids, the old table goes, event_all reads the ring, and new events follow.
+func TestDB_Merge_UpgradeStaging(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := sqlDB(t, path)
+	if _, err := db.Exec(oldSchema + `;
+CREATE TABLE event_staging (event_type VARCHAR NOT NULL, application VARCHAR NOT NULL, version VARCHAR NOT NULL,
+	platform VARCHAR NOT NULL, user_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL, value JSON NOT NULL,
+	id INTEGER NOT NULL, time DATETIME NOT NULL, PRIMARY KEY (id));
+CREATE VIEW event_all AS
+	SELECT event_type, application, version, platform, user_id, session_id, value, id, time FROM event
+	UNION ALL
+	SELECT event_type, application, version, platform, user_id, session_id, value, id, time FROM event_staging;
+INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, id, time)
+	VALUES ('t', 'a', 'v', 'p', 'u', 'merged-1', '{}', 1, '2026-11-30 01:00:00.000000');
+INSERT INTO event_staging (event_type, application, version, platform, user_id, session_id, value, id, time)
+	VALUES ('t', 'a', 'v', 'p', 'u', 'staged-2', '{}', 2, '2026-11-30 01:00:00.000000'),
+	       ('t', 'a', 'v', 'p', 'u', 'staged-3', '{}', 3, '2026-11-30 01:00:00.000000');`); err != nil {
+		t.Fatal(err)
+	}
+	w := openDB(t, path, shard.Options{MergeInterval: time.Hour})
+	want := []string{"1 merged-1", "2 staged-2", "3 staged-3"}
+	if got := rowsOf(t, db, "event"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event after open:\ngot  %v\nwant %v", got, want)
+	}
+	var old int
+	db.QueryRow("SELECT count(*) FROM sqlite_schema WHERE name = 'event_staging'").Scan(&old)
+	if old != 0 {
+		t.Errorf("event_staging is still there")
+	}
+	if err := w.Write(0, []shard.Event{testEvent(4)}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "4 session-4")
+	if got := rowsOf(t, db, shard.ViewAll); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event_all after a write:\ngot  %v\nwant %v", got, want)
+	}
+	if n := stagedRows(t, db); n != 1 {
+		t.Errorf("%d rows staged, want 1", n)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsOf(t, db, "event"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event after close:\ngot  %v\nwant %v", got, want)
+	}
+}
+
+// TestDB_Merge_Ring: many more events than the ring has slots, some merged
+// by the interval and some because the ring was full, a group larger than
+// the ring (which doubles it): every event is in event_all exactly once
+// throughout, with the ids of its arrival, and in event after Close; the
+// ring never holds more rows than its slots.
+func TestDB_Merge_Ring(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	w := openDB(t, path, shard.Options{MergeInterval: time.Hour, MergeRows: 1 << 30, SummaryInterval: -1})
+	db := sqlDB(t, path)
+	written := 0
+	write := func(n int) {
+		t.Helper()
+		evs := make([]shard.Event, n)
+		for i := range evs {
+			evs[i] = testEvent(written + i)
+		}
+		if err := w.Write(0, evs); err != nil {
+			t.Fatal(err)
+		}
+		written += n
+	}
+	check := func(where string) {
+		t.Helper()
+		var n, distinct, lo, hi int
+		if err := db.QueryRow("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "+shard.ViewAll).Scan(&n, &distinct, &lo, &hi); err != nil {
+			t.Fatal(err)
+		}
+		if n != written || distinct != written || lo != 1 || hi != written {
+			t.Fatalf("%s: event_all has %d rows, %d ids, %d to %d; want %d, 1 to %d", where, n, distinct, lo, hi, written, written)
+		}
+		var bad int
+		db.QueryRow("SELECT count(*) FROM " + shard.ViewAll + " WHERE session_id != 'session-' || (id - 1)").Scan(&bad)
+		if bad != 0 {
+			t.Fatalf("%s: %d rows whose id is not their arrival's", where, bad)
+		}
+	}
+	for range 40 {
+		write(1000)
+	}
+	check("after 40,000 events in groups of 1,000")
+	if w.Stats().Merges < 2 {
+		t.Errorf("%d merges, want at least 2 (the ring was full)", w.Stats().Merges)
+	}
+	if err := w.Merge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	write(3)
+	check("after a merge and 3 events")
+	write(shard.DefaultRingSlots + 100)
+	check("after a group larger than the ring")
+	var slots, rows int
+	db.QueryRow("SELECT slots, (SELECT count(*) FROM " + shard.StagingTable + ") FROM " + shard.StagingMeta).Scan(&slots, &rows)
+	if slots != 2*shard.DefaultRingSlots || rows > slots {
+		t.Errorf("the ring has %d slots and %d rows, want %d slots and at most as many rows", slots, rows, 2*shard.DefaultRingSlots)
+	}
+	write(500)
+	check("after 500 more")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, db, "event"); n != written {
+		t.Errorf("event holds %d rows after close, want %d", n, written)
+	}
+	check("after close")
 }
 
 // TestDB_Merge_OldDatabase: a database written before the staging table
@@ -344,8 +482,8 @@ func TestDB_Merge_Budget(t *testing.T) {
 			if len(got) != 20000 || got[0] != "1 session-0" || got[19999] != "20000 session-19999" {
 				t.Fatalf("event holds %d rows, want 20000 with ids 1 to 20000 in order", len(got))
 			}
-			if n := countRows(t, db, shard.StagingTable); n != 0 {
-				t.Errorf("staging holds %d rows, want 0", n)
+			if n := stagedRows(t, db); n != 0 {
+				t.Errorf("%d rows staged, want 0", n)
 			}
 		})
 	}

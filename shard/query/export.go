@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gocolytics/gocolytics/shard"
 )
 
 // TimeFormat is how the time column is written (shard.TimeFormat), and so
@@ -225,31 +227,54 @@ func (r *Reader) exportChunk(ctx context.Context, q string, args []any, enc *enc
 	return got == args[len(args)-1].(int64), nil
 }
 
-// exportSQL builds the chunk query of f on table (or view) from: its first argument is the id to
-// read after, its last the chunk's size. The time column is read as text
-// (CAST), so it comes out exactly as stored.
+// ringEvents is what Reader.events says for a database with the writer's
+// staging ring: exports read event and the staged rows of the ring, as
+// event_all does, but in a form that reads the ring only for a chunk that
+// can reach it (exportSQL).
+const ringEvents = "event+ring"
+
+// exportSQL builds the chunk query of f on table (or view) from: its first
+// argument is the id to read after, its last the chunk's size. The time
+// column is read as text (CAST), so it comes out exactly as stored.
+//
+// From ringEvents it is event_all's union written out, with a guard: the
+// ring (a few MB of rows without an index on id, most of them stale copies
+// of merged events) is scanned only when the chunk's last row from event,
+// if it has one, is above the merged watermark, below which event has
+// every event (the staged ones are all above it). Reading event_all
+// instead scans the whole ring for every chunk, three times the time of a
+// chunk of event alone.
 func exportSQL(d Dialect, from string, f ExportFilter, loc *time.Location) (string, []any) {
-	var b strings.Builder
-	b.WriteString("SELECT id, event_type, application, version, platform, user_id, session_id, " + d.value() + ", " + d.text("time") + " FROM " + from + " WHERE id > ?")
+	var cond strings.Builder
 	args := []any{f.AfterID}
+	add := func(c string, v any) {
+		args = append(args, v)
+		fmt.Fprintf(&cond, " AND %s ?%d", c, len(args))
+	}
 	if f.Application != "" {
-		b.WriteString(" AND application = ?")
-		args = append(args, f.Application)
+		add("application =", f.Application)
 	}
 	if f.EventType != "" {
-		b.WriteString(" AND event_type = ?")
-		args = append(args, f.EventType)
+		add("event_type =", f.EventType)
 	}
 	if !f.Since.IsZero() {
-		b.WriteString(" AND time >= ?")
-		args = append(args, f.Since.In(loc).Format(TimeFormat))
+		add("time >=", f.Since.In(loc).Format(TimeFormat))
 	}
 	if !f.Until.IsZero() {
-		b.WriteString(" AND time < ?")
-		args = append(args, f.Until.In(loc).Format(TimeFormat))
+		add("time <", f.Until.In(loc).Format(TimeFormat))
 	}
-	b.WriteString(" ORDER BY id LIMIT ?")
-	return d.bind(b.String()), append(args, int64(0))
+	limit := fmt.Sprintf("?%d", len(args)+1)
+	args = append(args, int64(0))
+	cols := "SELECT id, event_type, application, version, platform, user_id, session_id, " + d.value() + ", " + d.text("time")
+	if from != ringEvents {
+		return d.bind(cols + " FROM " + from + " WHERE id > ?1" + cond.String() + " ORDER BY id LIMIT " + limit), args
+	}
+	q := cols + " FROM event WHERE id > ?1" + cond.String() +
+		" UNION ALL " + cols + " FROM (SELECT merged FROM " + shard.StagingMeta +
+		" WHERE coalesce((SELECT id FROM event WHERE id > ?1" + cond.String() + " ORDER BY id LIMIT 1 OFFSET " + limit + " - 1), merged + 1) > merged) AS m" +
+		" CROSS JOIN " + shard.StagingTable + " WHERE id > ?1 AND id > m.merged" + cond.String() +
+		" ORDER BY id LIMIT " + limit
+	return q, args
 }
 
 // Row is one exported row. Its text columns are raw bytes valid until the

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gocolytics/gocolytics/shard"
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -109,6 +110,9 @@ func Open(path string, o Options) (*Reader, error) {
 	r.events = "event"
 	if db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name = 'event_all'").Scan(&n) == nil && n == 1 {
 		r.events = "event_all"
+		if db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", shard.StagingMeta).Scan(&n) == nil && n == 1 {
+			r.events = ringEvents
+		}
 	}
 	return r, nil
 }

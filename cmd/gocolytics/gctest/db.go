@@ -110,7 +110,7 @@ func Staged(tb testing.TB, path string) int {
 		return 0
 	}
 	var n int
-	if err := db.QueryRow("SELECT count(*) FROM " + shard.StagingTable).Scan(&n); err != nil {
+	if err := db.QueryRow(shard.StagedSQL).Scan(&n); err != nil {
 		tb.Fatalf("count staged rows: %v", err)
 	}
 	return n
