@@ -235,7 +235,7 @@ func TestDB_Merge_Ring(t *testing.T) {
 	write(shard.DefaultRingSlots + 100)
 	check("after a group larger than the ring")
 	var slots, rows int
-	db.QueryRow("SELECT slots, (SELECT count(*) FROM " + shard.StagingTable + ") FROM " + shard.StagingMeta).Scan(&slots, &rows)
+	db.QueryRow("SELECT slots, (SELECT count(*) FROM "+shard.StagingTable+") FROM "+shard.StagingMeta).Scan(&slots, &rows)
 	if slots != 2*shard.DefaultRingSlots || rows > slots {
 		t.Errorf("the ring has %d slots and %d rows, want %d slots and at most as many rows", slots, rows, 2*shard.DefaultRingSlots)
 	}
