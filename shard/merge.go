@@ -225,29 +225,27 @@ func upgradeStaging(c *sqlite3.SQLiteConn) error {
 }
 
 // insertStaged inserts the rows each tail ("FROM ... WHERE ... ORDER BY
-// ...") selects into event, in that order, with their ids; should another
-// program have inserted into event behind our back and taken ids we had
-// given out, the events get new ids, still in that order (above the
-// summaries' watermark, like that program's rows: summary.go).
+// ...") selects into event, in that order, with their ids. It must be the
+// first statement of the transaction under way: should another program
+// have inserted into event behind our back and taken ids we had given
+// out, it rolls the transaction back, begins it again and inserts the
+// events with new ids, still in that order (above the summaries'
+// watermark, like that program's rows: summary.go). Not a SAVEPOINT: with
+// one open, SQLite copies every page the insert changes into a
+// sub-journal, a temporary file, some 200 bytes written an event (single
+// events at 64 connections; shard/DESIGN.md, "The staging ring").
 func insertStaged(c *sqlite3.SQLiteConn, tails ...string) (int64, error) {
-	if _, err := c.Exec("SAVEPOINT staged", nil); err != nil {
-		return 0, err
-	}
 	n, err := insertTails(c, mergeColumns, tails)
 	var se sqlite3.Error
-	if err != nil && errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
-		if _, err := c.Exec("ROLLBACK TO staged", nil); err != nil {
+	if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrConstraint {
+		return n, err
+	}
+	for _, q := range []string{"ROLLBACK", "BEGIN IMMEDIATE"} {
+		if _, err := c.Exec(q, nil); err != nil {
 			return 0, err
 		}
-		n, err = insertTails(c, "event_type, application, version, platform, user_id, session_id, value, time", tails)
 	}
-	if err != nil {
-		return 0, err
-	}
-	if _, err := c.Exec("RELEASE staged", nil); err != nil {
-		return 0, err
-	}
-	return n, nil
+	return insertTails(c, "event_type, application, version, platform, user_id, session_id, value, time", tails)
 }
 
 func insertTails(c *sqlite3.SQLiteConn, cols string, tails []string) (int64, error) {

@@ -488,3 +488,41 @@ func TestDB_Merge_Budget(t *testing.T) {
 		})
 	}
 }
+
+// TestDB_Merge_IdsTaken: when another program has inserted into event
+// with an id the writer gave a staged event, the merge gives the staged
+// events new ids, in arrival order, each exactly once, and moves the
+// watermark past them, so that a restart merges nothing again.
+func TestDB_Merge_IdsTaken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	w := openDB(t, path, shard.Options{MergeInterval: time.Hour})
+	for i := range 5 {
+		if err := w.Write(0, []shard.Event{testEvent(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if err := w.Merge(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db := sqlDB(t, path)
+	if _, err := db.Exec(`INSERT INTO event (event_type, application, version, platform, user_id, session_id, value, id, time)
+		VALUES ('t', 'a', 'v', 'p', 'u', 'foreign', '{}', 4, '2026-11-30 01:00:00.000000')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1 session-0", "2 session-1", "4 foreign", "5 session-2", "6 session-3", "7 session-4"}
+	if got := rowsOf(t, db, "event"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("event:\ngot  %v\nwant %v", got, want)
+	}
+	w = openDB(t, path, shard.Options{MergeInterval: time.Hour})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsOf(t, db, shard.ViewAll); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event_all after a restart:\ngot  %v\nwant %v", got, want)
+	}
+}
