@@ -45,6 +45,12 @@ const ViewAll = "event_all"
 // nothing is staged).
 const DefaultRingSlots = 16384
 
+// maxRingSlots bounds the growth of a ring that a load fills faster than
+// the merge interval (batches of events: each forced merge would move a
+// ring's worth, fewer events than the interval's, and share fewer index
+// leaves): a ring of MergeRows events and more.
+const maxRingSlots = 1 << 16
+
 // Defaults of the merge.
 const (
 	// DefaultMergeInterval is how long an event waits at most in the
@@ -128,6 +134,9 @@ type merger struct {
 	// staged). The staged events have ids in (merged, hi], hi - merged <=
 	// slots, each at slot id % slots.
 	slots, merged, hi int64
+	// grow says the ring came round faster than the merge interval: the
+	// next commit on an empty ring doubles it (room).
+	grow bool
 	// staged is how many events the ring holds (hi - merged); since is
 	// when the oldest of them was committed.
 	staged int
@@ -289,18 +298,23 @@ func (m *merger) firstID() (int64, error) {
 // room checks that n events from id first fit in the ring beside the
 // staged ones. When nothing is staged it moves the watermark past any gap
 // (ids another program took in event) and doubles the ring until the
-// group fits, in the transaction under way; it returns the watermark and
-// size to keep once that commits. With events staged and no room it
-// returns errRingFull.
+// group fits, or once when the last full ring came round faster than the
+// merge interval (grow), in the transaction under way; it returns the
+// watermark and size to keep once that commits. With events staged and no
+// room it returns errRingFull.
 func (m *merger) room(c *sqlite3.SQLiteConn, first int64, n int) (merged, slots int64, err error) {
 	last := first + int64(n) - 1
-	if last-m.merged <= m.slots {
+	grow := m.grow && m.hi == m.merged && m.slots < maxRingSlots
+	if last-m.merged <= m.slots && !grow {
 		return m.merged, m.slots, nil
 	}
 	if m.hi > m.merged {
 		return 0, 0, errRingFull
 	}
 	merged, slots = first-1, m.slots
+	if grow {
+		slots *= 2
+	}
 	for int64(n) > slots {
 		slots *= 2
 	}
@@ -317,6 +331,7 @@ func (m *merger) committed(hi, merged, slots int64) {
 	}
 	m.hi, m.merged, m.slots = hi, merged, slots
 	m.staged = int(hi - merged)
+	m.grow = m.grow && slots < maxRingSlots && m.staged == 0
 }
 
 // due returns how long until the next merge is due; zero or less means now.

@@ -535,7 +535,10 @@ func (w *writer) commit(reqs []*request, n int) {
 	err := w.tx(reqs, n)
 	if errors.Is(err, errRingFull) {
 		// The ring has no room for the group beside the staged events:
-		// merge them first (the group then fits, or the ring grows).
+		// merge them first (the group then fits, or the ring grows); a
+		// ring that filled within the merge interval grows (merge.go).
+		m := db.merge
+		m.grow = time.Since(m.since) < db.opts.MergeInterval
 		if _, err = db.mergeAll(); err == nil {
 			err = w.tx(reqs, n)
 		}
