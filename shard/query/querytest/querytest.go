@@ -92,14 +92,12 @@ func Write(tb testing.TB, path string, events []shard.Event) {
 // writeSummaryRows is the size of Write's summary passes.
 const writeSummaryRows = 400
 
-// OpenReadOnly opens the database at path read-only, closed when the test
-// ends.
+// OpenReadOnly opens the database at path read-only, with the connections
+// of the server's read-only pool (query.OpenDB: its DSN and pragmas),
+// closed when the test ends.
 func OpenReadOnly(tb testing.TB, path string) *sql.DB {
 	tb.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_query_only=1")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	db := query.OpenDB(path, query.Options{})
 	tb.Cleanup(func() { db.Close() })
 	return db
 }
