@@ -44,3 +44,27 @@ func TestMmapCap(t *testing.T) {
 		t.Errorf("mmapCap(64) = %d, want at least SQLite's cap", got)
 	}
 }
+
+// FunnelCounts is what the summaries' funnel did so far: funnels answered
+// from the summaries, read again because the watermark moved, left to the
+// raw rows because of a tail row before its user's time, and days and
+// users whose raw rows were read.
+type FunnelCounts struct{ Summaries, Moved, Disorder, BlockedDays, BlockedUsers int64 }
+
+func FunnelCountsNow() FunnelCounts {
+	return FunnelCounts{funnelStats.summaries.Load(), funnelStats.moved.Load(), funnelStats.disorder.Load(),
+		funnelStats.blockedDays.Load(), funnelStats.blockedUsers.Load()}
+}
+
+// Sub is c - o.
+func (c FunnelCounts) Sub(o FunnelCounts) FunnelCounts {
+	return FunnelCounts{c.Summaries - o.Summaries, c.Moved - o.Moved, c.Disorder - o.Disorder,
+		c.BlockedDays - o.BlockedDays, c.BlockedUsers - o.BlockedUsers}
+}
+
+// SetFunnelReadHook runs hook after each piece the summaries' funnel reads,
+// until the test ends.
+func SetFunnelReadHook(tb testing.TB, hook func()) {
+	funnelReadHook = hook
+	tb.Cleanup(func() { funnelReadHook = nil })
+}

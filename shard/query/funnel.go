@@ -44,6 +44,9 @@ func ComputeFunnel(ctx context.Context, q Querier, f Filter, steps []string) ([]
 		return nil, &ParamError{"steps", fmt.Sprintf("must list %d to %d event types", MinFunnelSteps, MaxFunnelSteps)}
 	}
 	f.EventType = ""
+	if out, ok, err := summaryFunnel(ctx, q, f, steps); err != nil || ok {
+		return out, err
+	}
 	where, args := f.where(f.Since, f.Until, true)
 	if chunks, ok, err := rangeChunks(ctx, q, f); err != nil {
 		return nil, err
