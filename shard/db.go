@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -115,6 +116,11 @@ type Options struct {
 	// SummaryRows starts a summary pass as soon as this many rows wait,
 	// and caps the rows summarised at Close; 0 means DefaultSummaryRows.
 	SummaryRows int
+	// FoldRows is the most pass rows a finished day may have to be folded
+	// (summary.go, foldDone): a larger day keeps its passes' rows. 0 means
+	// 2 × SummaryRows, so that a fold costs about a full pass; negative
+	// folds every day whatever its size (benchmarks).
+	FoldRows int
 }
 
 func (o Options) withDefaults() Options {
@@ -156,6 +162,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SummaryRows <= 0 {
 		o.SummaryRows = DefaultSummaryRows
+	}
+	if o.FoldRows == 0 {
+		o.FoldRows = 2 * min(o.SummaryRows, math.MaxInt/2)
 	}
 	return o
 }

@@ -138,9 +138,26 @@ ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(ma
 // stats_day row keeps folded_to, the watermark then: its rows with ids up
 // to it are in the folded rows, those above in the passes after it
 // (pending says there are such; a late row, or another program's, makes a
-// day pending again and it is folded again). At most foldDays days a
-// chunk; the rest wait for the next.
+// day pending again and it is folded again).
+//
+// A fold reads, writes and deletes all of its day's pass rows inside the
+// pass's transaction, while requests wait for the writer, so a pass folds
+// only as many pass rows as FoldRows (about what a full pass of
+// SummaryRows costs, DESIGN.md "Folding, bounded"): the pending days in key
+// order, up to foldDays of them, while their pass rows fit; the rest wait
+// for the next pass. A day with more pass rows than FoldRows on its own
+// is never folded: it keeps pending = foldTooLarge (still pending: its
+// passes stay in stats_pass) and its readers sum its passes' rows, exact
+// as before; a late row of it sets pending = 1, so it is counted again.
 const foldDays = 8
+
+// foldTooLarge is stats_day's pending of a finished day with more pass
+// rows than FoldRows.
+const foldTooLarge = 2
+
+// foldCount counts the pass rows of the day ?2 of the application ?1, up
+// to ?3 of them (a range of stats_activity's key).
+const foldCount = `SELECT count(*) FROM (SELECT 1 FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0 LIMIT ?3)`
 
 // foldSQL folds the day ?2 of the application ?1 at the watermark ?3.
 var foldSQL = []string{
@@ -372,7 +389,7 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 				return 0, false, fmt.Errorf("summarise events: %w", err)
 			}
 		}
-		if err := foldDone(c, hi); err != nil {
+		if err := foldDone(c, hi, db.opts.FoldRows); err != nil {
 			return 0, false, err
 		}
 	}
@@ -387,10 +404,11 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 	return hi - built, hi < s.passTo, nil
 }
 
-// foldDone folds the days whose rows are all summarised, up to foldDays of
-// them, in the pass's transaction; hi is the new watermark.
-func foldDone(c *sqlite3.SQLiteConn, hi int64) error {
-	rows, err := c.QueryContext(bg, `SELECT application, day FROM stats_day WHERE pending
+// foldDone folds the days whose rows are all summarised, in the pass's
+// transaction, as many as fit in foldRows pass rows (every pending day,
+// up to foldDays, when foldRows is negative); hi is the new watermark.
+func foldDone(c *sqlite3.SQLiteConn, hi int64, foldRows int) error {
+	rows, err := c.QueryContext(bg, `SELECT application, day FROM stats_day WHERE pending = 1
 	AND day < (SELECT substr(time, 1, 10) FROM event WHERE id <= ?1 ORDER BY id DESC LIMIT 1) LIMIT ?2`,
 		[]driver.NamedValue{{Ordinal: 1, Value: hi}, {Ordinal: 2, Value: int64(foldDays)}})
 	if err != nil {
@@ -410,15 +428,36 @@ func foldDone(c *sqlite3.SQLiteConn, hi int64) error {
 		days = append(days, [2]string{asString(v[0]), asString(v[1])})
 	}
 	rows.Close()
-	for _, d := range days {
+	folded, budget := false, int64(foldRows)
+	for i, d := range days {
 		args := []driver.NamedValue{{Ordinal: 1, Value: d[0]}, {Ordinal: 2, Value: d[1]}, {Ordinal: 3, Value: hi}}
+		if foldRows >= 0 {
+			// At most budget+1 rows read: the count costs no more than
+			// the fold it allows.
+			n, _, err := queryInt64(c, foldCount, d[0], d[1], budget+1)
+			if err != nil {
+				return fmt.Errorf("fold summarised days: %w", err)
+			}
+			if n > budget {
+				if i == 0 {
+					// More than FoldRows on its own: left unfolded.
+					q := fmt.Sprintf("UPDATE stats_day SET pending = %d WHERE application = ?1 AND day = ?2", foldTooLarge)
+					if _, err := c.ExecContext(bg, q, args[:2]); err != nil {
+						return fmt.Errorf("fold summarised days: %w", err)
+					}
+				}
+				break
+			}
+			budget -= n
+		}
 		for _, q := range foldSQL {
 			if _, err := c.ExecContext(bg, q, args); err != nil {
 				return fmt.Errorf("fold summarised days: %w", err)
 			}
 		}
+		folded = true
 	}
-	if len(days) > 0 {
+	if folded {
 		if _, err := c.ExecContext(bg, prunePasses, []driver.NamedValue{{Ordinal: 1, Value: hi}}); err != nil {
 			return fmt.Errorf("fold summarised days: %w", err)
 		}

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -121,4 +122,155 @@ func writeBytes(tb testing.TB) int64 {
 	}
 	tb.Skip("no write_bytes in /proc/self/io")
 	return 0
+}
+
+// BenchmarkSummaries_Fold measures the writer's time for the pass that
+// folds a finished day (summary.go, foldDone): a day of rows pass rows
+// (a quarter as many groups, each in four passes of 10,000 rows) is built
+// through the writer, then one row of the next day comes and the timed
+// Summarize is the pass that folds it: unbounded (FoldRows < 0, what every
+// pass did before the bound) and with the default bound (FoldRows 0: 2 ×
+// SummaryRows, a larger day stays unfolded). "pass" is the yardstick: a
+// full pass of SummaryRows (100,000) realistic rows.
+//
+//	flock /tmp/gocolytics-bench.lock go test -run '^$' -bench Summaries_Fold -benchtime 1x -count 2 ./shard/
+func BenchmarkSummaries_Fold(b *testing.B) {
+	b.Run("pass", func(b *testing.B) {
+		events := realisticEvents(DefaultSummaryRows)
+		var ms float64
+		for range b.N {
+			db := New(filepath.Join(b.TempDir(), "pass.db"), Options{MergeInterval: -1, SummaryInterval: time.Hour}, nil)
+			if err := db.Open(); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < len(events); i += 1000 {
+				if err := db.Write(i, events[i:i+1000]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			start := time.Now()
+			if err := db.Summarize(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			ms += float64(time.Since(start).Microseconds()) / 1000
+			if err := db.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(ms/float64(b.N), "pass-ms")
+	})
+	for _, rows := range []int{50_000, 300_000, 1_000_000} {
+		built := filepath.Join(b.TempDir(), "day.db")
+		buildFoldDay(b, built, rows)
+		for _, v := range []struct {
+			name     string
+			foldRows int
+		}{{"unbounded", -1}, {"bounded", 0}} {
+			b.Run(fmt.Sprintf("rows=%d/%s", rows, v.name), func(b *testing.B) {
+				var ms float64
+				for range b.N {
+					path := filepath.Join(b.TempDir(), "fold.db")
+					copyFile(b, built, path)
+					db := New(path, Options{MergeInterval: -1, SummaryInterval: time.Hour, FoldRows: v.foldRows}, nil)
+					if err := db.Open(); err != nil {
+						b.Fatal(err)
+					}
+					next := foldDayEvent(0, 1)
+					next.Time = next.Time.Add(24 * time.Hour)
+					if err := db.Write(0, []Event{next}); err != nil {
+						b.Fatal(err)
+					}
+					start := time.Now()
+					if err := db.Summarize(b.Context()); err != nil {
+						b.Fatal(err)
+					}
+					ms += float64(time.Since(start).Microseconds()) / 1000
+					if err := db.Close(); err != nil {
+						b.Fatal(err)
+					}
+					var left int64
+					c := openSQL(b, path)
+					if err := c.QueryRow("SELECT count(*) FROM stats_activity WHERE day = '2026-11-28' AND pass >= 0").Scan(&left); err != nil {
+						b.Fatal(err)
+					}
+					c.Close()
+					if unfolded := left > 0; unfolded != (v.foldRows >= 0 && rows > 2*DefaultSummaryRows) {
+						b.Fatalf("%d pass rows of the finished day left after the pass", left)
+					}
+				}
+				b.ReportMetric(ms/float64(b.N), "fold-ms")
+			})
+		}
+	}
+}
+
+// foldDayEvent is the i-th of n events of 2026-11-28, in n/4 groups.
+func foldDayEvent(i, n int) Event {
+	g := i % max(n/4, 1)
+	return Event{EventType: fmt.Sprintf("type-%d", g%10), Application: "Bench Game", Version: "1.0.0", Platform: "Linux",
+		UserID: fmt.Sprintf("player-%06d", g%5000), SessionID: fmt.Sprintf("session-%08d", g), Value: `{"score":1}`,
+		Time: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * (24 * time.Hour / time.Duration(n)))}
+}
+
+// buildFoldDay writes a day of n events through the writer, summarised in
+// passes of 10,000 rows (each event a pass row of its own), and closes it.
+func buildFoldDay(b *testing.B, path string, n int) {
+	db := New(path, Options{MergeInterval: -1, SummaryInterval: time.Hour, SummaryRows: 10_000, FoldRows: -1, Synchronous: "NORMAL"}, nil)
+	if err := db.Open(); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]Event, 0, 1000)
+	for i := range n {
+		batch = append(batch, foldDayEvent(i, n))
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := db.Write(i, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+		if (i+1)%10_000 == 0 {
+			if err := db.Summarize(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if err := db.Summarize(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	c := openSQL(b, path)
+	defer c.Close()
+	var passRows int64
+	var days int64
+	if err := c.QueryRow("SELECT count(*), (SELECT count(*) FROM stats_day) FROM stats_activity WHERE pass >= 0").Scan(&passRows, &days); err != nil ||
+		passRows != int64(n) || days != 1 {
+		b.Fatalf("built day: %d pass rows in %d days, %v; want %d in 1", passRows, days, err, n)
+	}
+}
+
+// copyFile copies the closed database at from (and its WAL, if any) to to.
+func copyFile(b *testing.B, from, to string) {
+	for _, suffix := range []string{"", "-wal"} {
+		data, err := os.ReadFile(from + suffix)
+		if os.IsNotExist(err) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(to+suffix, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// openSQL opens the database at path with database/sql.
+func openSQL(b *testing.B, path string) *sql.DB {
+	c, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
 }

@@ -274,3 +274,99 @@ func TestSummaries_Idle(t *testing.T) {
 		})
 	}
 }
+
+// TestSummaries_FoldBounded: a finished day with more pass rows than
+// FoldRows stays unfolded (pending 2, its passes' rows kept) while smaller
+// days are folded, several a pass as long as they fit; the tables stay
+// equal to the raw rows throughout, also after a late row of the large day
+// (counted again, left unfolded again) and an erasure in it.
+func TestSummaries_FoldBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	db := openDB(t, path, shard.Options{MergeInterval: -1, SummaryInterval: time.Hour, SummaryRows: 50, FoldRows: 100})
+	ctx := context.Background()
+	day := func(d, i int) time.Time {
+		return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)
+	}
+	// Day 10: 200 groups of one event each (200 pass rows); days 11 and
+	// 12: 30 events in 3 groups (several pass rows each: passes of 50).
+	var events []shard.Event
+	for i := range 200 {
+		e := testEvent(i)
+		e.SessionID, e.UserID, e.Time = fmt.Sprintf("big-%d", i), fmt.Sprintf("u%d", i%7), day(10, i)
+		events = append(events, e)
+	}
+	for _, d := range []int{11, 12} {
+		for i := range 30 {
+			e := testEvent(i)
+			e.SessionID, e.Time = fmt.Sprintf("small-%d", i%3), day(d, i)
+			events = append(events, e)
+		}
+	}
+	write := func(evs ...shard.Event) {
+		t.Helper()
+		if err := db.Write(0, evs); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Summarize(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type dayState struct{ pending, passRows int }
+	state := func(d string) dayState {
+		t.Helper()
+		var s dayState
+		if err := sqlDB(t, path).QueryRow(`SELECT pending, (SELECT count(*) FROM stats_activity a WHERE a.application = d.application AND a.day = d.day AND pass >= 0)
+FROM stats_day d WHERE day = ?`, d).Scan(&s.pending, &s.passRows); err != nil {
+			t.Fatal(d, err)
+		}
+		return s
+	}
+	write(events...)
+	shardtest.CheckSummaries(t, path)
+	if s := state("2026-11-10"); s.pending != 2 || s.passRows != 200 {
+		t.Errorf("day 10 (200 pass rows, FoldRows 100): %+v; want pending 2, its 200 pass rows kept", s)
+	}
+	if s := state("2026-11-11"); s.pending != 0 || s.passRows != 0 {
+		t.Errorf("day 11 (small, finished): %+v; want folded", s)
+	}
+	if s := state("2026-11-12"); s.pending != 1 || s.passRows == 0 {
+		t.Errorf("day 12 (the newest): %+v; want pending, unfolded", s)
+	}
+
+	// Days 12 and 13 end: both small, folded in one pass.
+	var more []shard.Event
+	for _, d := range []int{13, 14} {
+		for i := range 10 {
+			e := testEvent(i)
+			e.Time = day(d, i)
+			more = append(more, e)
+		}
+	}
+	write(more[:10]...)
+	write(more[10:]...)
+	for _, d := range []string{"2026-11-12", "2026-11-13"} {
+		if s := state(d); s.pending != 0 || s.passRows != 0 {
+			t.Errorf("day %s (small, finished): %+v; want folded", d, s)
+		}
+	}
+	shardtest.CheckSummaries(t, path)
+
+	// A late row of day 10: pending 1 again, counted again, unfolded.
+	late := testEvent(1000)
+	late.Time = day(10, 300)
+	write(late)
+	next := testEvent(1001)
+	next.Time = day(14, 30)
+	write(next)
+	if s := state("2026-11-10"); s.pending != 2 || s.passRows != 201 {
+		t.Errorf("day 10 after a late row: %+v; want pending 2, 201 pass rows", s)
+	}
+	shardtest.CheckSummaries(t, path)
+	if n, err := db.Erase(ctx, "u3", ""); err != nil || n != 29 {
+		t.Fatalf("erase u3: %d, %v; want its 29 rows of day 10", n, err)
+	}
+	if s := state("2026-11-10"); s.pending != 2 || s.passRows != 201-29 {
+		t.Errorf("day 10 after erasing u3: %+v; want pending 2, 172 pass rows", s)
+	}
+	shardtest.CheckSummaries(t, path)
+}

@@ -24,9 +24,11 @@ FROM event WHERE id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5
 	e.session_id, e.user_id, e.event_type, e.version, e.platform, count(*), min(e.time) || '', max(e.time) || ''
 FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
 WHERE e.id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`},
-	// A day not pending has all its rows folded.
+	// A day not pending (0) has all its rows folded; pending is 1 (rows
+	// to fold), or 2 (too large to fold: its passes' rows stay).
 	{"stats_day pending",
-		`SELECT application, day FROM stats_activity WHERE pass >= 0 EXCEPT SELECT application, day FROM stats_day WHERE pending`,
+		`SELECT application, day FROM stats_activity WHERE pass >= 0 EXCEPT SELECT application, day FROM stats_day WHERE pending
+UNION ALL SELECT application, day FROM stats_day WHERE pending NOT IN (0, 1, 2)`,
 		`SELECT '', '' WHERE 0`},
 	{"stats_user",
 		`SELECT application, user_id, first_time FROM stats_user`,

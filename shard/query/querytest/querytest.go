@@ -63,10 +63,12 @@ func ReadTSV(tb testing.TB, path string) []shard.Event {
 // Write stores events in the database at path through the writer, in
 // order, summarises them all and closes it. The summary passes are of
 // writeSummaryRows rows, so that a day's groups come in rows of several
-// passes (folded or not) as on a server, which the readers must add up.
+// passes (folded or not) as on a server, which the readers must add up;
+// finished days are folded as a server with the default SummaryRows
+// would (FoldRows).
 func Write(tb testing.TB, path string, events []shard.Event) {
 	tb.Helper()
-	db := shard.New(path, shard.Options{Synchronous: "NORMAL", SummaryRows: writeSummaryRows}, nil)
+	db := shard.New(path, shard.Options{Synchronous: "NORMAL", SummaryRows: writeSummaryRows, FoldRows: 2 * shard.DefaultSummaryRows}, nil)
 	if err := db.Open(); err != nil {
 		tb.Fatal(err)
 	}
