@@ -130,8 +130,9 @@ func writeBytes(tb testing.TB) int64 {
 // through the writer, then one row of the next day comes and the timed
 // Summarize is the pass that folds it: unbounded (FoldRows < 0, what every
 // pass did before the bound) and with the default bound (FoldRows 0: 2 ×
-// SummaryRows, a larger day stays unfolded). "pass" is the yardstick: a
-// full pass of SummaryRows (100,000) realistic rows.
+// SummaryRows = 200,000: the largest day folded; a larger one stays
+// unfolded). "pass" is the yardstick: a full pass of SummaryRows (100,000)
+// realistic rows into an empty database.
 //
 //	flock /tmp/gocolytics-bench.lock go test -run '^$' -bench Summaries_Fold -benchtime 1x -count 2 ./shard/
 func BenchmarkSummaries_Fold(b *testing.B) {
@@ -159,7 +160,7 @@ func BenchmarkSummaries_Fold(b *testing.B) {
 		}
 		b.ReportMetric(ms/float64(b.N), "pass-ms")
 	})
-	for _, rows := range []int{50_000, 300_000, 1_000_000} {
+	for _, rows := range []int{50_000, 200_000, 300_000, 1_000_000} {
 		built := filepath.Join(b.TempDir(), "day.db")
 		buildFoldDay(b, built, rows)
 		for _, v := range []struct {
