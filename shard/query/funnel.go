@@ -273,16 +273,7 @@ func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c
 	cf := c.filter(f)
 	cf.EventType = ""
 	where, args := cf.boundedWhere(c.lo, c.hi, false)
-	var code, in strings.Builder
-	code.WriteString("CASE event_type")
-	for i := range distinct {
-		fmt.Fprintf(&code, " WHEN ?%d THEN '%d'", i+1, i)
-		if i > 0 {
-			in.WriteString(", ")
-		}
-		fmt.Fprintf(&in, "?%d", i+1)
-	}
-	code.WriteString(" END")
+	code, in := stepCode(len(distinct), 1)
 	p := funnelPiece{}
 	tm := "time"
 	if !c.tail {
@@ -292,11 +283,11 @@ func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c
 		p.day = c.day.Format(DayFormat)
 		tm = fmt.Sprintf("substr(time, %d)", len(p.day)+1)
 	}
-	from := `FROM event WHERE ` + renumber(where, len(distinct)+1) + ` AND +event_type IN (` + in.String() + `)`
+	from := `FROM event WHERE ` + renumber(where, len(distinct)+1) + ` AND +event_type IN (` + in + `)`
 	args = append(distinct[:len(distinct):len(distinct)], args...)
 	var n int64
 	var packed *string
-	err := scanOne(ctx, q, []any{&n, &packed}, `SELECT count(*), group_concat(`+code.String()+` || user_id || char(31) || `+tm+`, char(30)) `+from, args...)
+	err := scanOne(ctx, q, []any{&n, &packed}, `SELECT count(*), group_concat(`+code+` || user_id || char(31) || `+tm+`, char(30)) `+from, args...)
 	if err != nil || packed == nil {
 		return p, err
 	}
@@ -306,7 +297,7 @@ func readFunnelChunk(ctx context.Context, q Querier, f Filter, distinct []any, c
 	}
 	// A user or a time holds a separator.
 	p = funnelPiece{lengths: true}
-	err = scanOne(ctx, q, []any{&packed}, `SELECT group_concat(`+code.String()+` || octet_length(user_id) || ' ' || user_id || octet_length(time) || ' ' || time, '') `+from, args...)
+	err = scanOne(ctx, q, []any{&packed}, `SELECT group_concat(`+code+` || octet_length(user_id) || ' ' || user_id || octet_length(time) || ' ' || time, '') `+from, args...)
 	if err != nil || packed == nil {
 		return p, err
 	}

@@ -173,17 +173,18 @@ type sumPiece struct {
 	safe              bool
 }
 
-// stepCode is the SQL expression giving an event type's index among
-// steps, as one digit, the steps being bound from ?3 on.
-func stepCode(steps []string) (code, in string) {
+// stepCode is the SQL expression giving an event type's index among n
+// steps, as one digit, and the list of their parameters, the steps being
+// bound from ?first on.
+func stepCode(n, first int) (code, in string) {
 	var c, i strings.Builder
 	c.WriteString("CASE event_type")
-	for k := range steps {
-		fmt.Fprintf(&c, " WHEN ?%d THEN '%d'", k+3, k)
+	for k := range n {
+		fmt.Fprintf(&c, " WHEN ?%d THEN '%d'", k+first, k)
 		if k > 0 {
 			i.WriteString(", ")
 		}
-		fmt.Fprintf(&i, "?%d", k+3)
+		fmt.Fprintf(&i, "?%d", k+first)
 	}
 	c.WriteString(" END")
 	return c.String(), i.String()
@@ -196,7 +197,7 @@ func readSummaryFunnel(ctx context.Context, q Querier, f Filter, steps []string)
 		pieces = append(pieces, chunk{day: d})
 	}
 	pieces = append(pieces, chunk{tail: true})
-	code, in := stepCode(steps)
+	code, in := stepCode(len(steps), 3)
 	// Arguments: ?1 the application, ?2 the day, the steps, then the
 	// filter's.
 	head := []any{f.Application, ""}
@@ -364,7 +365,7 @@ func blockedRows(ctx context.Context, q Querier, f Filter, c chunk, steps []stri
 	funnelStats.blockedDays.Add(1)
 	funnelStats.blockedUsers.Add(int64(len(blocked)))
 	day := c.day.Format(DayFormat)
-	code, in := stepCode(steps)
+	code, in := stepCode(len(steps), 3)
 	g := c.filter(f)
 	g.EventType = ""
 	for len(blocked) > 0 {
