@@ -137,10 +137,8 @@ type merger struct {
 	// grow says the ring came round faster than the merge interval: the
 	// next commit on an empty ring doubles it (room).
 	grow bool
-	// staged is how many events the ring holds (hi - merged); since is
-	// when the oldest of them was committed.
-	staged int
-	since  time.Time
+	// since is when the oldest staged event was committed.
+	since time.Time
 	// chunk is the most events the next merge moves (bounded merges).
 	chunk int
 	// failures counts merges failed in a row, for the log.
@@ -177,7 +175,7 @@ func (db *DB) openStaging() error {
 	if err := m.readRing(c); err != nil {
 		return fmt.Errorf("read staging table: %w", err)
 	}
-	if m.staged > 0 {
+	if m.staged() > 0 {
 		m.since = time.Now()
 		n, err := db.mergeAll()
 		if err != nil {
@@ -207,9 +205,11 @@ func (m *merger) readRing(c *sqlite3.SQLiteConn) error {
 		return fmt.Errorf("%w: %s.slots is %d", ErrUnknownSchema, StagingMeta, m.slots)
 	}
 	m.hi = max(m.hi, m.merged)
-	m.staged = int(m.hi - m.merged)
 	return nil
 }
+
+// staged is how many events the ring holds: ids merged+1 to hi.
+func (m *merger) staged() int { return int(m.hi - m.merged) }
 
 // upgradeStaging moves the rows of a staging table of the versions before
 // the ring into event, in id order with their ids, and drops it and the
@@ -326,24 +326,24 @@ func (m *merger) room(c *sqlite3.SQLiteConn, first int64, n int) (merged, slots 
 // committed records a transaction that committed the events up to id hi,
 // with the ring's watermark and size as it left them.
 func (m *merger) committed(hi, merged, slots int64) {
-	if m.staged == 0 {
+	if m.staged() == 0 {
 		m.since = time.Now()
 	}
 	m.hi, m.merged, m.slots = hi, merged, slots
-	m.staged = int(hi - merged)
-	m.grow = m.grow && slots < maxRingSlots && m.staged == 0
+	m.grow = m.grow && slots < maxRingSlots && m.staged() == 0
 }
 
 // due returns how long until the next merge is due; zero or less means now.
 func (m *merger) due(o Options, now time.Time) time.Duration {
-	if m.staged == 0 {
+	staged := m.staged()
+	if staged == 0 {
 		return time.Hour
 	}
-	if m.staged >= o.MergeRows {
+	if staged >= o.MergeRows {
 		return 0
 	}
 	wait := o.MergeInterval
-	if m.staged < mergeQuietRows {
+	if staged < mergeQuietRows {
 		wait = o.MergeQuietInterval
 	}
 	return m.since.Add(wait).Sub(now)
@@ -359,7 +359,7 @@ func (w *writer) mergeIfDue() {
 	if _, _, err := w.db.mergeOnce(m.limit(w.db.opts)); err != nil {
 		m.failures++
 		if time.Since(m.lastFailLog) >= time.Second {
-			w.db.logger.Error("merge failed; the events stay staged and are merged later", "staged", m.staged, "err", classify(err), "failures", m.failures)
+			w.db.logger.Error("merge failed; the events stay staged and are merged later", "staged", m.staged(), "err", classify(err), "failures", m.failures)
 			m.lastFailLog = time.Now()
 		}
 		// Try again after an interval, not after every commit.
@@ -404,7 +404,6 @@ func (db *DB) mergeOnce(limit int) (moved int, more bool, err error) {
 	start := time.Now()
 	lo, hi := m.merged+1, m.hi
 	if hi < lo {
-		m.staged = 0
 		return 0, false, nil
 	}
 	upto := hi
@@ -435,7 +434,6 @@ func (db *DB) mergeOnce(limit int) (moved int, more bool, err error) {
 	db.merges.Add(1)
 	db.merged.Add(uint64(n))
 	m.merged = upto
-	m.staged = int(hi - upto)
 	more = upto < hi
 	if more {
 		// The rest is older than the interval already: due at once.
