@@ -35,16 +35,6 @@ func TestCompareJoined(t *testing.T) {
 	}
 }
 
-// TestMmapCap: a 32-bit build maps at most 128 MiB a read connection.
-func TestMmapCap(t *testing.T) {
-	if got := mmapCap(32); got != 128<<20 {
-		t.Errorf("mmapCap(32) = %d, want %d", got, 128<<20)
-	}
-	if got := mmapCap(64); got < 2<<30 {
-		t.Errorf("mmapCap(64) = %d, want at least SQLite's cap", got)
-	}
-}
-
 // FunnelCounts is what the summaries' funnel did so far: funnels answered
 // from the summaries, read again because the watermark moved, left to the
 // raw rows because of a tail row before its user's time, and days and

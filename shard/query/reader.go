@@ -11,10 +11,8 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,19 +33,6 @@ const (
 	DefaultBusyTimeout = 5 * time.Second
 )
 
-// maxMmapSize is the most Options.MmapSize maps a connection: on a 32-bit
-// build 128 MiB (four readers then take at most half a GiB of the address
-// space, and the Go heap keeps its room); elsewhere SQLite's own cap,
-// 2 GiB - 64 KiB, applies.
-var maxMmapSize = mmapCap(strconv.IntSize)
-
-func mmapCap(intBits int) int64 {
-	if intBits < 64 {
-		return 128 << 20
-	}
-	return math.MaxInt64
-}
-
 // Sentinel errors.
 var (
 	// ErrTimeout is a query that ran past its time limit, or waited past it
@@ -66,14 +51,6 @@ type Options struct {
 	MaxReaders  int
 	Timeout     time.Duration
 	BusyTimeout time.Duration
-	// MmapSize is each connection's PRAGMA mmap_size in bytes: SQLite
-	// then reads the first MmapSize bytes of the file through a mapping
-	// instead of a pread per page. 0, the default (SQLite's too), maps
-	// nothing: measured, it made no statistic faster on the benchmark
-	// database and the mapped pages count in the process's RSS
-	// (DESIGN.md, "mmap on the read connections, measured"). At most
-	// 128 MiB on a 32-bit build.
-	MmapSize int64
 	// LocalTime says the time column is in the server's local time zone
 	// (LOCAL_TIME), so time filters are written in it too.
 	LocalTime bool
@@ -133,8 +110,7 @@ func Open(path string, o Options) (*Reader, error) {
 }
 
 // OpenDB opens a database/sql handle on the database at path whose
-// connections are a Reader's (mode=ro, query_only, o's busy timeout and
-// mmap_size), with no bound on their number or time: Open's pool without
+// connections are a Reader's (mode=ro, query_only, o's busy timeout), with no bound on their number or time: Open's pool without
 // its limits, for benchmarks and tests that read as the server reads. It
 // checks nothing (Open does).
 func OpenDB(path string, o Options) *sql.DB {
@@ -146,31 +122,15 @@ func OpenDB(path string, o Options) *sql.DB {
 	q.Set("_query_only", "1")
 	q.Set("_busy_timeout", fmt.Sprint(o.BusyTimeout.Milliseconds()))
 	dsn := "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) + "?" + q.Encode()
-	return sql.OpenDB(readConnector{dsn, min(max(o.MmapSize, 0), maxMmapSize)})
+	return sql.OpenDB(readConnector{dsn})
 }
 
 // readConnector opens connections straight from the driver, each its own
-// SQLite connection with the pragmas of its DSN and mmap_size.
-type readConnector struct {
-	dsn      string
-	mmapSize int64
-}
+// SQLite connection with the pragmas of its DSN.
+type readConnector struct{ dsn string }
 
 func (c readConnector) Connect(context.Context) (driver.Conn, error) {
-	conn, err := (&sqlite3.SQLiteDriver{}).Open(c.dsn)
-	if err != nil {
-		return nil, err
-	}
-	if c.mmapSize > 0 {
-		// The pragma answers the size it took (SQLite's cap, or 0 where
-		// it cannot map; a mapping that fails later falls back to
-		// pread): the connection works either way.
-		if _, err := conn.(*sqlite3.SQLiteConn).Exec(fmt.Sprintf("PRAGMA mmap_size = %d", c.mmapSize), nil); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("set mmap_size: %w", err)
-		}
-	}
-	return conn, nil
+	return (&sqlite3.SQLiteDriver{}).Open(c.dsn)
 }
 
 func (c readConnector) Driver() driver.Driver { return &sqlite3.SQLiteDriver{} }

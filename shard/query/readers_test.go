@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,93 +107,5 @@ func TestReader_AtMostMaxReaders(t *testing.T) {
 	held[0].Close()
 	if err := <-done; err != nil {
 		t.Fatalf("the waiting query, once a reader finished: %v", err)
-	}
-}
-
-// TestReader_Mmap: with Options.MmapSize the read-only connections map the
-// database file (PRAGMA mmap_size), also under the process's own VFS, which
-// the writer registers; they still see each commit of the writer (which
-// reads and writes without a mapping); by default nothing is mapped.
-func TestReader_Mmap(t *testing.T) {
-	if _, err := os.Stat("/proc/self/maps"); err != nil {
-		t.Skipf("no /proc/self/maps to see the mappings in: %v", err)
-	}
-	path := filepath.Join(t.TempDir(), "events.db")
-	// write writes 500 events through a writer of its own, closed (merged
-	// into event) at the end.
-	write := func(from int) {
-		t.Helper()
-		db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err := db.Open(); err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		ev := make([]shard.Event, 500)
-		for i := range ev {
-			ev[i] = event(from+i, "app", "start", time.Now())
-		}
-		if err := db.Write(0, ev); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mapped := func() bool {
-		t.Helper()
-		maps, err := os.ReadFile("/proc/self/maps")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for line := range strings.Lines(string(maps)) {
-			if strings.HasSuffix(strings.TrimRight(line, "\n"), " "+path) {
-				return true
-			}
-		}
-		return false
-	}
-	count := func(r *query.Reader) (n int) {
-		t.Helper()
-		if err := r.QueryRowContext(context.Background(), "SELECT count(*) FROM event").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	write(0)
-	if mapped() {
-		t.Fatal("the database is mapped before any reader")
-	}
-	r, err := query.Open(path, query.Options{MmapSize: 64 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var size int64
-	if err := r.QueryRowContext(context.Background(), "PRAGMA mmap_size").Scan(&size); err != nil || size != 64<<20 {
-		t.Fatalf("mmap_size %d (%v), want %d", size, err, 64<<20)
-	}
-	if got := count(r); got != 500 {
-		t.Fatalf("%d rows, want 500", got)
-	}
-	if !mapped() {
-		t.Error("the readers did not map the database file")
-	}
-	write(500)
-	if got := count(r); got != 1000 {
-		t.Errorf("%d rows after the second write, want 1000", got)
-	}
-	r.Close()
-	if mapped() {
-		t.Error("the database is still mapped after the readers closed")
-	}
-	r, err = query.Open(path, query.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if got := count(r); got != 1000 {
-		t.Errorf("%d rows without mmap, want 1000", got)
-	}
-	if mapped() {
-		t.Error("the database is mapped by default")
 	}
 }
