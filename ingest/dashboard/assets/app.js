@@ -241,8 +241,13 @@
   const STATS_SHARE = 10;
   let statsDue = 0;
 
+  // A picker changed while the figures are being fetched: fetch them again
+  // once that is done (the answer on its way is for the old choice).
+  let again = false;
+
   async function refresh(tailOnly) {
-    if (busy || !key()) return;
+    if (!key()) return;
+    if (busy) { if (!tailOnly) again = true; return; }
     busy = true;
     try {
       const f = filters();
@@ -267,6 +272,7 @@
       else status("Could not load the statistics: " + e.message, true);
     } finally {
       busy = false;
+      if (again) { again = false; refresh(); }
     }
   }
 
