@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -129,8 +130,39 @@ func TestPage_Headers(t *testing.T) {
 		if !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
 			t.Errorf("GET %s: CSP %q", tc.path, csp)
 		}
+		// No foreign origin anywhere: every source is 'none', 'self' or
+		// (images only) data:.
+		for _, d := range strings.Split(csp, ";") {
+			f := strings.Fields(d)
+			for _, src := range f[1:] {
+				if src != "'none'" && src != "'self'" && (src != "data:" || f[0] != "img-src") {
+					t.Errorf("GET %s: CSP %s allows %s", tc.path, f[0], src)
+				}
+			}
+		}
 		if hdr.Get("X-Content-Type-Options") != "nosniff" || hdr.Get("Referrer-Policy") != "no-referrer" {
 			t.Errorf("GET %s: headers %v", tc.path, hdr)
+		}
+	}
+	// What the CSP enforces, kept in the source too: the page has no inline
+	// script or handler, and its script writes no HTML.
+	_, _, page := get(t, base+"/dashboard", "")
+	scripts := regexp.MustCompile(`<script[^>]*>[^<]*</script>`).FindAllString(page, -1)
+	if len(scripts) != strings.Count(page, "<script") || len(scripts) != 2 {
+		t.Errorf("%d script elements of %d, want 2", len(scripts), strings.Count(page, "<script"))
+	}
+	for _, sc := range scripts {
+		if !regexp.MustCompile(`^<script src="/dashboard/[A-Za-z.]+\.js" defer></script>$`).MatchString(sc) {
+			t.Errorf("the page holds inline code: %s", sc)
+		}
+	}
+	if m := regexp.MustCompile(`\son[a-z]+=`).FindString(page); m != "" {
+		t.Errorf("the page holds an inline handler: %q", m)
+	}
+	_, _, js := get(t, base+"/dashboard/app.js", "")
+	for _, sink := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "setAttribute(\"on"} {
+		if strings.Contains(js, sink) {
+			t.Errorf("app.js uses %s", sink)
 		}
 	}
 	for _, p := range []string{"/dashboard/uPlot.LICENSE", "/dashboard/nothing.js", "/dashboard/index.html", "/dashboard/..%2fstats.go"} {
