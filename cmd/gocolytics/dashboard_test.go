@@ -50,10 +50,11 @@ func getWithKey(t *testing.T, url, key string) (int, http.Header, string) {
 
 // TestBinary_Dashboard: on the main listener by default, the stats API
 // answers the admin key only (not an ingest key, nor a wrong one), sees the
-// events just posted, and the page carries its security headers.
+// events just posted, and the page carries its security headers; the key
+// is in no line of the log, at its most detailed level.
 func TestBinary_Dashboard(t *testing.T) {
 	t.Parallel()
-	s := gctest.Start(t, "", "--admin-keys", `["the-admin-key"]`)
+	s := gctest.Start(t, "", "--admin-keys", `["the-admin-key"]`, "--log-level", "debug")
 	if code, body := gctest.Post(t, nil, s.URL("/v1.0/events"), gctest.MarkedBatch("a", "b", "c")); code != 204 {
 		t.Fatalf("post: %d %s", code, body)
 	}
