@@ -54,6 +54,28 @@ func TestStatsAPI_Known(t *testing.T) {
  {"day": "2026-11-09", "count": 0, "skipped": 0, "avg": null, "p50": null, "p95": null, "min": null, "max": null},
  {"day": "2026-11-10", "count": 0, "skipped": 1, "avg": null, "p50": null, "p95": null, "min": null, "max": null}]`)
 
+	// The version and event type filters, worked out by hand from
+	// events.tsv: every figure counts the matching events only, except the
+	// "first event ever" of new users (u1's first event, on the 1st, is no
+	// level_end: u1 is no new user of the 2nd).
+	for _, tc := range []struct{ filter, want string }{
+		{"version=1.1", `{"summary": {"users": 3, "new_users": 2, "sessions": 4, "events": 9, "dau": 1, "wau": 2, "mau": 3, "median_session_seconds": 89.5},
+ "days": [{"day": "2026-11-01", "users": 0, "new_users": 0, "sessions": 0, "events": 0}, {"day": "2026-11-02", "users": 1, "new_users": 1, "sessions": 1, "events": 4},
+  {"day": "2026-11-03", "users": 1, "new_users": 0, "sessions": 1, "events": 1}, {"day": "2026-11-04", "users": 0, "new_users": 0, "sessions": 0, "events": 0},
+  {"day": "2026-11-05", "users": 1, "new_users": 0, "sessions": 1, "events": 2}, {"day": "2026-11-06", "users": 0, "new_users": 0, "sessions": 0, "events": 0},
+  {"day": "2026-11-07", "users": 0, "new_users": 0, "sessions": 0, "events": 0}, {"day": "2026-11-08", "users": 0, "new_users": 0, "sessions": 0, "events": 0},
+  {"day": "2026-11-09", "users": 0, "new_users": 0, "sessions": 0, "events": 0}, {"day": "2026-11-10", "users": 1, "new_users": 1, "sessions": 1, "events": 2}]}`},
+		{"event_type=level_end", `{"summary": {"users": 5, "new_users": 3, "sessions": 6, "events": 6, "dau": 1, "wau": 3, "mau": 5, "median_session_seconds": 0},
+ "days": [{"day": "2026-11-01", "users": 1, "new_users": 1, "sessions": 1, "events": 1}, {"day": "2026-11-02", "users": 2, "new_users": 1, "sessions": 2, "events": 2},
+  {"day": "2026-11-03", "users": 0, "new_users": 0, "sessions": 0, "events": 0}, {"day": "2026-11-04", "users": 0, "new_users": 0, "sessions": 0, "events": 0},
+  {"day": "2026-11-05", "users": 1, "new_users": 0, "sessions": 1, "events": 1}, {"day": "2026-11-06", "users": 0, "new_users": 0, "sessions": 0, "events": 0},
+  {"day": "2026-11-07", "users": 0, "new_users": 0, "sessions": 0, "events": 0}, {"day": "2026-11-08", "users": 1, "new_users": 0, "sessions": 1, "events": 1},
+  {"day": "2026-11-09", "users": 0, "new_users": 0, "sessions": 0, "events": 0}, {"day": "2026-11-10", "users": 1, "new_users": 1, "sessions": 1, "events": 1}]}`},
+	} {
+		_, _, body := get(t, base+"/v1.0/stats?"+novemberQuery+"&"+tc.filter, adminKey)
+		querytest.EqualJSON(t, tc.filter, body[:strings.Index(body, `,"event_types"`)]+"}", tc.want)
+	}
+
 	// Without since and until: the 30 days ending today (the 10th).
 	_, _, body = get(t, base+"/v1.0/stats?application=Game", adminKey)
 	querytest.EqualJSON(t, "default range", body[strings.Index(body, `"summary"`)-1:strings.Index(body, `,"days"`)]+"}",
