@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,19 +138,7 @@ var hostile = []string{
 func TestDashboard_BrowserHostile(t *testing.T) {
 	t.Parallel()
 	browser := chromiumPath(t)
-	path := filepath.Join(t.TempDir(), "hostile.db")
-	app := hostile[0]
-	var events []shard.Event
-	day := time.Date(2026, 11, 9, 10, 0, 0, 0, time.UTC)
-	for i, h := range hostile {
-		for j := range 3 {
-			events = append(events, shard.Event{Time: day.Add(time.Duration(i*3+j) * time.Hour / 2), Application: app,
-				EventType: h, Version: h, Platform: h, UserID: h + string(rune('a'+j)), SessionID: h,
-				Value: `{"score":` + jsonString(h) + `,` + jsonString(h) + `:1}`})
-		}
-	}
-	querytest.Write(t, path, events)
-	base := startDashboard(t, path)
+	base := startDashboard(t, hostileDB(t))
 	page := base + "/dashboard?since=2026-11-01&until=2026-11-10&live=0#key=" + adminKey
 	dom, console := browse(t, browser, page, "--dump-dom")
 	if !strings.Contains(dom, `data-loaded="true"`) {
@@ -178,6 +167,62 @@ func TestDashboard_BrowserHostile(t *testing.T) {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page does not show %s as text", want)
 		}
+	}
+}
+
+// hostileDB writes a database whose every string is one of hostile, in
+// the application hostile[0], and returns its path.
+func hostileDB(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "hostile.db")
+	var events []shard.Event
+	day := time.Date(2026, 11, 9, 10, 0, 0, 0, time.UTC)
+	for i, h := range hostile {
+		for j := range 3 {
+			events = append(events, shard.Event{Time: day.Add(time.Duration(i*3+j) * time.Hour / 2), Application: hostile[0],
+				EventType: h, Version: h, Platform: h, UserID: h + string(rune('a'+j)), SessionID: h,
+				Value: `{"score":` + jsonString(h) + `,` + jsonString(h) + `:1}`})
+		}
+	}
+	querytest.Write(t, path, events)
+	return path
+}
+
+// TestDashboard_BrowserHostileBuilders: the funnel builder and the value
+// chart, used over hostile event types, show them as text and run
+// nothing.
+func TestDashboard_BrowserHostileBuilders(t *testing.T) {
+	t.Parallel()
+	browser := chromiumPath(t)
+	base := startDashboard(t, hostileDB(t))
+	p := chromium.Open(t, browser, 1280, 900)
+	p.Navigate(base + "/dashboard?since=2026-11-01&until=2026-11-10&live=0#key=" + adminKey)
+	p.WaitFor(`document.body.dataset.loaded === "true"`, 30*time.Second)
+	steps, _ := json.Marshal(hostile[:3])
+	p.Eval(`(() => {
+		document.getElementById("funnel-add").click();
+		const steps = `+string(steps)+`;
+		document.querySelectorAll("#funnel-steps select").forEach((s, i) => { s.value = steps[i]; });
+		document.querySelector("#funnel-form button[type=submit]").click();
+		document.getElementById("value-type").value = steps[1];
+		document.getElementById("value-field").value = "score";
+		document.querySelector("#value-form button[type=submit]").click();
+	})()`, nil)
+	p.WaitFor(`document.querySelectorAll("#funnel .row").length === 3 && document.getElementById("value-note").textContent !== ""`, 10*time.Second)
+	var got struct {
+		Title, Note string
+		Funnel      []string
+		Elements    int
+	}
+	p.Eval(`({title: document.title, note: document.getElementById("value-note").textContent,
+		funnel: [...document.querySelectorAll("#funnel .row .name")].map((e) => e.textContent),
+		elements: document.querySelectorAll("img, svg:not(.uplot svg), iframe, main script, a[href^=javascript]").length})`, &got)
+	want := []string{"1. " + hostile[0], "2. " + hostile[1], "3. " + hostile[2]}
+	if got.Title != "gocolytics dashboard" || got.Elements != 0 || strings.Join(got.Funnel, "|") != strings.Join(want, "|") ||
+		got.Note != "0 numbers, 3 events without a number skipped" {
+		t.Errorf("got %+v; want the title unchanged, no element from event data, funnel steps %q, 3 skipped", got, want)
+	}
+	if c := p.Console(); len(c) > 0 {
+		t.Errorf("console messages:\n%s", strings.Join(c, "\n"))
 	}
 }
 
