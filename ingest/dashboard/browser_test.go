@@ -36,68 +36,6 @@ func text(t *testing.T, dom, id string) string {
 	return m[1]
 }
 
-// TestDashboard_Browser loads the page in Chromium with the key in the
-// fragment: the tiles and the retention grid show the dataset's figures,
-// nothing is logged to the console, and a screenshot is saved (the same
-// Chromium run: each start costs seconds).
-func TestDashboard_Browser(t *testing.T) {
-	t.Parallel()
-	browser := chromiumPath(t)
-	base := startDashboard(t, querytest.Known(t))
-	page := base + "/dashboard?application=Game&since=2026-11-01&until=2026-11-10&live=0#key=" + adminKey
-
-	shot := filepath.Join(os.TempDir(), "gocolytics-dashboard.png")
-	os.Remove(shot)
-	dom, console := browse(t, browser, page, "--dump-dom", "--screenshot="+shot, "--window-size=1280,2600", "--hide-scrollbars")
-	if len(console) > 0 {
-		t.Errorf("console messages:\n%s", strings.Join(console, "\n"))
-	}
-	if !strings.Contains(dom, `data-loaded="true"`) {
-		t.Fatalf("the page did not load the statistics:\n%s", dom)
-	}
-	for id, want := range map[string]string{"tile-dau": "1", "tile-wau": "4", "tile-mau": "7", "tile-new": "5",
-		"tile-sessions": "10", "tile-median": "59.5 s"} {
-		if got := text(t, dom, id); got != want {
-			t.Errorf("%s shows %q, want %q", id, got, want)
-		}
-	}
-	// Retention rows, newest cohort first: cohort, users, d1, d7, d30.
-	row := regexp.MustCompile(`<tr data-cohort="([^"]+)"><td>[^<]*</td><td class="num">(\d+)</td>` +
-		`<td class="cell" data-col="d1"[^>]*>([^<]*)</td><td class="cell" data-col="d7"[^>]*>([^<]*)</td><td class="cell" data-col="d30"[^>]*>([^<]*)</td></tr>`)
-	got := map[string]string{}
-	for _, m := range row.FindAllStringSubmatch(dom, -1) {
-		got[m[1]] = strings.Join(m[2:], " | ")
-	}
-	for cohort, want := range map[string]string{
-		"2026-11-01": "2 | 1 (50%) | 2 (100%) | –",
-		"2026-11-02": "1 | 1 (100%) | 0 (0%) | –",
-		"2026-11-03": "1 | 0 (0%) | 0 (0%) | –",
-		"2026-11-04": "0 | 0 | – | –",
-		"2026-11-10": "1 | – | – | –",
-	} {
-		if got[cohort] != want {
-			t.Errorf("retention row %s shows %q, want %q", cohort, got[cohort], want)
-		}
-	}
-	if len(got) != 10 {
-		t.Errorf("%d retention rows, want 10", len(got))
-	}
-	if strings.Contains(dom, adminKey) {
-		t.Error("the key is in the page")
-	}
-
-	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
-		t.Errorf("screenshot %s: %v", shot, err)
-	} else {
-		t.Logf("screenshot: %s", shot)
-	}
-	if os.Getenv("GOCOLYTICS_CI") != "" {
-		// CI keeps a phone-sized one as well.
-		phone := filepath.Join(os.TempDir(), "gocolytics-dashboard-phone.png")
-		browse(t, browser, page, "--screenshot="+phone, "--window-size=390,2400", "--hide-scrollbars")
-	}
-}
-
 // TestDashboard_BrowserNoKey: without a key, the page asks for one and
 // shows no figures.
 func TestDashboard_BrowserNoKey(t *testing.T) {

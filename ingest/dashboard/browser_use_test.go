@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,15 +13,18 @@ import (
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
 )
 
-// TestDashboard_BrowserUse uses the page in Chromium as a developer does,
-// on the known dataset: the key from the fragment is kept in the browser's
-// storage (and leaves the address), the charts, platform bars, pickers and
-// latest events show the dataset, the funnel builder and the value chart
-// answer its figures, two pickers changed at once both apply, a phone-wide
-// window needs no sideways scrolling, the stored key serves a visit
+// TestDashboard_Browser loads the page in Chromium with the key in the
+// fragment, on the known dataset: the tiles and the retention grid show
+// its figures, and a screenshot is saved. Then it uses the page as a
+// developer does: the key is kept in the browser's storage (and leaves the
+// address), the charts, platform bars, pickers and latest events show the
+// dataset, the funnel builder and the value chart answer its figures, two
+// pickers changed at once both apply, a phone-wide window needs no
+// sideways scrolling (a second screenshot), the stored key serves a visit
 // without the fragment, and "Forget key" brings the prompt back. Nothing
-// is logged to the console.
-func TestDashboard_BrowserUse(t *testing.T) {
+// is logged to the console. (One Chromium for all: each start costs
+// seconds.)
+func TestDashboard_Browser(t *testing.T) {
 	t.Parallel()
 	browser := chromiumPath(t)
 	base := startDashboard(t, querytest.Known(t))
@@ -30,12 +34,49 @@ func TestDashboard_BrowserUse(t *testing.T) {
 	loaded := `document.body.dataset.loaded === "true"`
 	p.WaitFor(loaded, 30*time.Second)
 
+	var dom string
+	p.Eval("document.documentElement.outerHTML", &dom)
+	for id, want := range map[string]string{"tile-dau": "1", "tile-wau": "4", "tile-mau": "7", "tile-new": "5",
+		"tile-sessions": "10", "tile-median": "59.5 s"} {
+		if got := text(t, dom, id); got != want {
+			t.Errorf("%s shows %q, want %q", id, got, want)
+		}
+	}
+	// Retention rows, newest cohort first: cohort, users, d1, d7, d30.
+	row := regexp.MustCompile(`<tr data-cohort="([^"]+)"><td>[^<]*</td><td class="num">(\d+)</td>` +
+		`<td class="cell" data-col="d1"[^>]*>([^<]*)</td><td class="cell" data-col="d7"[^>]*>([^<]*)</td><td class="cell" data-col="d30"[^>]*>([^<]*)</td></tr>`)
+	got := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(dom, -1) {
+		got[m[1]] = strings.Join(m[2:], " | ")
+	}
+	for cohort, want := range map[string]string{
+		"2026-11-01": "2 | 1 (50%) | 2 (100%) | –",
+		"2026-11-02": "1 | 1 (100%) | 0 (0%) | –",
+		"2026-11-03": "1 | 0 (0%) | 0 (0%) | –",
+		"2026-11-04": "0 | 0 | – | –",
+		"2026-11-10": "1 | – | – | –",
+	} {
+		if got[cohort] != want {
+			t.Errorf("retention row %s shows %q, want %q", cohort, got[cohort], want)
+		}
+	}
+	if len(got) != 10 {
+		t.Errorf("%d retention rows, want 10", len(got))
+	}
+	if strings.Contains(dom, adminKey) {
+		t.Error("the key is in the page")
+	}
+	shot := filepath.Join(os.TempDir(), "gocolytics-dashboard.png")
+	saveScreenshot(t, p, shot)
+
 	eval := func(what, expression string, want string) {
 		t.Helper()
 		var got any
 		p.Eval(expression, &got)
 		querytest.EqualJSON(t, what, mustMarshal(t, got), want)
 	}
+	eval("the retention grid's shading", `["d1", "d7", "d30"].map((k) => document.querySelector('tr[data-cohort="2026-11-01"] td[data-col="' + k + '"]').style.backgroundColor)`,
+		`["rgba(37, 99, 235, 0.38)", "rgba(37, 99, 235, 0.68)", ""]`)
 	eval("the key's place", `[localStorage.getItem("gocolytics.adminKey"), location.hash, location.href.includes("key")]`,
 		`["`+adminKey+`", "", false]`)
 	legend := `(id) => [...document.querySelectorAll("#" + id + " .u-legend .u-label")].map((e) => e.textContent)`
@@ -97,13 +138,7 @@ func TestDashboard_BrowserUse(t *testing.T) {
 	eval("on a phone", `[document.documentElement.scrollWidth <= innerWidth,
 		[...document.querySelectorAll("header, .tile, .card, #pickers label")].every((e) => e.getBoundingClientRect().right <= innerWidth),
 		getComputedStyle(document.body).fontSize]`, `[true, true, "14px"]`)
-	shot := filepath.Join(os.TempDir(), "gocolytics-dashboard-phone.png")
-	p.Screenshot(shot)
-	if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
-		t.Errorf("phone screenshot %s: %v", shot, err)
-	} else {
-		t.Logf("phone screenshot: %s", shot)
-	}
+	saveScreenshot(t, p, filepath.Join(os.TempDir(), "gocolytics-dashboard-phone.png"))
 
 	// A later visit without the fragment: the stored key.
 	p.Call("Emulation.clearDeviceMetricsOverride", nil, nil)
@@ -118,6 +153,19 @@ func TestDashboard_BrowserUse(t *testing.T) {
 
 	if c := p.Console(); len(c) > 0 {
 		t.Errorf("console messages:\n%s", strings.Join(c, "\n"))
+	}
+}
+
+// saveScreenshot saves the page as a PNG file at path, and checks it is one
+// with something drawn.
+func saveScreenshot(t *testing.T, p *chromium.Page, path string) {
+	t.Helper()
+	os.Remove(path)
+	p.Screenshot(path)
+	if fi, err := os.Stat(path); err != nil || fi.Size() < 10000 {
+		t.Errorf("screenshot %s: %v", path, err)
+	} else {
+		t.Logf("screenshot: %s", path)
 	}
 }
 
