@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/gocolytics/gocolytics/ingest/internal/chromium"
+	"github.com/gocolytics/gocolytics/shard"
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
+	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
 
 // TestDashboard_Browser loads the page in Chromium with the key in the
@@ -27,7 +30,8 @@ import (
 func TestDashboard_Browser(t *testing.T) {
 	t.Parallel()
 	browser := chromiumPath(t)
-	base := startDashboard(t, querytest.Known(t))
+	path := querytest.Known(t)
+	base := startDashboard(t, path)
 	page := base + "/dashboard?application=Game&since=2026-11-01&until=2026-11-10&live=0"
 	p := chromium.Open(t, browser, 1280, 900)
 	p.Navigate(page + "#key=" + adminKey)
@@ -130,6 +134,16 @@ func TestDashboard_Browser(t *testing.T) {
 	p.WaitFor(`document.getElementById("status").textContent.startsWith("Game, 2026-11-04 to 2026-11-10 ")`, 10*time.Second)
 	tiles := `["dau", "wau", "mau", "new", "sessions", "median"].map((k) => document.getElementById("tile-" + k).textContent)`
 	eval("Linux, 7 days", tiles, `["0", "1", "4", "0", "1", "30 s"]`)
+	// The application picker: Other, all platforms (u1 on the 4th).
+	p.Eval(`(() => {
+		const set = (id, v) => { const s = document.getElementById(id); s.value = v; s.dispatchEvent(new Event("change")); };
+		set("application", "Other");
+		set("platform", "");
+	})()`, nil)
+	// (The first change's figures, Other on Linux, all zero, come first.)
+	p.WaitFor(`document.getElementById("status").textContent.startsWith("Other, ") && document.getElementById("tile-mau").textContent !== "0"`, 10*time.Second)
+	eval("Other, 7 days", `[`+tiles+`, document.getElementById("status").textContent.slice(0, 32)]`,
+		`[["0", "1", "1", "0", "1", "0 s"], "Other, 2026-11-04 to 2026-11-10 "]`)
 
 	// A phone: no sideways scrolling, nothing wider than the screen, the
 	// small screen's type.
@@ -145,6 +159,20 @@ func TestDashboard_Browser(t *testing.T) {
 	p.Navigate(page)
 	p.WaitFor(loaded, 30*time.Second)
 	eval("a visit with the stored key", tiles, `["1", "4", "7", "5", "10", "59.5 s"]`)
+
+	// Live: with "Refresh every 10 s" on, an event stored while the page is
+	// open shows in the latest events and the figures within a refresh.
+	p.Navigate(strings.TrimSuffix(page, "&live=0"))
+	p.WaitFor(loaded, 30*time.Second)
+	w := shardtest.Open(t, path, shard.Options{})
+	if err := w.Write(0, []shard.Event{{Time: time.Date(2026, 11, 10, 20, 0, 0, 0, time.UTC), Application: "Game", UserID: "live",
+		SessionID: "live", EventType: "start", Version: "1.1", Platform: "Web", Value: "{}"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Merge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitFor(`document.querySelector("#recent tbody tr").cells[2].textContent === "live" && document.getElementById("tile-dau").textContent === "2"`, 25*time.Second)
 
 	// Forget key: the prompt, no figures, nothing stored.
 	p.Eval(`document.getElementById("forget").click()`, nil)
