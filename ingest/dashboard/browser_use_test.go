@@ -77,7 +77,11 @@ func TestDashboard_Browser(t *testing.T) {
 		t.Helper()
 		var got any
 		p.Eval(expression, &got)
-		querytest.EqualJSON(t, what, mustMarshal(t, got), want)
+		b, err := json.Marshal(got) // as JSON: EqualJSON reads a string as JSON text
+		if err != nil {
+			t.Fatal(err)
+		}
+		querytest.EqualJSON(t, what, b, want)
 	}
 	eval("the retention grid's shading", `["d1", "d7", "d30"].map((k) => document.querySelector('tr[data-cohort="2026-11-01"] td[data-col="' + k + '"]').style.backgroundColor)`,
 		`["rgba(37, 99, 235, 0.38)", "rgba(37, 99, 235, 0.68)", ""]`)
@@ -195,13 +199,4 @@ func saveScreenshot(t *testing.T, p *chromium.Page, path string) {
 	} else {
 		t.Logf("screenshot: %s", path)
 	}
-}
-
-func mustMarshal(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -40,10 +40,8 @@ func Run(t testing.TB, chromium, url string, budget time.Duration, extra ...stri
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0",
-		"--virtual-time-budget=" + budgetMillis(budget)}, extra...)
+	args := append(flags(t), "--virtual-time-budget="+budgetMillis(budget))
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, chromium, append(args, url)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -66,6 +64,15 @@ func Run(t testing.TB, chromium, url string, budget time.Duration, extra ...stri
 		}
 	}
 	return stdout.String(), console
+}
+
+// flags are what every Chromium of the tests runs with: headless on a test
+// machine (no sandbox, GPU, QUIC or background traffic), a fresh profile,
+// console messages on stderr.
+func flags(t testing.TB) []string {
+	return []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0"}
 }
 
 func budgetMillis(d time.Duration) string {

@@ -54,10 +54,7 @@ func Open(t testing.TB, chromium string, width, height int) *Page {
 		t.Fatal(err)
 	}
 	p := &Page{t: t, in: cmdW, waiting: map[int]chan reply{}, closed: make(chan struct{})}
-	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir=" + t.TempDir(), "--enable-logging=stderr", "--v=0", "--remote-debugging-pipe",
-		fmt.Sprintf("--window-size=%d,%d", width, height), "--hide-scrollbars", "about:blank"}
+	args := append(flags(t), "--remote-debugging-pipe", fmt.Sprintf("--window-size=%d,%d", width, height), "--hide-scrollbars", "about:blank")
 	p.cmd = exec.Command(chromium, args...)
 	p.cmd.ExtraFiles = []*os.File{cmdR, outW} // fds 3 and 4
 	p.cmd.Stderr = &lockedWriter{mu: &p.mu, b: &p.stderr}
