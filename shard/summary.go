@@ -27,6 +27,10 @@ import (
 //     each application's day: the applications list, and the ids a query of
 //     raw rows (funnel, value) reads. Deletes leave the id bounds alone:
 //     they may become wider than the rows left, never narrower.
+//   - SummaryValues: per application, day, event type, version and
+//     platform, the numbers of value's fields (the value statistics), one
+//     row per pass and field until the day is folded, as stats_activity
+//     (valueSQL says what its rows hold).
 //
 // SummaryState's built_id is the watermark: the tables cover exactly the
 // rows of event whose id is at most built_id. Rows above it (the tail) are
@@ -47,13 +51,14 @@ const (
 	SummaryUsers    = "stats_user"
 	SummaryDays     = "stats_day"
 	SummaryState    = "stats_state"
+	SummaryValues   = "stats_value"
 	// summaryPasses holds where each summary pass began (summarizeSQL).
 	summaryPasses = "stats_pass"
 )
 
 // summaryVersion is the layout of the tables; tables of another layout are
 // dropped and built again.
-const summaryVersion = 3
+const summaryVersion = 4
 
 // Defaults of the summary passes.
 const (
@@ -102,6 +107,18 @@ CREATE TABLE IF NOT EXISTS stats_day (
 	PRIMARY KEY (application, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats_pass (lo INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS stats_value (
+	application TEXT NOT NULL,
+	day TEXT NOT NULL,
+	event_type TEXT NOT NULL,
+	field TEXT NOT NULL,
+	pass INTEGER NOT NULL,
+	version TEXT NOT NULL,
+	platform TEXT NOT NULL,
+	events INTEGER NOT NULL,
+	numbers TEXT,
+	PRIMARY KEY (application, day, event_type, field, pass, version, platform)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats_state (
 	id INTEGER PRIMARY KEY CHECK (id = 1),
 	version INTEGER NOT NULL,
@@ -129,7 +146,95 @@ ON CONFLICT DO UPDATE SET first_time = excluded.first_time WHERE excluded.first_
 	`INSERT INTO stats_day (application, day, min_id, max_id, events, pending)
 SELECT application, substr(time, 1, 10), min(id), max(id), count(*), 1 FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
 ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id), events = events + excluded.events, pending = 1`,
+	valueEventsSQL(passRows),
+	valueFieldsSQL(passRows),
 	`UPDATE stats_state SET built_id = ?2`,
+}
+
+// passRows is the rows of a pass for valueSQL: ids above ?1 up to ?2, of
+// the pass ?1.
+const passRows = `SELECT id, application, time, event_type, version, platform, value, ?1 AS pass FROM event WHERE id > ?1 AND id <= ?2`
+
+// The value statistics' summary, stats_value: a group is an application,
+// day, event type, version and platform in one pass (pass -1 once its day
+// is folded), and it has rows of three kinds, by field:
+//
+//   - ”: events is how many events the group holds (numbers NULL);
+//   - '*': events is how many of them were left out (irregular, below;
+//     numbers NULL), so that a reader reads such a group's day raw;
+//   - a field name F (a dotted path of object keys, as the stats API's
+//     field parameter names it): numbers is the texts of the numbers the
+//     raw path reads at F from the group's other events, joined by commas
+//     (events of them): exactly `value -> P` where `json_type(value, P) IN
+//     ('integer', 'real')`, P being the path the query builds from F
+//     (`$."a"."b"`), so that a reader parses the very texts the raw query
+//     would. A number's text never holds a comma.
+//
+// The fields are found with json_tree (valid JSON only, as the raw path
+// tests json_valid): each numeric leaf whose full key is a path of object
+// keys names a candidate F (its quotes dropped; kept only when made of
+// letters, digits, _, - and dots, at most maxValueField bytes), each
+// candidate counted once per event, and then read by the raw path's very
+// expressions. So a row holds exactly what the raw path reads for its
+// field, whatever json_tree says: duplicate keys ({"a":1,"a":2}: the
+// lookup's first), a key holding a dot ({"a.b":1} names "a.b", which the
+// lookup reads as a then b). What json_tree cannot show is a leaf the
+// lookup finds under another spelling: a key written with escapes
+// ("sc\u006fre" is found by $."score"; json_tree's full key keeps the
+// escape). An event with such a leaf (a backslash in a numeric leaf's full
+// key), or with more than maxValueLeaves numeric leaves (the work and rows
+// an event may cost), is irregular: none of its fields is kept, and it is
+// counted in its group's '*' row. A value that is not valid JSON has no
+// fields (the raw path skips it too); arrays are never entered (a full key
+// through one holds a bracket).
+//
+// The key (application, day, event type, field first) makes a query of one
+// field a range per day, and a pass's rows land at the end of each event
+// type and field of the day: a few leaves per pass.
+const (
+	maxValueLeaves = 64
+	maxValueField  = 200
+)
+
+// valueEventsSQL adds the ” rows of the rows of rows (passRows, or a
+// delete's groups) to stats_value.
+func valueEventsSQL(rows string) string {
+	return `INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT application, substr(time, 1, 10), event_type, '', pass, version, platform, count(*), NULL
+FROM (` + rows + `) GROUP BY 1, 2, 3, 5, 6, 7
+ON CONFLICT DO UPDATE SET events = events + excluded.events`
+}
+
+// valueFieldsSQL adds the field rows and '*' rows of the rows of rows to
+// stats_value: per event, its candidate fields as a JSON array (["*"] when
+// irregular), then per group and field the numbers the raw path reads.
+func valueFieldsSQL(rows string) string {
+	// A numeric leaf's candidate field (its full key $.a."b-c" without $.
+	// and quotes); leaves inside arrays (a bracket) are never reached.
+	const leaves = `SELECT fullkey, replace(substr(fullkey, 3), '"', '') AS k
+	FROM json_tree(CASE WHEN json_valid(r.value) THEN r.value ELSE 'null' END) WHERE type IN ('integer', 'real') AND instr(fullkey, '[') = 0`
+	ok := `k <> '' AND length(k) <= ` + fmt.Sprint(maxValueField) + ` AND k NOT GLOB '*[^A-Za-z0-9_.-]*'`
+	// Irregular: a numeric leaf's full key holds an escape (only a value
+	// holding a backslash is looked at), or more than maxValueLeaves
+	// candidates (only a value long enough to hold them).
+	irregular := `instr(r.value, '\') > 0 AND (SELECT max(instr(fullkey, '\')) FROM (` + leaves + `)) > 0
+	OR length(r.value) > ` + fmt.Sprint(4*maxValueLeaves) + ` AND (SELECT count(*) FROM (` + leaves + `) WHERE ` + ok + `) > ` + fmt.Sprint(maxValueLeaves)
+	fields := `CASE WHEN ` + irregular + ` THEN '["*"]' ELSE (SELECT json_group_array(k) FROM (` + leaves + `) WHERE ` + ok + `) END`
+	const path = `'$."' || replace(f.value, '.', '"."') || '"'`
+	// x: '' for an irregular event, else the number the raw path reads at
+	// the field, if any. A field named twice in an event's list (a
+	// duplicate key) is counted once.
+	// The events are materialised: a subquery flattened into the next
+	// would evaluate fields once per use.
+	return `WITH e AS MATERIALIZED (SELECT r.*, ` + fields + ` AS fields FROM (` + rows + `) r WHERE r.value GLOB '*[0-9]*'),
+n AS MATERIALIZED (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_type, f.value AS field, e.pass, e.version, e.platform,
+		CASE WHEN f.value = '*' THEN '' WHEN json_type(e.value, ` + path + `) IN ('integer', 'real') THEN e.value -> (` + path + `) END AS x
+	FROM e, json_each(e.fields) f
+	WHERE NOT EXISTS (SELECT 1 FROM json_each(e.fields) g WHERE g.key < f.key AND g.value = f.value))
+INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT application, day, event_type, field, pass, version, platform, count(*), CASE WHEN field <> '*' THEN group_concat(x, ',') END
+FROM n WHERE x IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7
+ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = concat_ws(',', numbers, excluded.numbers)`
 }
 
 // Folding: a day whose rows are all summarised (its day is before the
@@ -167,6 +272,11 @@ FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY s
 ON CONFLICT DO UPDATE SET events = events + excluded.events,
 	first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
 	`DELETE FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0`,
+	`INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT application, day, event_type, field, -1, version, platform, sum(events), group_concat(numbers, ',')
+FROM stats_value WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY event_type, field, version, platform
+ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = concat_ws(',', numbers, excluded.numbers)`,
+	`DELETE FROM stats_value WHERE application = ?1 AND day = ?2 AND pass >= 0`,
 	`UPDATE stats_day SET pending = 0, folded_to = ?3 WHERE application = ?1 AND day = ?2`,
 }
 
@@ -221,7 +331,7 @@ func (db *DB) openSummaries() error {
 	if !ok {
 		// Missing, of an older layout, or without their state row: built
 		// again from id 0, in this layout.
-		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, summaryPasses, SummaryState} {
+		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, SummaryValues, summaryPasses, SummaryState} {
 			if _, err := c.Exec("DROP TABLE IF EXISTS "+t, nil); err != nil {
 				return fmt.Errorf("drop summary table %s: %w", t, err)
 			}
@@ -266,6 +376,7 @@ func resetSummaries(c *sqlite3.SQLiteConn) error {
 		"DELETE FROM stats_user",
 		"DELETE FROM stats_day",
 		"DELETE FROM stats_pass",
+		"DELETE FROM stats_value",
 		fmt.Sprintf("INSERT OR REPLACE INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion),
 		"COMMIT",
 	} {
@@ -359,7 +470,7 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 		// Another program removed the state row: the tables no longer
 		// say what they cover. Empty them and build them again.
 		db.logger.Warn("the summary tables' state row is gone; building them again")
-		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day", "DELETE FROM stats_pass",
+		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day", "DELETE FROM stats_pass", "DELETE FROM stats_value",
 			fmt.Sprintf("INSERT INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion)} {
 			if _, err := c.Exec(q, nil); err != nil {
 				return 0, false, fmt.Errorf("reset summary tables: %w", err)
@@ -536,6 +647,15 @@ JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 
 LEFT JOIN stats_pass p ON p.lo = (SELECT max(lo) FROM stats_pass WHERE lo < e.id)
 WHERE e.id IN temp.stats_gone_ids`
 
+// goneValueRows is the rows left of the groups of stats_value that lost
+// rows (stats_gone's, without session and user), for valueSQL: a group's
+// rows are those of its day and pass (lo, hi], within the day's ids.
+const goneValueRows = `SELECT e.id, e.application, e.time, e.event_type, e.version, e.platform, e.value, g.pass
+FROM (SELECT DISTINCT g.application, g.day, g.event_type, g.version, g.platform, g.pass, max(g.lo, d.min_id - 1) AS lo, min(g.hi, d.max_id) AS hi
+	FROM temp.stats_gone g JOIN stats_day d ON d.application = g.application AND d.day = g.day) g
+CROSS JOIN event e WHERE e.event_type = g.event_type AND e.id > g.lo AND e.id <= g.hi
+	AND +e.application = g.application AND substr(e.time, 1, 10) = g.day AND +e.version = g.version AND +e.platform = g.platform`
+
 // goneKey is the key of a row of stats_activity, s, equal to stats_gone's,
 // g.
 const goneKey = `(s.application, s.day, s.pass, s.session_id, s.user_id, s.event_type, s.version, s.platform) =
@@ -594,6 +714,12 @@ WHERE ` + goneKey + ` AND (g.first_time <= s.first_time OR g.last_time >= s.last
 FROM (SELECT application, user_id, min(first_time) AS first_time FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <= s.first_time`,
 		"DELETE FROM stats_user WHERE first_time = '' AND (application, user_id) IN (SELECT application, user_id FROM temp.stats_gone)",
+		// stats_value: the groups that lost rows are read again from
+		// the rows left of their pass.
+		`DELETE FROM stats_value WHERE (application, day, event_type) IN (SELECT application, day, event_type FROM temp.stats_gone)
+	AND (application, day, event_type, pass, version, platform) IN (SELECT application, day, event_type, pass, version, platform FROM temp.stats_gone)`,
+		valueEventsSQL(goneValueRows),
+		valueFieldsSQL(goneValueRows),
 	} {
 		res, err := c.Exec(q, nil)
 		if err != nil {

@@ -2,6 +2,9 @@ package shardtest
 
 import (
 	"database/sql"
+	"encoding/json"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -20,7 +23,7 @@ FROM event WHERE id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5
 	// that began below the id).
 	{"stats_activity by pass",
 		`SELECT application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time FROM stats_activity`,
-		`SELECT e.application, substr(e.time, 1, 10), CASE WHEN e.id <= d.folded_to THEN -1 ELSE (SELECT max(lo) FROM stats_pass WHERE lo < e.id) END,
+		`SELECT e.application, substr(e.time, 1, 10), ` + eventPass + `,
 	e.session_id, e.user_id, e.event_type, e.version, e.platform, count(*), min(e.time) || '', max(e.time) || ''
 FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
 WHERE e.id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`},
@@ -30,6 +33,21 @@ WHERE e.id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 		`SELECT application, day FROM stats_activity WHERE pass >= 0 EXCEPT SELECT application, day FROM stats_day WHERE pending
 UNION ALL SELECT application, day FROM stats_day WHERE pending NOT IN (0, 1, 2)`,
 		`SELECT '', '' WHERE 0`},
+	// stats_value: each group's events by pass (its numbers: checkValues).
+	{"stats_value events",
+		`SELECT application, day, event_type, pass, version, platform, events FROM stats_value WHERE field = ''`,
+		`SELECT e.application, substr(e.time, 1, 10), e.event_type, ` + eventPass + `, e.version, e.platform, count(*)
+FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
+WHERE e.id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2, 3, 4, 5, 6`},
+	// Rows of a group left out ('*') or of a field, never more than its
+	// events; a day not pending has only folded rows.
+	{"stats_value rows",
+		`SELECT application, day, event_type, pass, version, platform FROM stats_value v WHERE field <> '' AND (events <= 0
+	OR events > coalesce((SELECT events FROM stats_value e WHERE (e.application, e.day, e.event_type, e.field, e.pass, e.version, e.platform) =
+		(v.application, v.day, v.event_type, '', v.pass, v.version, v.platform)), 0)
+	OR (field = '*') <> (numbers IS NULL))
+UNION ALL SELECT application, day, '', pass, '', '' FROM stats_value WHERE pass >= 0 AND (application, day) NOT IN (SELECT application, day FROM stats_day WHERE pending)`,
+		`SELECT '', '', '', 0, '', '' WHERE 0`},
 	{"stats_user",
 		`SELECT application, user_id, first_time FROM stats_user`,
 		`SELECT application, user_id, min(time) || '' FROM event WHERE id <= (SELECT built_id FROM stats_state) GROUP BY 1, 2`},
@@ -43,6 +61,10 @@ UNION ALL SELECT application, day FROM stats_day WHERE pending NOT IN (0, 1, 2)`
 WHERE d.application = e.application AND d.day = substr(e.time, 1, 10) AND e.id BETWEEN d.min_id AND d.max_id)`,
 		`SELECT '', '' WHERE 0`},
 }
+
+// eventPass is the pass of the row of stats_activity or stats_value that
+// holds the row e of event (d its day's stats_day row).
+const eventPass = `CASE WHEN e.id <= d.folded_to THEN -1 ELSE (SELECT max(lo) FROM stats_pass WHERE lo < e.id) END`
 
 // CheckSummaries fails tb unless the summary tables of the database at path
 // are equal to what event's rows up to their watermark give, and cover
@@ -66,6 +88,7 @@ func CheckSummariesPart(tb testing.TB, path string) {
 	if err := db.QueryRow("SELECT built_id FROM stats_state").Scan(&built); err != nil {
 		tb.Fatalf("summary state: %v", err)
 	}
+	checkValues(tb, db)
 	for _, c := range summaryChecks {
 		for _, q := range [][2]string{{c.summary, c.raw}, {c.raw, c.summary}} {
 			var n int
@@ -99,4 +122,110 @@ func WaitSummaries(tb testing.TB, path string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// checkValues fails tb unless every field row of stats_value holds the
+// very number texts the value statistics' raw path reads at its field from
+// its group's rows, for every field any row's value has a number at (found
+// here by encoding/json) or stats_value names, except in groups with rows
+// left out ('*': their readers read the raw rows).
+func checkValues(tb testing.TB, db *sql.DB) {
+	tb.Helper()
+	fields := map[string]bool{}
+	for f := range queryTexts(tb, db, `SELECT DISTINCT field, '' FROM stats_value WHERE field NOT IN ('', '*')`) {
+		fields[f] = true
+	}
+	rows, err := db.Query(`SELECT value FROM event WHERE id <= (SELECT built_id FROM stats_state)`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			tb.Fatal(err)
+		}
+		var x any
+		d := json.NewDecoder(strings.NewReader(v))
+		d.UseNumber()
+		if d.Decode(&x) == nil {
+			numericFields(x, "", fields)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	rows.Close()
+	const group = `application || char(0) || day || char(0) || event_type || char(0) || pass || char(0) || version || char(0) || platform`
+	left := map[string]bool{}
+	for g := range queryTexts(tb, db, `SELECT `+group+`, '' FROM stats_value WHERE field = '*'`) {
+		left[g] = true
+	}
+	for f := range fields {
+		path := `$."` + strings.ReplaceAll(f, ".", `"."`) + `"`
+		want := queryTexts(tb, db, `SELECT `+group+`, group_concat(value -> ?1, ',') FROM (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_type, `+
+			eventPass+` AS pass, e.version, e.platform, e.value
+FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
+WHERE e.id <= (SELECT built_id FROM stats_state) AND json_valid(e.value) AND json_type(e.value, ?1) IN ('integer', 'real')) GROUP BY 1`, path)
+		got := queryTexts(tb, db, `SELECT `+group+`, numbers FROM stats_value WHERE field = ?1`, f)
+		for g, w := range want {
+			if !left[g] && sortedTexts(got[g]) != sortedTexts(w) {
+				tb.Errorf("stats_value %q of %q: numbers %q, want %q", f, g, got[g], w)
+			}
+		}
+		for g, n := range got {
+			if _, ok := want[g]; !ok && !left[g] {
+				tb.Errorf("stats_value %q of %q: numbers %q, want none", f, g, n)
+			}
+		}
+	}
+}
+
+// numericFields adds to out the dotted paths of object keys (letters,
+// digits, _ and -) at which x has a number, arrays never entered.
+func numericFields(x any, prefix string, out map[string]bool) {
+	m, ok := x.(map[string]any)
+	if !ok {
+		return
+	}
+	for k, v := range m {
+		if k == "" || strings.Trim(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+			continue
+		}
+		switch v := v.(type) {
+		case json.Number:
+			out[prefix+k] = true
+		case map[string]any:
+			numericFields(v, prefix+k+".", out)
+		}
+	}
+}
+
+// queryTexts answers a query of two text columns as a map.
+func queryTexts(tb testing.TB, db *sql.DB, q string, args ...any) map[string]string {
+	tb.Helper()
+	rows, err := db.Query(q, args...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k string
+		var v sql.NullString
+		if err := rows.Scan(&k, &v); err != nil {
+			tb.Fatal(err)
+		}
+		out[k] = v.String
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// sortedTexts is a list joined by commas, sorted.
+func sortedTexts(s string) string {
+	l := strings.Split(s, ",")
+	sort.Strings(l)
+	return strings.Join(l, ",")
 }
