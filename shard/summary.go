@@ -221,19 +221,22 @@ func valueFieldsSQL(rows string) string {
 	OR length(r.value) > ` + fmt.Sprint(4*maxValueLeaves) + ` AND (SELECT count(*) FROM (` + leaves + `) WHERE ` + ok + `) > ` + fmt.Sprint(maxValueLeaves)
 	fields := `CASE WHEN ` + irregular + ` THEN '["*"]' ELSE (SELECT json_group_array(k) FROM (` + leaves + `) WHERE ` + ok + `) END`
 	const path = `'$."' || replace(f.value, '.', '"."') || '"'`
-	// x: '' for an irregular event, else the number the raw path reads at
-	// the field, if any. A field named twice in an event's list (a
-	// duplicate key) is counted once.
+	// x: '' for an irregular event, else the JSON text at the field (then
+	// kept when a number). The raw path's json_type(value, P) IN
+	// ('integer', 'real') is the text starting with a digit or '-': the
+	// value is strict JSON (json_valid), where only a number does, and
+	// -> gives a number as written. One lookup instead of two. A field
+	// named twice in an event's list (a duplicate key) is counted once.
 	// The events are materialised: a subquery flattened into the next
 	// would evaluate fields once per use.
 	return `WITH e AS MATERIALIZED (SELECT r.*, ` + fields + ` AS fields FROM (` + rows + `) r WHERE r.value GLOB '*[0-9]*'),
 n AS MATERIALIZED (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_type, f.value AS field, e.pass, e.version, e.platform,
-		CASE WHEN f.value = '*' THEN '' WHEN json_type(e.value, ` + path + `) IN ('integer', 'real') THEN e.value -> (` + path + `) END AS x
+		CASE WHEN f.value = '*' THEN '' ELSE e.value -> (` + path + `) END AS x
 	FROM e, json_each(e.fields) f
 	WHERE NOT EXISTS (SELECT 1 FROM json_each(e.fields) g WHERE g.key < f.key AND g.value = f.value))
 INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
 SELECT application, day, event_type, field, pass, version, platform, count(*), CASE WHEN field <> '*' THEN group_concat(x, ',') END
-FROM n WHERE x IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7
+FROM n WHERE field = '*' OR x GLOB '[-0-9]*' GROUP BY 1, 2, 3, 4, 5, 6, 7
 ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = concat_ws(',', numbers, excluded.numbers)`
 }
 

@@ -261,7 +261,12 @@ func readValueSummary(ctx context.Context, q Querier, f Filter, field, path stri
 	}
 	value := strings.ReplaceAll(valueText, "value", "e.value")
 	groups := `application = ?2 AND day IN (SELECT value FROM json_each(?5)) AND event_type = ?3` + side
-	query := `WITH w AS (SELECT built_id AS w FROM stats_state WHERE id = 1),
+	args = append(args, summaryVersion)
+	version := fmt.Sprintf("?%d", len(args))
+	// The last row says whether the summaries are still kept, in this
+	// layout, in this snapshot (another program may have removed the
+	// state row since summariesReady).
+	query := `WITH w AS (SELECT built_id AS w FROM stats_state WHERE id = 1 AND version = ` + version + `),
 l AS (SELECT DISTINCT day FROM stats_value WHERE ` + groups + ` AND field = '*')
 SELECT 0, day, sum(events) FILTER (WHERE field = ''), group_concat(numbers, ',') FILTER (WHERE field = ?4)
 FROM stats_value WHERE ` + groups + ` AND field IN ('', ?4) AND day NOT IN l GROUP BY day
@@ -274,18 +279,24 @@ GROUP BY l.day
 UNION ALL
 SELECT 2, substr(e.time, 1, 10), count(*), group_concat(` + value + `, ',')
 FROM event e NOT INDEXED WHERE e.id > (SELECT w FROM w) AND e.application = ?2 AND e.time >= ?6 AND e.time < ?7 AND e.event_type = ?3` + raw + `
-GROUP BY 2`
+GROUP BY 2
+UNION ALL
+SELECT 3, NULL, (SELECT count(*) FROM w), NULL`
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return false, fmt.Errorf("query value: %w", err)
 	}
 	defer rows.Close()
-	valueReads.summary.Add(1)
+	var parts []valuePart
+	kept := false
 	for rows.Next() {
 		var kind, n int64
 		var day, packed *string
 		if err := rows.Scan(&kind, &day, &n, &packed); err != nil {
 			return false, fmt.Errorf("read value: %w", err)
+		}
+		if kind == 3 {
+			kept = n > 0
 		}
 		if day == nil || n == 0 {
 			continue
@@ -298,10 +309,17 @@ GROUP BY 2`
 			p.nums = parseNumbers(*packed, nil)
 		}
 		p.skipped = n - int64(len(p.nums))
-		add(p)
+		parts = append(parts, p)
 	}
 	if err := rows.Err(); err != nil {
 		return false, fmt.Errorf("read value: %w", err)
+	}
+	if !kept {
+		return false, nil
+	}
+	valueReads.summary.Add(1)
+	for _, p := range parts {
+		add(p)
 	}
 	return true, nil
 }
