@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -146,8 +147,8 @@ ON CONFLICT DO UPDATE SET first_time = excluded.first_time WHERE excluded.first_
 	`INSERT INTO stats_day (application, day, min_id, max_id, events, pending)
 SELECT application, substr(time, 1, 10), min(id), max(id), count(*), 1 FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
 ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id), events = events + excluded.events, pending = 1`,
-	valueEventsSQL(passRows),
-	valueFieldsSQL(passRows),
+	valueEventsSQL(SummaryValues, passRows),
+	valueFieldsSQL(SummaryValues, passRows),
 	`UPDATE stats_state SET built_id = ?2`,
 }
 
@@ -196,19 +197,20 @@ const (
 	maxValueField  = 200
 )
 
-// valueEventsSQL adds the ” rows of the rows of rows (passRows, or a
-// delete's groups) to stats_value.
-func valueEventsSQL(rows string) string {
-	return `INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
+// valueEventsSQL adds the events rows (field empty) of the rows of rows
+// (passRows, or a delete's rows) to table (stats_value, or the delete's
+// temp.stats_value_gone).
+func valueEventsSQL(table, rows string) string {
+	return `INSERT INTO ` + table + ` (application, day, event_type, field, pass, version, platform, events, numbers)
 SELECT application, substr(time, 1, 10), event_type, '', pass, version, platform, count(*), NULL
 FROM (` + rows + `) GROUP BY 1, 2, 3, 5, 6, 7
 ON CONFLICT DO UPDATE SET events = events + excluded.events`
 }
 
 // valueFieldsSQL adds the field rows and '*' rows of the rows of rows to
-// stats_value: per event, its candidate fields as a JSON array (["*"] when
+// table: per event, its candidate fields as a JSON array (["*"] when
 // irregular), then per group and field the numbers the raw path reads.
-func valueFieldsSQL(rows string) string {
+func valueFieldsSQL(table, rows string) string {
 	// A numeric leaf's candidate field (its full key $.a."b-c" without $.
 	// and quotes); leaves inside arrays (a bracket) are never reached.
 	const leaves = `SELECT fullkey, replace(substr(fullkey, 3), '"', '') AS k
@@ -234,7 +236,7 @@ n AS MATERIALIZED (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_t
 		CASE WHEN f.value = '*' THEN '' ELSE e.value -> (` + path + `) END AS x
 	FROM e, json_each(e.fields) f
 	WHERE NOT EXISTS (SELECT 1 FROM json_each(e.fields) g WHERE g.key < f.key AND g.value = f.value))
-INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
+INSERT INTO ` + table + ` (application, day, event_type, field, pass, version, platform, events, numbers)
 SELECT application, day, event_type, field, pass, version, platform, count(*), CASE WHEN field <> '*' THEN group_concat(x, ',') END
 FROM n WHERE field = '*' OR x GLOB '[-0-9]*' GROUP BY 1, 2, 3, 4, 5, 6, 7
 ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = concat_ws(',', numbers, excluded.numbers)`
@@ -628,6 +630,8 @@ func (db *DB) Summarize(ctx context.Context) error {
 
 const createGone = `
 CREATE TEMP TABLE IF NOT EXISTS stats_gone_ids (id INTEGER PRIMARY KEY);
+CREATE TEMP TABLE IF NOT EXISTS stats_value_gone (application, day, event_type, field, pass, version, platform, events, numbers,
+	PRIMARY KEY (application, day, event_type, field, pass, version, platform));
 CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time, lo, hi,
 	PRIMARY KEY (application, day, pass, session_id, user_id, event_type, version, platform));
 `
@@ -650,14 +654,14 @@ JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 
 LEFT JOIN stats_pass p ON p.lo = (SELECT max(lo) FROM stats_pass WHERE lo < e.id)
 WHERE e.id IN temp.stats_gone_ids`
 
-// goneValueRows is the rows left of the groups of stats_value that lost
-// rows (stats_gone's, without session and user), for valueSQL: a group's
-// rows are those of its day and pass (lo, hi], within the day's ids.
-const goneValueRows = `SELECT e.id, e.application, e.time, e.event_type, e.version, e.platform, e.value, g.pass
-FROM (SELECT DISTINCT g.application, g.day, g.event_type, g.version, g.platform, g.pass, max(g.lo, d.min_id - 1) AS lo, min(g.hi, d.max_id) AS hi
-	FROM temp.stats_gone g JOIN stats_day d ON d.application = g.application AND d.day = g.day) g
-CROSS JOIN event e WHERE e.event_type = g.event_type AND e.id > g.lo AND e.id <= g.hi
-	AND +e.application = g.application AND substr(e.time, 1, 10) = g.day AND +e.version = g.version AND +e.platform = g.platform`
+// goneValues is the rows of stats_gone_ids at or below the watermark as
+// valueSQL's rows, each of the pass whose rows of stats_value hold it.
+const goneValues = `SELECT id, application, time, event_type, version, platform, value, pass FROM (` + goneRows + `)`
+
+// valueKey is the key of a row of stats_value, s, equal to
+// stats_value_gone's, g.
+const valueKey = `(s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform) =
+(g.application, g.day, g.event_type, g.field, g.pass, g.version, g.platform)`
 
 // goneKey is the key of a row of stats_activity, s, equal to stats_gone's,
 // g.
@@ -680,7 +684,7 @@ func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.Na
 	if db.sum == nil {
 		return execRows(c, "DELETE FROM event WHERE rowid IN (SELECT rowid FROM event WHERE "+where+lim+")", args)
 	}
-	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone"} {
+	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone", "DELETE FROM temp.stats_value_gone"} {
 		if _, err := c.Exec(q, nil); err != nil {
 			return 0, fmt.Errorf("delete events: %w", err)
 		}
@@ -717,12 +721,11 @@ WHERE ` + goneKey + ` AND (g.first_time <= s.first_time OR g.last_time >= s.last
 FROM (SELECT application, user_id, min(first_time) AS first_time FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <= s.first_time`,
 		"DELETE FROM stats_user WHERE first_time = '' AND (application, user_id) IN (SELECT application, user_id FROM temp.stats_gone)",
-		// stats_value: the groups that lost rows are read again from
-		// the rows left of their pass.
-		`DELETE FROM stats_value WHERE (application, day, event_type) IN (SELECT application, day, event_type FROM temp.stats_gone)
-	AND (application, day, event_type, pass, version, platform) IN (SELECT application, day, event_type, pass, version, platform FROM temp.stats_gone)`,
-		valueEventsSQL(goneValueRows),
-		valueFieldsSQL(goneValueRows),
+		// stats_value: the counts down (the deleted rows' numbers go in
+		// subtractNumbers); rows left empty go.
+		`UPDATE stats_value AS s SET events = s.events - g.events FROM temp.stats_value_gone g WHERE ` + valueKey,
+		`DELETE FROM stats_value WHERE events <= 0 AND (application, day, event_type, field, pass, version, platform) IN
+(SELECT application, day, event_type, field, pass, version, platform FROM temp.stats_value_gone)`,
 	} {
 		res, err := c.Exec(q, nil)
 		if err != nil {
@@ -731,6 +734,87 @@ WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <
 		if i == 1 {
 			n, _ = res.RowsAffected()
 		}
+		if i == 0 {
+			// The deleted rows' part of stats_value, read as a pass
+			// reads them, before they go.
+			for _, q := range []string{valueEventsSQL("temp.stats_value_gone", goneValues), valueFieldsSQL("temp.stats_value_gone", goneValues)} {
+				if _, err := c.Exec(q, nil); err != nil {
+					return 0, fmt.Errorf("delete events: %w", err)
+				}
+			}
+		}
+	}
+	if err := subtractNumbers(c); err != nil {
+		return 0, fmt.Errorf("delete events: %w", err)
 	}
 	return n, nil
+}
+
+// subtractNumbers takes the numbers of stats_value_gone's rows out of
+// stats_value's: each text once (the same texts, read from the same
+// values by the same SQL as the pass that added them).
+func subtractNumbers(c *sqlite3.SQLiteConn) error {
+	rows, err := c.QueryContext(bg, `SELECT s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform, s.numbers, g.numbers
+FROM temp.stats_value_gone g JOIN stats_value s ON `+valueKey+` WHERE g.numbers IS NOT NULL`, nil)
+	if err != nil {
+		return err
+	}
+	type change struct {
+		key     []driver.NamedValue
+		numbers string
+	}
+	var changes []change
+	v := make([]driver.Value, 9)
+	for {
+		err := rows.Next(v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		left, ok := withoutTexts(asString(v[7]), asString(v[8]))
+		if !ok {
+			rows.Close()
+			return fmt.Errorf("stats_value %q of %q %q: the deleted rows' numbers %q are not all in %q", v[3], v[0], v[1], v[8], v[7])
+		}
+		ch := change{numbers: left}
+		for i := range 7 {
+			ch.key = append(ch.key, driver.NamedValue{Ordinal: i + 1, Value: v[i]})
+		}
+		changes = append(changes, ch)
+	}
+	rows.Close()
+	for _, ch := range changes {
+		args := append(ch.key, driver.NamedValue{Ordinal: 8, Value: ch.numbers})
+		if _, err := c.ExecContext(bg, `UPDATE stats_value SET numbers = nullif(?8, '')
+WHERE (application, day, event_type, field, pass, version, platform) = (?1, ?2, ?3, ?4, ?5, ?6, ?7)`, args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// withoutTexts is the comma-joined list all without one occurrence of each
+// text of gone; ok is false if one is missing.
+func withoutTexts(all, gone string) (string, bool) {
+	drop := map[string]int{}
+	for t := range strings.SplitSeq(gone, ",") {
+		drop[t]++
+	}
+	kept := make([]string, 0, strings.Count(all, ",")+1)
+	for t := range strings.SplitSeq(all, ",") {
+		if drop[t] > 0 {
+			drop[t]--
+			continue
+		}
+		kept = append(kept, t)
+	}
+	for _, n := range drop {
+		if n > 0 {
+			return "", false
+		}
+	}
+	return strings.Join(kept, ","), true
 }
