@@ -239,7 +239,7 @@ n AS MATERIALIZED (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_t
 INSERT INTO ` + table + ` (application, day, event_type, field, pass, version, platform, events, numbers)
 SELECT application, day, event_type, field, pass, version, platform, count(*), CASE WHEN field <> '*' THEN group_concat(x, ',') END
 FROM n WHERE field = '*' OR x GLOB '[-0-9]*' GROUP BY 1, 2, 3, 4, 5, 6, 7
-ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = concat_ws(',', numbers, excluded.numbers)`
+ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`
 }
 
 // Folding: a day whose rows are all summarised (its day is before the
@@ -280,7 +280,7 @@ ON CONFLICT DO UPDATE SET events = events + excluded.events,
 	`INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
 SELECT application, day, event_type, field, -1, version, platform, sum(events), group_concat(numbers, ',')
 FROM stats_value WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY event_type, field, version, platform
-ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = concat_ws(',', numbers, excluded.numbers)`,
+ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`,
 	`DELETE FROM stats_value WHERE application = ?1 AND day = ?2 AND pass >= 0`,
 	`UPDATE stats_day SET pending = 0, folded_to = ?3 WHERE application = ?1 AND day = ?2`,
 }

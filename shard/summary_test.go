@@ -27,11 +27,22 @@ func randomEvents(rng *rand.Rand, n int) []shard.Event {
 			EventType:   []string{"start", "level", "end", "forget"}[rng.IntN(4)],
 			Version:     []string{"1", "2"}[rng.IntN(2)],
 			Platform:    []string{"Linux", "Web"}[u%2],
-			Value:       "{}",
+			// Not drawn from rng: the tests' times and users stay those
+			// they were written for.
+			Value: randomValues[i%len(randomValues)],
+		}
+		if i%3 == 0 {
+			out[i].Value = fmt.Sprintf(`{"score":%d,"stats":{"time":%d.5},"n":-0}`, i*7%100-20, i*13%100)
 		}
 	}
 	return out
 }
+
+// randomValues are values of every kind for stats_value: numbers as JSON
+// writes them, no numbers, invalid JSON, duplicate keys, a key written
+// with escapes (irregular), arrays.
+var randomValues = []string{`{}`, `{"score":1e2}`, `{"score":"7"}`, `not json`, `{"score":1,"score":2}`, `{"sc\u006fre":3}`,
+	`{"score":1e99999}`, `{"a.b":1,"a":{"b":2}}`, `{"arr":[1,{"score":4}]}`, `[{"score":5}]`}
 
 // TestSummaries_EqualRaw writes random events through the writer (merged
 // in small chunks, summarised every 700 rows or so, so that the watermark

@@ -3,6 +3,7 @@ package shardtest
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -96,7 +97,7 @@ func CheckSummariesPart(tb testing.TB, path string) {
 				tb.Fatal(err)
 			}
 			if n != 0 {
-				tb.Errorf("%s: %d rows differ from the raw rows", c.name, n)
+				tb.Errorf("%s: %d rows differ from the raw rows, such as %s", c.name, n, firstRows(tb, db, q[0]+" EXCEPT "+q[1]))
 			}
 		}
 	}
@@ -129,8 +130,14 @@ func WaitSummaries(tb testing.TB, path string) {
 // its group's rows, for every field any row's value has a number at (found
 // here by encoding/json) or stats_value names, except in groups with rows
 // left out ('*': their readers read the raw rows).
-func checkValues(tb testing.TB, db *sql.DB) {
+func checkValues(tb testing.TB, sdb *sql.DB) {
 	tb.Helper()
+	// One snapshot: the writer may be deleting meanwhile.
+	db, err := sdb.Begin()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Rollback()
 	fields := map[string]bool{}
 	for f := range queryTexts(tb, db, `SELECT DISTINCT field, '' FROM stats_value WHERE field NOT IN ('', '*')`) {
 		fields[f] = true
@@ -201,7 +208,7 @@ func numericFields(x any, prefix string, out map[string]bool) {
 }
 
 // queryTexts answers a query of two text columns as a map.
-func queryTexts(tb testing.TB, db *sql.DB, q string, args ...any) map[string]string {
+func queryTexts(tb testing.TB, db *sql.Tx, q string, args ...any) map[string]string {
 	tb.Helper()
 	rows, err := db.Query(q, args...)
 	if err != nil {
@@ -228,4 +235,28 @@ func sortedTexts(s string) string {
 	l := strings.Split(s, ",")
 	sort.Strings(l)
 	return strings.Join(l, ",")
+}
+
+// firstRows is the first rows of the query q, as text.
+func firstRows(tb testing.TB, db *sql.DB, q string) string {
+	tb.Helper()
+	rows, err := db.Query(q + " LIMIT 3")
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		v := make([]any, len(cols))
+		p := make([]any, len(cols))
+		for i := range v {
+			p[i] = &v[i]
+		}
+		if err := rows.Scan(p...); err != nil {
+			return err.Error()
+		}
+		out = append(out, fmt.Sprintf("%v", v))
+	}
+	return strings.Join(out, "; ")
 }
