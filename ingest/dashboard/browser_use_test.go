@@ -138,6 +138,11 @@ func TestDashboard_Browser(t *testing.T) {
 	p.WaitFor(`document.getElementById("status").textContent.startsWith("Game, 2026-11-04 to 2026-11-10 ")`, 10*time.Second)
 	tiles := `["dau", "wau", "mau", "new", "sessions", "median"].map((k) => document.getElementById("tile-" + k).textContent)`
 	eval("Linux, 7 days", tiles, `["0", "1", "4", "0", "1", "30 s"]`)
+	// The funnel and the value chart, of the old pickers, went; their steps
+	// and field stay.
+	eval("funnel and value after the pickers changed", `[document.querySelectorAll("#funnel .row, #chart-value canvas").length,
+		document.getElementById("value-note").textContent, document.getElementById("funnel-steps").children.length,
+		document.getElementById("value-field").value]`, `[0, "", 8, "stats.time"]`)
 	// The application picker: Other, all platforms (u1 on the 4th).
 	p.Eval(`(() => {
 		const set = (id, v) => { const s = document.getElementById(id); s.value = v; s.dispatchEvent(new Event("change")); };

@@ -315,6 +315,16 @@
     }
   }
 
+  // The funnel and the value chart come when asked for; when the pickers
+  // change they would show another range or filter than the rest of the
+  // page, so they go until asked for again (their steps and field stay).
+  function clearAsked() {
+    clear($("funnel"));
+    $("value-note").textContent = "";
+    if (charts["chart-value"]) { charts["chart-value"].destroy(); delete charts["chart-value"]; }
+    clear($("chart-value"));
+  }
+
   function stopTimer() { if (timer) { clearInterval(timer); timer = null; } }
   function startTimer() {
     stopTimer();
@@ -386,9 +396,10 @@
     $("forget").addEventListener("click", () => { try { localStorage.removeItem(KEY); } catch (e) { /* storage off */ } needKey(""); });
     $("range").addEventListener("change", () => {
       document.querySelectorAll(".custom").forEach((el) => { el.hidden = $("range").value !== "custom"; });
+      clearAsked();
       refresh();
     });
-    for (const id of ["application", "since", "until", "version", "platform"]) $(id).addEventListener("change", () => refresh());
+    for (const id of ["application", "since", "until", "version", "platform"]) $(id).addEventListener("change", () => { clearAsked(); refresh(); });
     $("live").addEventListener("change", startTimer);
     $("funnel-form").addEventListener("submit", showFunnel);
     $("funnel-add").addEventListener("click", addFunnelStep);
