@@ -1,12 +1,17 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gocolytics/gocolytics/cmd/gocolytics/gctest"
 	"github.com/gocolytics/gocolytics/ingest"
@@ -137,4 +142,51 @@ func TestBinary_AdminAddr(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRun_HTTPSAdminAddr: with TLS_CERT_FILE, the listener of ADMIN_ADDR
+// serves HTTPS too (plain HTTP is refused there), and the logged dashboard
+// link says https.
+func TestRun_HTTPSAdminAddr(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert := writeCertificate(t, "admin", certFile, keyFile)
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", gctest.FreePort(t))
+	// run raises this process's GOMAXPROCS (procs.go); TestServe_WriterProcs
+	// compares the binary's with this process's default.
+	procs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	s := startRun(t, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--admin-addr", adminAddr)
+	line := s.log.wait(t, "#key=", nil)
+	m := regexp.MustCompile(`url="?(https://[^#"\s]+/dashboard)#key=([^"\s]+)`).FindStringSubmatch(line)
+	if m == nil || m[1] != "https://"+adminAddr+"/dashboard" {
+		t.Fatalf("dashboard link %q, want https://%s/dashboard#key=...", line, adminAddr)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	gctest.WaitFor(t, func() bool {
+		resp, err := client.Get(m[1])
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, "the admin listener")
+	req, _ := http.NewRequest(http.MethodGet, "https://"+adminAddr+"/v1.0/stats/applications", nil)
+	req.Header.Set("Authorization", "Bearer "+m[2])
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || string(body) != "[]" {
+		t.Errorf("applications over HTTPS: %d %s, TLS %v", resp.StatusCode, body, resp.TLS != nil)
+	}
+	if resp, err := http.Get("http://" + adminAddr + "/dashboard"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP on the admin listener served the page")
+		}
+	}
 }
