@@ -35,10 +35,27 @@ func reportCPU(b *testing.B, start time.Duration) {
 
 // both runs bench on the raw database (the statistics read its rows, as
 // before the summary tables) and on its copy with the summaries, in the
-// same run.
+// same run. Each reports the bytes it had read from storage (disk-MB/op):
+// a round that finds the database's pages out of the page cache reads
+// hundreds of megabytes and takes two to five times as long
+// (BenchmarkCold_30Days, DESIGN.md "The first request after a pause").
 func both(b *testing.B, r querytest.Realistic, bench func(b *testing.B, db *sql.DB)) {
-	b.Run("raw", func(b *testing.B) { bench(b, querytest.OpenReadOnly(b, querytest.CachedRealistic(b, r))) })
-	b.Run("summaries", func(b *testing.B) { bench(b, querytest.OpenReadOnly(b, querytest.CachedSummarised(b, r))) })
+	run := func(b *testing.B, path string) {
+		db := querytest.OpenReadOnly(b, path)
+		disk := querytest.ReadBytes()
+		bench(b, db)
+		reportDisk(b, disk)
+	}
+	b.Run("raw", func(b *testing.B) { run(b, querytest.CachedRealistic(b, r)) })
+	b.Run("summaries", func(b *testing.B) { run(b, querytest.CachedSummarised(b, r)) })
+}
+
+// reportDisk adds the bytes read from storage per operation since start
+// (querytest.ReadBytes), where the system counts them.
+func reportDisk(b *testing.B, start int64) {
+	if start >= 0 && b.N > 0 {
+		b.ReportMetric(float64(querytest.ReadBytes()-start)/1e6/float64(b.N), "disk-MB/op")
+	}
 }
 
 // Run with: flock /tmp/gocolytics-bench.lock go test -run '^$' -bench . -benchtime 3x ./shard/query/
