@@ -31,7 +31,7 @@ import (
 //   - SummaryValues: per application, day, event type, version and
 //     platform, the numbers of value's fields (the value statistics), one
 //     row per pass and field until the day is folded, as stats_activity
-//     (valueSQL says what its rows hold).
+//     (valueFieldsSQL says what its rows hold).
 //
 // SummaryState's built_id is the watermark: the tables cover exactly the
 // rows of event whose id is at most built_id. Rows above it (the tail) are
@@ -59,7 +59,7 @@ const (
 
 // summaryVersion is the layout of the tables; tables of another layout are
 // dropped and built again.
-const summaryVersion = 4
+const summaryVersion = 5
 
 // Defaults of the summary passes.
 const (
@@ -160,41 +160,43 @@ const passRows = `SELECT id, application, time, event_type, version, platform, v
 // day, event type, version and platform in one pass (pass -1 once its day
 // is folded), and it has rows of three kinds, by field:
 //
-//   - ”: events is how many events the group holds (numbers NULL);
+//   - the empty field: events is how many events the group holds (numbers
+//     NULL);
 //   - '*': events is how many of them were left out (irregular, below;
 //     numbers NULL), so that a reader reads such a group's day raw;
-//   - a field name F (a dotted path of object keys, as the stats API's
-//     field parameter names it): numbers is the texts of the numbers the
-//     raw path reads at F from the group's other events, joined by commas
-//     (events of them): exactly `value -> P` where `json_type(value, P) IN
-//     ('integer', 'real')`, P being the path the query builds from F
-//     (`$."a"."b"`), so that a reader parses the very texts the raw query
-//     would. A number's text never holds a comma.
+//   - a numeric leaf's full key as json_tree writes it ($.stats.time,
+//     $."my_key": SQLite quotes a key that does not start with a letter or
+//     holds other than letters and digits): numbers is the texts the
+//     lookup value -> fullkey gives there, when numbers, joined by commas
+//     (events of them; a number's text holds no comma).
 //
-// The fields are found with json_tree (valid JSON only, as the raw path
-// tests json_valid): each numeric leaf whose full key is a path of object
-// keys names a candidate F (its quotes dropped; kept only when made of
-// letters, digits, _, - and dots, at most maxValueField bytes), each
-// candidate counted once per event, and then read by the raw path's very
-// expressions. So a row holds exactly what the raw path reads for its
-// field, whatever json_tree says: duplicate keys ({"a":1,"a":2}: the
-// lookup's first), a key holding a dot ({"a.b":1} names "a.b", which the
-// lookup reads as a then b). What json_tree cannot show is a leaf the
-// lookup finds under another spelling: a key written with escapes
-// ("sc\u006fre" is found by $."score"; json_tree's full key keeps the
-// escape). An event with such a leaf (a backslash in a numeric leaf's full
-// key), or with more than maxValueLeaves numeric leaves (the work and rows
-// an event may cost), is irregular: none of its fields is kept, and it is
-// counted in its group's '*' row. A value that is not valid JSON has no
-// fields (the raw path skips it too); arrays are never entered (a full key
-// through one holds a bracket).
+// A reader of the field F (a dotted path, as the stats API names it)
+// builds F's full key the same way (query.fieldKey): its lookup finds the
+// same labels as the raw path's $."a"."b", so the texts are the raw path's
+// own, whatever json_tree shows otherwise: duplicate keys ({"a":1,"a":2}
+// lists $.a twice, counted once, with the lookup's first, 1;
+// {"a":"x","a":3} gives "x", no number), a key holding a dot ({"a.b":1} is
+// $."a.b", which no field's key equals: the raw path finds nothing at
+// a.b). The text is a number when the raw path's json_type says so (strict
+// JSON: only a number's text starts with a digit or -).
+//
+// Only values holding a digit and valid JSON (the raw path tests
+// json_valid too) are looked at; leaves inside arrays (a bracket in the
+// full key: the lookup never enters an array) and full keys longer than
+// maxValueKey (longer than any field's) are not listed. What json_tree
+// cannot show is a leaf the lookup finds under another spelling: a key
+// written with escapes ("sc\u006fre" is found by $."score"; json_tree's
+// full key keeps the escape). An event with such a leaf (a backslash in a
+// listed full key), or with more than maxValueLeaves listed leaves (the
+// rows an event may add), is irregular: none of its fields is kept, and it
+// is counted in its group's '*' row.
 //
 // The key (application, day, event type, field first) makes a query of one
-// field a range per day, and a pass's rows land at the end of each event
-// type and field of the day: a few leaves per pass.
+// field a seek per day, and a pass's rows land after the day's earlier
+// passes of each event type and field: a few places per pass.
 const (
 	maxValueLeaves = 64
-	maxValueField  = 200
+	maxValueKey    = 600
 )
 
 // valueEventsSQL adds the events rows (field empty) of the rows of rows
@@ -208,32 +210,23 @@ ON CONFLICT DO UPDATE SET events = events + excluded.events`
 }
 
 // valueFieldsSQL adds the field rows and '*' rows of the rows of rows to
-// table: per event, its candidate fields as a JSON array (["*"] when
-// irregular), then per group and field the numbers the raw path reads.
+// table: per event, its numeric leaves' full keys as a JSON array (["*"]
+// when irregular), then per group and full key the numbers the raw path
+// reads there.
 func valueFieldsSQL(table, rows string) string {
-	// A numeric leaf's candidate field (its full key $.a."b-c" without $.
-	// and quotes); leaves inside arrays (a bracket) are never reached.
-	const leaves = `SELECT fullkey, replace(substr(fullkey, 3), '"', '') AS k
-	FROM json_tree(CASE WHEN json_valid(r.value) THEN r.value ELSE 'null' END) WHERE type IN ('integer', 'real') AND instr(fullkey, '[') = 0`
-	ok := `k <> '' AND length(k) <= ` + fmt.Sprint(maxValueField) + ` AND k NOT GLOB '*[^A-Za-z0-9_.-]*'`
-	// Irregular: a numeric leaf's full key holds an escape (only a value
-	// holding a backslash is looked at), or more than maxValueLeaves
-	// candidates (only a value long enough to hold them).
-	irregular := `instr(r.value, '\') > 0 AND (SELECT max(instr(fullkey, '\')) FROM (` + leaves + `)) > 0
-	OR length(r.value) > ` + fmt.Sprint(4*maxValueLeaves) + ` AND (SELECT count(*) FROM (` + leaves + `) WHERE ` + ok + `) > ` + fmt.Sprint(maxValueLeaves)
-	fields := `CASE WHEN ` + irregular + ` THEN '["*"]' ELSE (SELECT json_group_array(k) FROM (` + leaves + `) WHERE ` + ok + `) END`
-	const path = `'$."' || replace(f.value, '.', '"."') || '"'`
-	// x: '' for an irregular event, else the JSON text at the field (then
-	// kept when a number). The raw path's json_type(value, P) IN
-	// ('integer', 'real') is the text starting with a digit or '-': the
-	// value is strict JSON (json_valid), where only a number does, and
-	// -> gives a number as written. One lookup instead of two. A field
-	// named twice in an event's list (a duplicate key) is counted once.
-	// The events are materialised: a subquery flattened into the next
-	// would evaluate fields once per use.
-	return `WITH e AS MATERIALIZED (SELECT r.*, ` + fields + ` AS fields FROM (` + rows + `) r WHERE r.value GLOB '*[0-9]*'),
+	// Leaves inside arrays (a bracket) are never reached by a field;
+	// longer full keys than any field's are not listed.
+	fields := fmt.Sprintf(`(SELECT CASE WHEN count(*) > %d OR max(instr(fullkey, '\')) > 0 THEN '["*"]' ELSE json_group_array(fullkey) END
+	FROM json_tree(r.value) WHERE type IN ('integer', 'real') AND instr(fullkey, '[') = 0 AND length(fullkey) <= %d)`, maxValueLeaves, maxValueKey)
+	// x: '' for an irregular event, else the JSON text at the full key
+	// (then kept when a number: the raw path's json_type(value, P) IN
+	// ('integer', 'real') is, for strict JSON, the text starting with a
+	// digit or -). A full key listed twice in an event (duplicate keys)
+	// is counted once. The events are materialised: a subquery flattened
+	// into the next would evaluate fields once per use.
+	return `WITH e AS MATERIALIZED (SELECT r.*, ` + fields + ` AS fields FROM (` + rows + `) r WHERE r.value GLOB '*[0-9]*' AND json_valid(r.value)),
 n AS MATERIALIZED (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_type, f.value AS field, e.pass, e.version, e.platform,
-		CASE WHEN f.value = '*' THEN '' ELSE e.value -> (` + path + `) END AS x
+		CASE WHEN f.value = '*' THEN '' ELSE e.value -> f.value END AS x
 	FROM e, json_each(e.fields) f
 	WHERE NOT EXISTS (SELECT 1 FROM json_each(e.fields) g WHERE g.key < f.key AND g.value = f.value))
 INSERT INTO ` + table + ` (application, day, event_type, field, pass, version, platform, events, numbers)

@@ -246,10 +246,11 @@ func readValueSummary(ctx context.Context, q Querier, f Filter, field, path stri
 	if err != nil {
 		return false, err
 	}
-	// ?1 the path, ?2 the application, ?3 the event type, ?4 the field,
+	// ?1 the path, ?2 the application, ?3 the event type, ?4 the field's
+	// full key,
 	// ?5 the days as a JSON array, ?6 and ?7 the range's bounds on time,
 	// then the version and platform when f has them.
-	args := []any{path, f.Application, f.EventType, field, string(dayList),
+	args := []any{path, f.Application, f.EventType, fieldKey(field), string(dayList),
 		f.Since.Format(DayFormat), f.Until.AddDate(0, 0, 1).Format(DayFormat)}
 	var side, raw string
 	for _, c := range []struct{ col, v string }{{"version", f.Version}, {"platform", f.Platform}} {
@@ -334,3 +335,26 @@ func parseNumbers(packed string, xs []float64) []float64 {
 	}
 	return xs
 }
+
+// fieldKey is the full key json_tree writes for the dotted path field
+// (shard's stats_value keeps numbers by it): "$" and each name after a
+// dot, in double quotes unless it starts with a letter and holds only
+// letters and digits.
+func fieldKey(field string) string {
+	var b strings.Builder
+	b.WriteString("$")
+	for name := range strings.SplitSeq(field, ".") {
+		plain := name != "" && isLetter(name[0])
+		for i := 0; plain && i < len(name); i++ {
+			plain = isLetter(name[i]) || name[i] >= '0' && name[i] <= '9'
+		}
+		if plain {
+			b.WriteString("." + name)
+		} else {
+			b.WriteString(`."` + name + `"`)
+		}
+	}
+	return b.String()
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

@@ -224,7 +224,7 @@ func TestComputeValue_SummaryRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	res, err := w.Exec(`UPDATE stats_value SET numbers = numbers || ',99999' WHERE application = 'A' AND day = '2026-10-05' AND event_type = 'level' AND field = 'score'`)
+	res, err := w.Exec(`UPDATE stats_value SET numbers = numbers || ',99999' WHERE application = 'A' AND day = '2026-10-05' AND event_type = 'level' AND field = '$.score'`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,11 +125,11 @@ func WaitSummaries(tb testing.TB, path string) {
 	}
 }
 
-// checkValues fails tb unless every field row of stats_value holds the
-// very number texts the value statistics' raw path reads at its field from
-// its group's rows, for every field any row's value has a number at (found
-// here by encoding/json) or stats_value names, except in groups with rows
-// left out ('*': their readers read the raw rows).
+// checkValues fails tb unless stats_value's row of every field any row's
+// value has a number at (found here by encoding/json; the row of its full
+// key, fieldKey) holds the very number texts the value statistics' raw
+// path reads there from its group's rows, except in groups with rows left
+// out ('*': their readers read the raw rows).
 func checkValues(tb testing.TB, sdb *sql.DB) {
 	tb.Helper()
 	// One snapshot: the writer may be deleting meanwhile.
@@ -139,9 +139,6 @@ func checkValues(tb testing.TB, sdb *sql.DB) {
 	}
 	defer db.Rollback()
 	fields := map[string]bool{}
-	for f := range queryTexts(tb, db, `SELECT DISTINCT field, '' FROM stats_value WHERE field NOT IN ('', '*')`) {
-		fields[f] = true
-	}
 	rows, err := db.Query(`SELECT value FROM event WHERE id <= (SELECT built_id FROM stats_state)`)
 	if err != nil {
 		tb.Fatal(err)
@@ -173,7 +170,7 @@ func checkValues(tb testing.TB, sdb *sql.DB) {
 			eventPass+` AS pass, e.version, e.platform, e.value
 FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
 WHERE e.id <= (SELECT built_id FROM stats_state) AND json_valid(e.value) AND json_type(e.value, ?1) IN ('integer', 'real')) GROUP BY 1`, path)
-		got := queryTexts(tb, db, `SELECT `+group+`, numbers FROM stats_value WHERE field = ?1`, f)
+		got := queryTexts(tb, db, `SELECT `+group+`, numbers FROM stats_value WHERE field = ?1`, fieldKey(f))
 		for g, w := range want {
 			if !left[g] && sortedTexts(got[g]) != sortedTexts(w) {
 				tb.Errorf("stats_value %q of %q: numbers %q, want %q", f, g, got[g], w)
@@ -259,4 +256,18 @@ func firstRows(tb testing.TB, db *sql.DB, q string) string {
 		out = append(out, fmt.Sprintf("%v", v))
 	}
 	return strings.Join(out, "; ")
+}
+
+// fieldKey is json_tree's full key of the dotted path f (as shard/query's).
+func fieldKey(f string) string {
+	key := "$"
+	for _, name := range strings.Split(f, ".") {
+		plain := name != "" && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") == "" && (name[0] < '0' || name[0] > '9')
+		if plain {
+			key += "." + name
+		} else {
+			key += `."` + name + `"`
+		}
+	}
+	return key
 }
