@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -28,10 +27,6 @@ import (
 //     each application's day: the applications list, and the ids a query of
 //     raw rows (funnel, value) reads. Deletes leave the id bounds alone:
 //     they may become wider than the rows left, never narrower.
-//   - SummaryValues: per application, day, event type, version and
-//     platform, the numbers of value's fields (the value statistics), one
-//     row per pass and field until the day is folded, as stats_activity
-//     (valueFieldsSQL says what its rows hold).
 //
 // SummaryState's built_id is the watermark: the tables cover exactly the
 // rows of event whose id is at most built_id. Rows above it (the tail) are
@@ -52,14 +47,13 @@ const (
 	SummaryUsers    = "stats_user"
 	SummaryDays     = "stats_day"
 	SummaryState    = "stats_state"
-	SummaryValues   = "stats_value"
 	// summaryPasses holds where each summary pass began (summarizeSQL).
 	summaryPasses = "stats_pass"
 )
 
 // summaryVersion is the layout of the tables; tables of another layout are
 // dropped and built again.
-const summaryVersion = 5
+const summaryVersion = 3
 
 // Defaults of the summary passes.
 const (
@@ -108,18 +102,6 @@ CREATE TABLE IF NOT EXISTS stats_day (
 	PRIMARY KEY (application, day)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats_pass (lo INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS stats_value (
-	application TEXT NOT NULL,
-	day TEXT NOT NULL,
-	event_type TEXT NOT NULL,
-	field TEXT NOT NULL,
-	pass INTEGER NOT NULL,
-	version TEXT NOT NULL,
-	platform TEXT NOT NULL,
-	events INTEGER NOT NULL,
-	numbers TEXT,
-	PRIMARY KEY (application, day, event_type, field, pass, version, platform)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats_state (
 	id INTEGER PRIMARY KEY CHECK (id = 1),
 	version INTEGER NOT NULL,
@@ -147,92 +129,7 @@ ON CONFLICT DO UPDATE SET first_time = excluded.first_time WHERE excluded.first_
 	`INSERT INTO stats_day (application, day, min_id, max_id, events, pending)
 SELECT application, substr(time, 1, 10), min(id), max(id), count(*), 1 FROM event WHERE id > ?1 AND id <= ?2 GROUP BY 1, 2
 ON CONFLICT DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id), events = events + excluded.events, pending = 1`,
-	valueEventsSQL(SummaryValues, passRows),
-	valueFieldsSQL(SummaryValues, passRows),
 	`UPDATE stats_state SET built_id = ?2`,
-}
-
-// passRows is the rows of a pass for valueSQL: ids above ?1 up to ?2, of
-// the pass ?1.
-const passRows = `SELECT id, application, time, event_type, version, platform, value, ?1 AS pass FROM event WHERE id > ?1 AND id <= ?2`
-
-// The value statistics' summary, stats_value: a group is an application,
-// day, event type, version and platform in one pass (pass -1 once its day
-// is folded), and it has rows of three kinds, by field:
-//
-//   - the empty field: events is how many events the group holds (numbers
-//     NULL);
-//   - '*': events is how many of them were left out (irregular, below;
-//     numbers NULL), so that a reader reads such a group's day raw;
-//   - a numeric leaf's full key as json_tree writes it ($.stats.time,
-//     $."my_key": SQLite quotes a key that does not start with a letter or
-//     holds other than letters and digits): numbers is the texts the
-//     lookup value -> fullkey gives there, when numbers, joined by commas
-//     (events of them; a number's text holds no comma).
-//
-// A reader of the field F (a dotted path, as the stats API names it)
-// builds F's full key the same way (query.fieldKey): its lookup finds the
-// same labels as the raw path's $."a"."b", so the texts are the raw path's
-// own, whatever json_tree shows otherwise: duplicate keys ({"a":1,"a":2}
-// lists $.a twice, counted once, with the lookup's first, 1;
-// {"a":"x","a":3} gives "x", no number), a key holding a dot ({"a.b":1} is
-// $."a.b", which no field's key equals: the raw path finds nothing at
-// a.b). The text is a number when the raw path's json_type says so (strict
-// JSON: only a number's text starts with a digit or -).
-//
-// Only values holding a digit and valid JSON (the raw path tests
-// json_valid too) are looked at; leaves inside arrays (a bracket in the
-// full key: the lookup never enters an array) and full keys longer than
-// maxValueKey (longer than any field's) are not listed. What json_tree
-// cannot show is a leaf the lookup finds under another spelling: a key
-// written with escapes ("sc\u006fre" is found by $."score"; json_tree's
-// full key keeps the escape). An event with such a leaf (a backslash in a
-// listed full key), or with more than maxValueLeaves listed leaves (the
-// rows an event may add), is irregular: none of its fields is kept, and it
-// is counted in its group's '*' row.
-//
-// The key (application, day, event type, field first) makes a query of one
-// field a seek per day, and a pass's rows land after the day's earlier
-// passes of each event type and field: a few places per pass.
-const (
-	maxValueLeaves = 64
-	maxValueKey    = 600
-)
-
-// valueEventsSQL adds the events rows (field empty) of the rows of rows
-// (passRows, or a delete's rows) to table (stats_value, or the delete's
-// temp.stats_value_gone).
-func valueEventsSQL(table, rows string) string {
-	return `INSERT INTO ` + table + ` (application, day, event_type, field, pass, version, platform, events, numbers)
-SELECT application, substr(time, 1, 10), event_type, '', pass, version, platform, count(*), NULL
-FROM (` + rows + `) GROUP BY 1, 2, 3, 5, 6, 7
-ON CONFLICT DO UPDATE SET events = events + excluded.events`
-}
-
-// valueFieldsSQL adds the field rows and '*' rows of the rows of rows to
-// table: per event, its numeric leaves' full keys as a JSON array (["*"]
-// when irregular), then per group and full key the numbers the raw path
-// reads there.
-func valueFieldsSQL(table, rows string) string {
-	// Leaves inside arrays (a bracket) are never reached by a field;
-	// longer full keys than any field's are not listed.
-	fields := fmt.Sprintf(`(SELECT CASE WHEN count(*) > %d OR max(instr(fullkey, '\')) > 0 THEN '["*"]' ELSE json_group_array(fullkey) END
-	FROM json_tree(r.value) WHERE type IN ('integer', 'real') AND instr(fullkey, '[') = 0 AND length(fullkey) <= %d)`, maxValueLeaves, maxValueKey)
-	// x: '' for an irregular event, else the JSON text at the full key
-	// (then kept when a number: the raw path's json_type(value, P) IN
-	// ('integer', 'real') is, for strict JSON, the text starting with a
-	// digit or -). A full key listed twice in an event (duplicate keys)
-	// is counted once. The events are materialised: a subquery flattened
-	// into the next would evaluate fields once per use.
-	return `WITH e AS MATERIALIZED (SELECT r.*, ` + fields + ` AS fields FROM (` + rows + `) r WHERE r.value GLOB '*[0-9]*' AND json_valid(r.value)),
-n AS MATERIALIZED (SELECT e.application, substr(e.time, 1, 10) AS day, e.event_type, f.value AS field, e.pass, e.version, e.platform,
-		CASE WHEN f.value = '*' THEN '' ELSE e.value -> f.value END AS x
-	FROM e, json_each(e.fields) f
-	WHERE NOT EXISTS (SELECT 1 FROM json_each(e.fields) g WHERE g.key < f.key AND g.value = f.value))
-INSERT INTO ` + table + ` (application, day, event_type, field, pass, version, platform, events, numbers)
-SELECT application, day, event_type, field, pass, version, platform, count(*), CASE WHEN field <> '*' THEN group_concat(x, ',') END
-FROM n WHERE field = '*' OR x GLOB '[-0-9]*' GROUP BY 1, 2, 3, 4, 5, 6, 7
-ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`
 }
 
 // Folding: a day whose rows are all summarised (its day is before the
@@ -270,11 +167,6 @@ FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY s
 ON CONFLICT DO UPDATE SET events = events + excluded.events,
 	first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)`,
 	`DELETE FROM stats_activity WHERE application = ?1 AND day = ?2 AND pass >= 0`,
-	`INSERT INTO stats_value (application, day, event_type, field, pass, version, platform, events, numbers)
-SELECT application, day, event_type, field, -1, version, platform, sum(events), group_concat(numbers, ',')
-FROM stats_value WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY event_type, field, version, platform
-ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`,
-	`DELETE FROM stats_value WHERE application = ?1 AND day = ?2 AND pass >= 0`,
 	`UPDATE stats_day SET pending = 0, folded_to = ?3 WHERE application = ?1 AND day = ?2`,
 }
 
@@ -329,7 +221,9 @@ func (db *DB) openSummaries() error {
 	if !ok {
 		// Missing, of an older layout, or without their state row: built
 		// again from id 0, in this layout.
-		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, SummaryValues, summaryPasses, SummaryState} {
+		// stats_value: a table of layouts 4 and 5, built in development
+		// (measured, not taken: DESIGN.md), gone with them.
+		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, summaryPasses, SummaryState, "stats_value"} {
 			if _, err := c.Exec("DROP TABLE IF EXISTS "+t, nil); err != nil {
 				return fmt.Errorf("drop summary table %s: %w", t, err)
 			}
@@ -374,7 +268,6 @@ func resetSummaries(c *sqlite3.SQLiteConn) error {
 		"DELETE FROM stats_user",
 		"DELETE FROM stats_day",
 		"DELETE FROM stats_pass",
-		"DELETE FROM stats_value",
 		fmt.Sprintf("INSERT OR REPLACE INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion),
 		"COMMIT",
 	} {
@@ -468,7 +361,7 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 		// Another program removed the state row: the tables no longer
 		// say what they cover. Empty them and build them again.
 		db.logger.Warn("the summary tables' state row is gone; building them again")
-		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day", "DELETE FROM stats_pass", "DELETE FROM stats_value",
+		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day", "DELETE FROM stats_pass",
 			fmt.Sprintf("INSERT INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion)} {
 			if _, err := c.Exec(q, nil); err != nil {
 				return 0, false, fmt.Errorf("reset summary tables: %w", err)
@@ -623,8 +516,6 @@ func (db *DB) Summarize(ctx context.Context) error {
 
 const createGone = `
 CREATE TEMP TABLE IF NOT EXISTS stats_gone_ids (id INTEGER PRIMARY KEY);
-CREATE TEMP TABLE IF NOT EXISTS stats_value_gone (application, day, event_type, field, pass, version, platform, events, numbers,
-	PRIMARY KEY (application, day, event_type, field, pass, version, platform));
 CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time, lo, hi,
 	PRIMARY KEY (application, day, pass, session_id, user_id, event_type, version, platform));
 `
@@ -647,15 +538,6 @@ JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 
 LEFT JOIN stats_pass p ON p.lo = (SELECT max(lo) FROM stats_pass WHERE lo < e.id)
 WHERE e.id IN temp.stats_gone_ids`
 
-// goneValues is the rows of stats_gone_ids at or below the watermark as
-// valueSQL's rows, each of the pass whose rows of stats_value hold it.
-const goneValues = `SELECT id, application, time, event_type, version, platform, value, pass FROM (` + goneRows + `)`
-
-// valueKey is the key of a row of stats_value, s, equal to
-// stats_value_gone's, g.
-const valueKey = `(s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform) =
-(g.application, g.day, g.event_type, g.field, g.pass, g.version, g.platform)`
-
 // goneKey is the key of a row of stats_activity, s, equal to stats_gone's,
 // g.
 const goneKey = `(s.application, s.day, s.pass, s.session_id, s.user_id, s.event_type, s.version, s.platform) =
@@ -677,7 +559,7 @@ func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.Na
 	if db.sum == nil {
 		return execRows(c, "DELETE FROM event WHERE rowid IN (SELECT rowid FROM event WHERE "+where+lim+")", args)
 	}
-	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone", "DELETE FROM temp.stats_value_gone"} {
+	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone"} {
 		if _, err := c.Exec(q, nil); err != nil {
 			return 0, fmt.Errorf("delete events: %w", err)
 		}
@@ -714,11 +596,6 @@ WHERE ` + goneKey + ` AND (g.first_time <= s.first_time OR g.last_time >= s.last
 FROM (SELECT application, user_id, min(first_time) AS first_time FROM temp.stats_gone GROUP BY 1, 2) g
 WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <= s.first_time`,
 		"DELETE FROM stats_user WHERE first_time = '' AND (application, user_id) IN (SELECT application, user_id FROM temp.stats_gone)",
-		// stats_value: the counts down (the deleted rows' numbers go in
-		// subtractNumbers); rows left empty go.
-		`UPDATE stats_value AS s SET events = s.events - g.events FROM temp.stats_value_gone g WHERE ` + valueKey,
-		`DELETE FROM stats_value WHERE events <= 0 AND (application, day, event_type, field, pass, version, platform) IN
-(SELECT application, day, event_type, field, pass, version, platform FROM temp.stats_value_gone)`,
 	} {
 		res, err := c.Exec(q, nil)
 		if err != nil {
@@ -727,87 +604,6 @@ WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <
 		if i == 1 {
 			n, _ = res.RowsAffected()
 		}
-		if i == 0 {
-			// The deleted rows' part of stats_value, read as a pass
-			// reads them, before they go.
-			for _, q := range []string{valueEventsSQL("temp.stats_value_gone", goneValues), valueFieldsSQL("temp.stats_value_gone", goneValues)} {
-				if _, err := c.Exec(q, nil); err != nil {
-					return 0, fmt.Errorf("delete events: %w", err)
-				}
-			}
-		}
-	}
-	if err := subtractNumbers(c); err != nil {
-		return 0, fmt.Errorf("delete events: %w", err)
 	}
 	return n, nil
-}
-
-// subtractNumbers takes the numbers of stats_value_gone's rows out of
-// stats_value's: each text once (the same texts, read from the same
-// values by the same SQL as the pass that added them).
-func subtractNumbers(c *sqlite3.SQLiteConn) error {
-	rows, err := c.QueryContext(bg, `SELECT s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform, s.numbers, g.numbers
-FROM temp.stats_value_gone g JOIN stats_value s ON `+valueKey+` WHERE g.numbers IS NOT NULL`, nil)
-	if err != nil {
-		return err
-	}
-	type change struct {
-		key     []driver.NamedValue
-		numbers string
-	}
-	var changes []change
-	v := make([]driver.Value, 9)
-	for {
-		err := rows.Next(v)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		left, ok := withoutTexts(asString(v[7]), asString(v[8]))
-		if !ok {
-			rows.Close()
-			return fmt.Errorf("stats_value %q of %q %q: the deleted rows' numbers %q are not all in %q", v[3], v[0], v[1], v[8], v[7])
-		}
-		ch := change{numbers: left}
-		for i := range 7 {
-			ch.key = append(ch.key, driver.NamedValue{Ordinal: i + 1, Value: v[i]})
-		}
-		changes = append(changes, ch)
-	}
-	rows.Close()
-	for _, ch := range changes {
-		args := append(ch.key, driver.NamedValue{Ordinal: 8, Value: ch.numbers})
-		if _, err := c.ExecContext(bg, `UPDATE stats_value SET numbers = nullif(?8, '')
-WHERE (application, day, event_type, field, pass, version, platform) = (?1, ?2, ?3, ?4, ?5, ?6, ?7)`, args); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// withoutTexts is the comma-joined list all without one occurrence of each
-// text of gone; ok is false if one is missing.
-func withoutTexts(all, gone string) (string, bool) {
-	drop := map[string]int{}
-	for t := range strings.SplitSeq(gone, ",") {
-		drop[t]++
-	}
-	kept := make([]string, 0, strings.Count(all, ",")+1)
-	for t := range strings.SplitSeq(all, ",") {
-		if drop[t] > 0 {
-			drop[t]--
-			continue
-		}
-		kept = append(kept, t)
-	}
-	for _, n := range drop {
-		if n > 0 {
-			return "", false
-		}
-	}
-	return strings.Join(kept, ","), true
 }

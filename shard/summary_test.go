@@ -38,9 +38,9 @@ func randomEvents(rng *rand.Rand, n int) []shard.Event {
 	return out
 }
 
-// randomValues are values of every kind for stats_value: numbers as JSON
-// writes them, no numbers, invalid JSON, duplicate keys, a key written
-// with escapes (irregular), arrays.
+// randomValues are values of every kind: numbers as JSON writes them, no
+// numbers, invalid JSON, duplicate keys, a key written with escapes,
+// arrays (the summaries must not fail on any of them).
 var randomValues = []string{`{}`, `{"score":1e2}`, `{"score":"7"}`, `not json`, `{"score":1,"score":2}`, `{"sc\u006fre":3}`,
 	`{"score":1e99999}`, `{"a.b":1,"a":{"b":2}}`, `{"arr":[1,{"score":4}]}`, `[{"score":5}]`}
 
@@ -145,7 +145,8 @@ func TestSummaries_Backfill(t *testing.T) {
 		}
 		// The next round finds tables of an old layout: before the
 		// watermark, then version 2 (one row per group, no passes; its
-		// state row claims every row and its counts are wrong).
+		// state row claims every row and its counts are wrong) with a
+		// stats_value as layouts 4 and 5 (not taken) left it.
 		old := []string{"DROP TABLE stats_state", "CREATE TABLE stats_state (id INTEGER PRIMARY KEY, start_id INTEGER, built_id INTEGER, last_id INTEGER)",
 			"INSERT INTO stats_state VALUES (1, 999999, 999999, 999999)", "DROP TABLE stats_day",
 			"CREATE TABLE stats_day (application, day, min_id, max_id, PRIMARY KEY (application, day))"}
@@ -153,6 +154,7 @@ func TestSummaries_Backfill(t *testing.T) {
 			old = []string{"DROP TABLE stats_state", "DROP TABLE stats_day", "DROP TABLE stats_activity", "DROP TABLE stats_pass",
 				"CREATE TABLE stats_state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, built_id INTEGER NOT NULL)",
 				"INSERT INTO stats_state VALUES (1, 2, 999999)",
+				"CREATE TABLE stats_value (application, day, numbers)", "INSERT INTO stats_value VALUES ('a', 'b', '1')",
 				`CREATE TABLE stats_activity (application TEXT NOT NULL, day TEXT NOT NULL, session_id TEXT NOT NULL, user_id TEXT NOT NULL,
 	event_type TEXT NOT NULL, version TEXT NOT NULL, platform TEXT NOT NULL, events INTEGER NOT NULL, first_time TEXT NOT NULL, last_time TEXT NOT NULL,
 	PRIMARY KEY (application, day, session_id, user_id, event_type, version, platform)) WITHOUT ROWID`,
@@ -169,6 +171,9 @@ func TestSummaries_Backfill(t *testing.T) {
 	openDB(t, path, shard.Options{SummaryInterval: 20 * time.Millisecond})
 	shardtest.WaitSummaries(t, path)
 	shardtest.CheckSummaries(t, path)
+	if err := sqlDB(t, path).QueryRow("SELECT count(*) FROM sqlite_schema WHERE name = 'stats_value'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("stats_value of an older layout left: %d, %v; want it dropped", n, err)
+	}
 }
 
 // TestSummaries_StateGone removes the summaries' state row while the

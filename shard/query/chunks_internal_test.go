@@ -58,10 +58,3 @@ func SetFunnelReadHook(tb testing.TB, hook func()) {
 	funnelReadHook = hook
 	tb.Cleanup(func() { funnelReadHook = nil })
 }
-
-// ValueReads returns how many value statistics were read from stats_value
-// so far, and how many of their days were read raw because rows of theirs
-// were left out of it.
-func ValueReads() (summary, rawDays int64) {
-	return valueReads.summary.Load(), valueReads.rawDays.Load()
-}

@@ -2,13 +2,11 @@ package query
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 )
 
 // ValueDay is the statistics of one numeric field of value on one day. The
@@ -46,16 +44,7 @@ func ComputeValue(ctx context.Context, q Querier, f Filter, field string) ([]Val
 	days, index := f.dayList()
 	nums := make([][]float64, len(days))
 	out := make([]ValueDay, len(days))
-	if ok, err := readValueSummary(ctx, q, f, field, path, days, func(p valuePart) {
-		if i, ok := index[p.day]; ok {
-			nums[i] = append(nums[i], p.nums...)
-			out[i].Skipped += p.skipped
-		}
-	}); err != nil {
-		return nil, err
-	} else if ok {
-		// Read from stats_value.
-	} else if chunks, ok, err := rangeChunks(ctx, q, f); err != nil {
+	if chunks, ok, err := rangeChunks(ctx, q, f); err != nil {
 		return nil, err
 	} else if ok {
 		err := eachChunk(ctx, chunks, func(ctx context.Context, c chunk) ([]valuePart, error) {
@@ -214,7 +203,11 @@ func readValueChunk(ctx context.Context, q Querier, f Filter, path string, c chu
 		}
 		p := valuePart{day: *day}
 		if packed != nil {
-			p.nums = parseNumbers(*packed, nil)
+			for s := range strings.SplitSeq(*packed, ",") {
+				if x, ok := valueNumber(s); ok {
+					p.nums = append(p.nums, x)
+				}
+			}
 		}
 		p.skipped = n - int64(len(p.nums))
 		parts = append(parts, p)
@@ -224,137 +217,3 @@ func readValueChunk(ctx context.Context, q Querier, f Filter, path string, c chu
 	}
 	return parts, nil
 }
-
-// Reads of the value statistics by way, for tests: from stats_value, of
-// which the days read raw because rows of theirs were left out of it.
-var valueReads struct {
-	summary, rawDays atomic.Int64
-}
-
-// readValueSummary reads f's numbers at field from stats_value (shard's
-// summary.go says what its rows hold) and hands them to add a day at a
-// time; ok is false when the summaries are not ready (the caller reads
-// raw). One statement, so one snapshot: the rows of stats_value, those of
-// the days whose groups have rows left out of it ('*') read raw within
-// the watermark, and the rows above the watermark (the tail) read raw. A
-// day may come in several parts.
-func readValueSummary(ctx context.Context, q Querier, f Filter, field, path string, days []string, add func(valuePart)) (ok bool, err error) {
-	if !summariesReady(ctx, q) {
-		return false, nil
-	}
-	dayList, err := json.Marshal(days)
-	if err != nil {
-		return false, err
-	}
-	// ?1 the path, ?2 the application, ?3 the event type, ?4 the field's
-	// full key,
-	// ?5 the days as a JSON array, ?6 and ?7 the range's bounds on time,
-	// then the version and platform when f has them.
-	args := []any{path, f.Application, f.EventType, fieldKey(field), string(dayList),
-		f.Since.Format(DayFormat), f.Until.AddDate(0, 0, 1).Format(DayFormat)}
-	var side, raw string
-	for _, c := range []struct{ col, v string }{{"version", f.Version}, {"platform", f.Platform}} {
-		if c.v != "" {
-			args = append(args, c.v)
-			side += fmt.Sprintf(" AND %s = ?%d", c.col, len(args))
-			raw += fmt.Sprintf(" AND +e.%s = ?%d", c.col, len(args))
-		}
-	}
-	value := strings.ReplaceAll(valueText, "value", "e.value")
-	groups := `application = ?2 AND day IN (SELECT value FROM json_each(?5)) AND event_type = ?3` + side
-	args = append(args, summaryVersion)
-	version := fmt.Sprintf("?%d", len(args))
-	// The last row says whether the summaries are still kept, in this
-	// layout, in this snapshot (another program may have removed the
-	// state row since summariesReady).
-	query := `WITH w AS (SELECT built_id AS w FROM stats_state WHERE id = 1 AND version = ` + version + `),
-l AS (SELECT DISTINCT day FROM stats_value WHERE ` + groups + ` AND field = '*')
-SELECT 0, day, sum(events) FILTER (WHERE field = ''), group_concat(numbers, ',') FILTER (WHERE field = ?4)
-FROM stats_value WHERE ` + groups + ` AND field IN ('', ?4) AND day NOT IN l GROUP BY day
-UNION ALL
-SELECT 1, l.day, count(*), group_concat(` + value + `, ',')
-FROM l CROSS JOIN stats_day d CROSS JOIN event e
-WHERE d.application = ?2 AND d.day = l.day AND e.event_type = ?3 AND e.id >= d.min_id AND e.id <= min(d.max_id, (SELECT w FROM w))
-	AND +e.application = ?2 AND substr(e.time, 1, 10) = l.day` + raw + `
-GROUP BY l.day
-UNION ALL
-SELECT 2, substr(e.time, 1, 10), count(*), group_concat(` + value + `, ',')
-FROM event e NOT INDEXED WHERE e.id > (SELECT w FROM w) AND e.application = ?2 AND e.time >= ?6 AND e.time < ?7 AND e.event_type = ?3` + raw + `
-GROUP BY 2
-UNION ALL
-SELECT 3, NULL, (SELECT count(*) FROM w), NULL`
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return false, fmt.Errorf("query value: %w", err)
-	}
-	defer rows.Close()
-	var parts []valuePart
-	kept := false
-	for rows.Next() {
-		var kind, n int64
-		var day, packed *string
-		if err := rows.Scan(&kind, &day, &n, &packed); err != nil {
-			return false, fmt.Errorf("read value: %w", err)
-		}
-		if kind == 3 {
-			kept = n > 0
-		}
-		if day == nil || n == 0 {
-			continue
-		}
-		if kind == 1 {
-			valueReads.rawDays.Add(1)
-		}
-		p := valuePart{day: *day}
-		if packed != nil {
-			p.nums = parseNumbers(*packed, nil)
-		}
-		p.skipped = n - int64(len(p.nums))
-		parts = append(parts, p)
-	}
-	if err := rows.Err(); err != nil {
-		return false, fmt.Errorf("read value: %w", err)
-	}
-	if !kept {
-		return false, nil
-	}
-	valueReads.summary.Add(1)
-	for _, p := range parts {
-		add(p)
-	}
-	return true, nil
-}
-
-// parseNumbers appends the numbers of a packed list of number texts
-// (valueNumber) to xs.
-func parseNumbers(packed string, xs []float64) []float64 {
-	for s := range strings.SplitSeq(packed, ",") {
-		if x, ok := valueNumber(s); ok {
-			xs = append(xs, x)
-		}
-	}
-	return xs
-}
-
-// fieldKey is the full key json_tree writes for the dotted path field
-// (shard's stats_value keeps numbers by it): "$" and each name after a
-// dot, in double quotes unless it starts with a letter and holds only
-// letters and digits.
-func fieldKey(field string) string {
-	var b strings.Builder
-	b.WriteString("$")
-	for name := range strings.SplitSeq(field, ".") {
-		plain := name != "" && isLetter(name[0])
-		for i := 0; plain && i < len(name); i++ {
-			plain = isLetter(name[i]) || name[i] >= '0' && name[i] <= '9'
-		}
-		if plain {
-			b.WriteString("." + name)
-		} else {
-			b.WriteString(`."` + name + `"`)
-		}
-	}
-	return b.String()
-}
-
-func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
