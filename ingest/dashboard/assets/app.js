@@ -114,10 +114,15 @@
     return (s / 3600).toFixed(1) + " h";
   }
 
+  // clearChart removes the chart drawn in the element id, if any.
+  function clearChart(id) {
+    if (charts[id]) { charts[id].destroy(); delete charts[id]; }
+    clear($(id));
+  }
+
   function chart(id, title, xs, series, opts) {
     const el = $(id);
-    if (charts[id]) { charts[id].destroy(); delete charts[id]; }
-    clear(el);
+    clearChart(id);
     if (typeof uPlot === "undefined") { el.textContent = "Chart library not loaded."; return; }
     const width = Math.max(280, el.clientWidth || 600);
     const o = {
@@ -321,8 +326,7 @@
   function clearAsked() {
     clear($("funnel"));
     $("value-note").textContent = "";
-    if (charts["chart-value"]) { charts["chart-value"].destroy(); delete charts["chart-value"]; }
-    clear($("chart-value"));
+    clearChart("chart-value");
   }
 
   function stopTimer() { if (timer) { clearInterval(timer); timer = null; } }
