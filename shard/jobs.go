@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -230,15 +231,12 @@ func deleteStaged(c *sqlite3.SQLiteConn, table, where string, args []driver.Name
 // up to through whose time is before stamp (PruneThrough: their rows in
 // event are deleted; their copies must not outlive them).
 func pruneStale(c *sqlite3.SQLiteConn, tables []string, stamp string, through int64) error {
-	for _, table := range tables {
-		if table != StagingTable {
-			continue
-		}
-		_, err := execRows(c, "DELETE FROM "+table+" WHERE time < ? AND id <= ? AND id <= (SELECT merged FROM "+StagingMeta+")",
-			[]driver.NamedValue{{Ordinal: 1, Value: stamp}, {Ordinal: 2, Value: through}})
-		return err
+	if !slices.Contains(tables, StagingTable) {
+		return nil
 	}
-	return nil
+	_, err := execRows(c, "DELETE FROM "+StagingTable+" WHERE time < ? AND id <= ? AND id <= (SELECT merged FROM "+StagingMeta+")",
+		[]driver.NamedValue{{Ordinal: 1, Value: stamp}, {Ordinal: 2, Value: through}})
+	return err
 }
 
 // tables are the EventTables that exist, event first.
