@@ -124,6 +124,21 @@ func writeBytes(tb testing.TB) int64 {
 	return 0
 }
 
+// summarizeAndClose runs db's summary passes, closes db and returns the
+// milliseconds the passes took.
+func summarizeAndClose(b *testing.B, db *DB) float64 {
+	b.Helper()
+	start := time.Now()
+	if err := db.Summarize(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return ms
+}
+
 // BenchmarkSummaries_Fold measures the writer's time for the pass that
 // folds a finished day (summary.go, foldDone): a day of rows pass rows
 // (a quarter as many groups, each in four passes of 10,000 rows) is built
@@ -149,14 +164,7 @@ func BenchmarkSummaries_Fold(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			start := time.Now()
-			if err := db.Summarize(b.Context()); err != nil {
-				b.Fatal(err)
-			}
-			ms += float64(time.Since(start).Microseconds()) / 1000
-			if err := db.Close(); err != nil {
-				b.Fatal(err)
-			}
+			ms += summarizeAndClose(b, db)
 		}
 		b.ReportMetric(ms/float64(b.N), "pass-ms")
 	})
@@ -181,14 +189,7 @@ func BenchmarkSummaries_Fold(b *testing.B) {
 					if err := db.Write(0, []Event{next}); err != nil {
 						b.Fatal(err)
 					}
-					start := time.Now()
-					if err := db.Summarize(b.Context()); err != nil {
-						b.Fatal(err)
-					}
-					ms += float64(time.Since(start).Microseconds()) / 1000
-					if err := db.Close(); err != nil {
-						b.Fatal(err)
-					}
+					ms += summarizeAndClose(b, db)
 					var left int64
 					c := openSQL(b, path)
 					if err := c.QueryRow("SELECT count(*) FROM stats_activity WHERE day = '2026-11-28' AND pass >= 0").Scan(&left); err != nil {
