@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -193,6 +194,9 @@ type summaries struct {
 	passTo int64
 	// retry is when a pass may start again after a failed chunk.
 	retry time.Time
+	// backfill says a registered value field may be incomplete
+	// (valuefield.go); backfillTurn that the next chunk is one of it.
+	backfill, backfillTurn bool
 }
 
 // openSummaries creates the summary tables, or with summaries off removes
@@ -223,13 +227,13 @@ func (db *DB) openSummaries() error {
 		// again from id 0, in this layout.
 		// stats_value: a table of layouts 4 and 5, built in development
 		// (measured, not taken: DESIGN.md), gone with them.
-		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, summaryPasses, SummaryState, "stats_value"} {
+		for _, t := range []string{SummaryActivity, SummaryUsers, SummaryDays, summaryPasses, SummaryState, "stats_value", SummaryValueNums, SummaryValueFields} {
 			if _, err := c.Exec("DROP TABLE IF EXISTS "+t, nil); err != nil {
 				return fmt.Errorf("drop summary table %s: %w", t, err)
 			}
 		}
 	}
-	if _, err := c.Exec(createSummaries, nil); err != nil {
+	if _, err := c.Exec(createSummaries+createValueFields, nil); err != nil {
 		return fmt.Errorf("create summary tables: %w", err)
 	}
 	// The temporary tables of deleteEvents live as long as the connection.
@@ -249,14 +253,14 @@ func (db *DB) openSummaries() error {
 	case built > maxID:
 		// The newest rows went while nobody kept the tables: the ids
 		// above maxID will be given out again.
-		for _, q := range []string{"BEGIN IMMEDIATE", fmt.Sprintf("UPDATE stats_state SET built_id = %d", maxID), lowerPasses, "COMMIT"} {
+		for _, q := range []string{"BEGIN IMMEDIATE", fmt.Sprintf("UPDATE stats_state SET built_id = %d", maxID), lowerPasses, lowerValueFields, "COMMIT"} {
 			if _, err := c.Exec(q, nil); err != nil {
 				return rollback(c, fmt.Errorf("lower the summaries' watermark: %w", err))
 			}
 		}
 		built = maxID
 	}
-	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now()}
+	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now(), backfill: true}
 	return nil
 }
 
@@ -268,6 +272,8 @@ func resetSummaries(c *sqlite3.SQLiteConn) error {
 		"DELETE FROM stats_user",
 		"DELETE FROM stats_day",
 		"DELETE FROM stats_pass",
+		"DELETE FROM stats_value_num",
+		"UPDATE stats_value_field SET built_id = 0",
 		fmt.Sprintf("INSERT OR REPLACE INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion),
 		"COMMIT",
 	} {
@@ -317,6 +323,8 @@ func (db *DB) summaryDue(now, lastCommit time.Time) time.Duration {
 	switch {
 	case now.Before(s.retry):
 		return s.retry.Sub(now)
+	case s.backfill:
+		return 0
 	case s.passTo > 0 || s.tail >= int64(db.opts.SummaryRows):
 		return 0
 	case s.tail <= 0:
@@ -362,6 +370,7 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 		// say what they cover. Empty them and build them again.
 		db.logger.Warn("the summary tables' state row is gone; building them again")
 		for _, q := range []string{"DELETE FROM stats_activity", "DELETE FROM stats_user", "DELETE FROM stats_day", "DELETE FROM stats_pass",
+			"DELETE FROM stats_value_num", "UPDATE stats_value_field SET built_id = 0",
 			fmt.Sprintf("INSERT INTO stats_state (id, version, built_id) VALUES (1, %d, 0)", summaryVersion)} {
 			if _, err := c.Exec(q, nil); err != nil {
 				return 0, false, fmt.Errorf("reset summary tables: %w", err)
@@ -386,6 +395,17 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 	}
 	if hi > built {
 		args := []driver.NamedValue{{Ordinal: 1, Value: built}, {Ordinal: 2, Value: hi}}
+		fields, err := hasValueFields(c)
+		if err != nil {
+			return 0, false, err
+		}
+		if fields {
+			for _, q := range valuePassSQL {
+				if _, err := c.ExecContext(bg, q, args); err != nil {
+					return 0, false, fmt.Errorf("summarise value fields: %w", err)
+				}
+			}
+		}
 		for _, q := range summarizeSQL {
 			if _, err := c.ExecContext(bg, q, args); err != nil {
 				return 0, false, fmt.Errorf("summarise events: %w", err)
@@ -457,6 +477,11 @@ func foldDone(c *sqlite3.SQLiteConn, hi int64, foldRows int) error {
 				return fmt.Errorf("fold summarised days: %w", err)
 			}
 		}
+		for _, q := range valueFoldSQL {
+			if _, err := c.ExecContext(bg, q, args[:2]); err != nil {
+				return fmt.Errorf("fold summarised days: %w", err)
+			}
+		}
 		folded = true
 	}
 	if folded {
@@ -473,7 +498,16 @@ func (w *writer) runSummaryChunk() {
 	db, s := w.db, w.db.sum
 	start := time.Now()
 	db.busySince.Store(start.UnixNano())
-	_, _, err := db.summaryChunk(db.opts.SummaryRows)
+	var err error
+	// A backfill takes turns with the summary pass (which has nothing to
+	// do when the tail is empty).
+	if s.backfill && (s.backfillTurn || s.passTo == 0 && s.tail <= 0) {
+		_, err = db.valueBackfillChunk(ValueBackfillRows)
+		s.backfillTurn = false
+	} else {
+		_, _, err = db.summaryChunk(db.opts.SummaryRows)
+		s.backfillTurn = true
+	}
 	db.busySince.Store(0)
 	if err != nil {
 		s.passTo = 0
@@ -493,10 +527,22 @@ func (db *DB) summarizeAll(limit int64) error {
 	s.passTo = 0
 	for done := int64(0); done < limit; {
 		n, more, err := db.summaryChunk(int(min(int64(db.opts.SummaryRows), limit-done)))
-		if err != nil || !more {
+		if err != nil {
 			return err
 		}
+		if !more {
+			break
+		}
 		done += n
+	}
+	if limit < math.MaxInt64 {
+		return nil
+	}
+	// Summarize: the value fields' backfill too.
+	for s.backfill {
+		if _, err := db.valueBackfillChunk(ValueBackfillRows); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -516,6 +562,8 @@ func (db *DB) Summarize(ctx context.Context) error {
 
 const createGone = `
 CREATE TEMP TABLE IF NOT EXISTS stats_gone_ids (id INTEGER PRIMARY KEY);
+CREATE TEMP TABLE IF NOT EXISTS stats_value_gone (application, day, event_type, field, pass, version, platform, events, numbers,
+	PRIMARY KEY (application, day, event_type, field, pass, version, platform));
 CREATE TEMP TABLE IF NOT EXISTS stats_gone (application, day, pass, session_id, user_id, event_type, version, platform, events, first_time, last_time, lo, hi,
 	PRIMARY KEY (application, day, pass, session_id, user_id, event_type, version, platform));
 `
@@ -559,7 +607,7 @@ func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.Na
 	if db.sum == nil {
 		return execRows(c, "DELETE FROM event WHERE rowid IN (SELECT rowid FROM event WHERE "+where+lim+")", args)
 	}
-	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone"} {
+	for _, q := range []string{"DELETE FROM temp.stats_gone_ids", "DELETE FROM temp.stats_gone", "DELETE FROM temp.stats_value_gone"} {
 		if _, err := c.Exec(q, nil); err != nil {
 			return 0, fmt.Errorf("delete events: %w", err)
 		}
@@ -570,6 +618,10 @@ func (db *DB) deleteEvents(c *sqlite3.SQLiteConn, where string, args []driver.Na
 	// The rows of a group in its pass: ids above g.lo up to g.hi.
 	const same = `e.user_id = s.user_id AND +e.application = s.application AND +e.session_id = s.session_id
 		AND +e.event_type = s.event_type AND +e.version = s.version AND +e.platform = s.platform AND substr(e.time, 1, 10) = s.day AND e.id > g.lo AND e.id <= g.hi`
+	fields, err := hasValueFields(c)
+	if err != nil {
+		return 0, fmt.Errorf("delete events: %w", err)
+	}
 	var n int64
 	for i, q := range []string{
 		`INSERT INTO temp.stats_gone SELECT application, day, pass, session_id, user_id, event_type, version, platform, count(*), min(time) || '', max(time) || '', min(lo), max(hi)
@@ -577,6 +629,7 @@ FROM (` + goneRows + `) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8`,
 		"DELETE FROM event WHERE rowid IN temp.stats_gone_ids",
 		"UPDATE stats_state SET built_id = min(built_id, (SELECT coalesce(max(id), 0) FROM event))",
 		lowerPasses,
+		lowerValueFields,
 		// Counts down; rows left empty go.
 		`UPDATE stats_activity AS s SET events = s.events - g.events FROM temp.stats_gone g WHERE ` + goneKey,
 		`DELETE FROM stats_activity WHERE events <= 0 AND (application, day, pass, session_id, user_id, event_type, version, platform) IN
@@ -603,6 +656,17 @@ WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <
 		}
 		if i == 1 {
 			n, _ = res.RowsAffected()
+		}
+		if i == 0 && fields {
+			// The deleted rows' numbers, read before they go.
+			if _, err := c.Exec(goneValueSQL, nil); err != nil {
+				return 0, fmt.Errorf("delete events: %w", err)
+			}
+		}
+	}
+	if fields {
+		if err := goneValuesAfter(c); err != nil {
+			return 0, fmt.Errorf("delete events: %w", err)
 		}
 	}
 	return n, nil

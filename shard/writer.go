@@ -90,9 +90,11 @@ type DB struct {
 	mergeNow chan chan error
 	// summarizeNow carries Summarize's requests to the writer.
 	summarizeNow chan chan error
-	wake         chan struct{}
-	stop         chan struct{}
-	exited       chan struct{}
+	// valueAsks carries the value fields readers asked for (valuefield.go).
+	valueAsks chan valueAsk
+	wake      chan struct{}
+	stop      chan struct{}
+	exited    chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,6 +140,7 @@ func New(path string, opts Options, logger *slog.Logger) *DB {
 		jobs:         make(chan *job),
 		mergeNow:     make(chan chan error),
 		summarizeNow: make(chan chan error),
+		valueAsks:    make(chan valueAsk, 64),
 		wake:         make(chan struct{}, 1),
 		stop:         make(chan struct{}),
 		exited:       make(chan struct{}),
@@ -340,6 +343,8 @@ func (db *DB) run() {
 					w.mergeNow(done)
 				case done := <-db.summarizeNow:
 					w.summarizeNow(done)
+				case a := <-db.valueAsks:
+					w.valueAsk(a)
 				case <-rest.C:
 				}
 				rest.Stop()
@@ -382,6 +387,8 @@ func (db *DB) run() {
 			w.mergeNow(done)
 		case done := <-db.summarizeNow:
 			w.summarizeNow(done)
+		case a := <-db.valueAsks:
+			w.valueAsk(a)
 		case j := <-db.jobs:
 			w.jobs = append(w.jobs, j)
 		case <-db.stop:

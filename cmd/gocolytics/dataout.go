@@ -52,6 +52,12 @@ func adminKeys(cfg *Config) (keys []string, generated string, err error) {
 	return []string{key}, key, nil
 }
 
+// valueAsker is the writer's side of the value field registry
+// (shard.DB.AskValueField).
+type valueAsker interface {
+	AskValueField(application, eventType, field, path string)
+}
+
 // openAdmin opens the read-only handle and the key check, and registers the
 // admin endpoints (erasing through eraser) and the dashboard with its stats
 // API where ADMIN_ADDR says: on srv's router, on a router of their own
@@ -62,7 +68,13 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	reader, err := openReader(cfg)
+	// The writer in this process registers the value fields asked for
+	// (shard's field registry); a worker's link does not carry asks yet.
+	var ask func(application, eventType, field, path string)
+	if a, ok := eraser.(valueAsker); ok {
+		ask = a.AskValueField
+	}
+	reader, err := openReader(cfg, ask)
 	if err != nil {
 		return nil, fmt.Errorf("open the database for reading: %w", err)
 	}
@@ -95,8 +107,9 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 // openReader opens what the stats API, the dashboard and export read
 // (STATS_SOURCE): read-only connections to the node's database, or to
 // PostgreSQL, which holds every node's rows.
-func openReader(cfg *Config) (*query.Reader, error) {
-	o := query.Options{BusyTimeout: cfg.BusyTimeout, LocalTime: cfg.LocalTime}
+// ask, if set, is told of each value statistics request (query.Options).
+func openReader(cfg *Config, ask func(application, eventType, field, path string)) (*query.Reader, error) {
+	o := query.Options{BusyTimeout: cfg.BusyTimeout, LocalTime: cfg.LocalTime, AskValue: ask}
 	if cfg.StatsSource == StatsPostgres {
 		return pgquery.Open(cfg.Forward.PostgresURL, o)
 	}

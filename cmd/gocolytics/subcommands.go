@@ -106,7 +106,7 @@ func (e *exportFlags) run(ctx context.Context, cfg *Config, _ []string, stdout, 
 	if prob != nil {
 		return &usageError{errors.New(problemText(prob))}
 	}
-	r, err := openReader(cfg)
+	r, err := openReader(cfg, nil)
 	if err != nil {
 		return &usageError{err}
 	}

@@ -58,3 +58,10 @@ func SetFunnelReadHook(tb testing.TB, hook func()) {
 	funnelReadHook = hook
 	tb.Cleanup(func() { funnelReadHook = nil })
 }
+
+// ValueFromFields counts the value statistics read from the field
+// registry's summary.
+func ValueFromFields() int64 { return valueFromFields.Load() }
+
+// JSONPath is jsonPath, for the tests that register fields.
+var JSONPath = jsonPath

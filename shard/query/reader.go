@@ -58,6 +58,11 @@ type Options struct {
 	// error means the server cannot be reached: such errors are wrapped in
 	// ErrUnavailable.
 	Unreachable func(error) bool
+	// AskValue, if set, is told of every value statistics request (its
+	// application, event type, field and the field's JSON path): the
+	// writer's shard.DB.AskValueField, which registers the field. It must
+	// not block.
+	AskValue func(application, eventType, field, path string)
 }
 
 // Reader is the read-only handle: a database/sql pool of at most MaxReaders
@@ -78,6 +83,8 @@ type Reader struct {
 	// unreachable, if set, says whether an error means the server cannot
 	// be reached (Options.Unreachable).
 	unreachable func(error) bool
+	// askValue is Options.AskValue.
+	askValue func(application, eventType, field, path string)
 }
 
 // Open opens the pool on the database at path. It checks that the file is a

@@ -64,7 +64,7 @@ func NewReader(db *sql.DB, d Dialect, o Options) *Reader {
 	db.SetMaxIdleConns(o.MaxReaders)
 	// Idle connections let go of their page cache after a while.
 	db.SetConnMaxIdleTime(time.Minute)
-	r := &Reader{db: db, timeout: o.Timeout, loc: time.UTC, events: "event", dialect: d, unreachable: o.Unreachable}
+	r := &Reader{db: db, timeout: o.Timeout, loc: time.UTC, events: "event", dialect: d, unreachable: o.Unreachable, askValue: o.AskValue}
 	if o.LocalTime {
 		r.loc = time.Local
 	}
@@ -82,8 +82,16 @@ func (r *Reader) Funnel(ctx context.Context, f Filter, steps []string) ([]Funnel
 }
 
 // Value is ComputeValue over r.
+// It tells Options.AskValue that field was asked for (the writer registers
+// it, so that its summary is built: shard's valuefield.go).
 func (r *Reader) Value(ctx context.Context, f Filter, field string) ([]ValueDay, error) {
-	return ComputeValue(ctx, r, f, field)
+	days, err := ComputeValue(ctx, r, f, field)
+	if err == nil && r.askValue != nil && r.dialect == SQLite {
+		if path, err := jsonPath(field); err == nil {
+			r.askValue(f.Application, f.EventType, field, path)
+		}
+	}
+	return days, err
 }
 
 // Series is ComputeSeries over r.

@@ -2,11 +2,13 @@ package query
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // ValueDay is the statistics of one numeric field of value on one day. The
@@ -44,7 +46,16 @@ func ComputeValue(ctx context.Context, q Querier, f Filter, field string) ([]Val
 	days, index := f.dayList()
 	nums := make([][]float64, len(days))
 	out := make([]ValueDay, len(days))
-	if chunks, ok, err := rangeChunks(ctx, q, f); err != nil {
+	if ok, err := readValueFields(ctx, q, f, field, path, days, func(p valuePart) {
+		if i, ok := index[p.day]; ok {
+			nums[i] = append(nums[i], p.nums...)
+			out[i].Skipped += p.skipped
+		}
+	}); err != nil {
+		return nil, err
+	} else if ok {
+		// Read from the field registry's summary.
+	} else if chunks, ok, err := rangeChunks(ctx, q, f); err != nil {
 		return nil, err
 	} else if ok {
 		err := eachChunk(ctx, chunks, func(ctx context.Context, c chunk) ([]valuePart, error) {
@@ -203,11 +214,7 @@ func readValueChunk(ctx context.Context, q Querier, f Filter, path string, c chu
 		}
 		p := valuePart{day: *day}
 		if packed != nil {
-			for s := range strings.SplitSeq(*packed, ",") {
-				if x, ok := valueNumber(s); ok {
-					p.nums = append(p.nums, x)
-				}
-			}
+			p.nums = parseNumbers(*packed, p.nums)
 		}
 		p.skipped = n - int64(len(p.nums))
 		parts = append(parts, p)
@@ -216,4 +223,103 @@ func readValueChunk(ctx context.Context, q Querier, f Filter, path string, c chu
 		return nil, fmt.Errorf("read value: %w", err)
 	}
 	return parts, nil
+}
+
+// parseNumbers appends the numbers of a packed list of number texts
+// (valueNumber) to xs.
+func parseNumbers(packed string, xs []float64) []float64 {
+	for s := range strings.SplitSeq(packed, ",") {
+		if x, ok := valueNumber(s); ok {
+			xs = append(xs, x)
+		}
+	}
+	return xs
+}
+
+// valueFromFields counts the value statistics read from the field
+// registry's summary (tests).
+var valueFromFields atomic.Int64
+
+// readValueFields reads f's numbers at field from stats_value_num, the
+// summary of the fields shard's registry holds (shard/valuefield.go), and
+// hands them to add a day at a time; ok is false when the field is not
+// registered, not complete (its built_id short of the watermark), or the
+// database has no registry: the caller reads raw. One statement, so one
+// snapshot: the field's rows of the range's days, and the rows above the
+// watermark (the tail) read raw. A day may come in several parts.
+func readValueFields(ctx context.Context, q Querier, f Filter, field, path string, days []string, add func(valuePart)) (ok bool, err error) {
+	if !summariesReady(ctx, q) {
+		return false, nil
+	}
+	dayList, err := json.Marshal(days)
+	if err != nil {
+		return false, err
+	}
+	// ?1 the path, ?2 the application, ?3 the event type, ?4 the field,
+	// ?5 the days as a JSON array, ?6 and ?7 the range's bounds on time,
+	// ?8 the layout, then the version and platform when f has them.
+	args := []any{path, f.Application, f.EventType, field, string(dayList),
+		f.Since.Format(DayFormat), f.Until.AddDate(0, 0, 1).Format(DayFormat), summaryVersion}
+	var side, raw string
+	for _, c := range []struct{ col, v string }{{"version", f.Version}, {"platform", f.Platform}} {
+		if c.v != "" {
+			args = append(args, c.v)
+			side += fmt.Sprintf(" AND %s = ?%d", c.col, len(args))
+			raw += fmt.Sprintf(" AND +e.%s = ?%d", c.col, len(args))
+		}
+	}
+	value := strings.ReplaceAll(valueText, "value", "e.value")
+	// The last row says whether the field is complete in this snapshot.
+	query := `WITH w AS (SELECT built_id AS w FROM stats_state WHERE id = 1 AND version = ?8),
+k AS (SELECT 1 FROM stats_value_field WHERE application = ?2 AND event_type = ?3 AND field = ?4 AND path = ?1 AND built_id = (SELECT w FROM w))
+SELECT 0, day, sum(events), group_concat(numbers, ',')
+FROM stats_value_num WHERE application = ?2 AND day IN (SELECT value FROM json_each(?5)) AND event_type = ?3 AND field = ?4` + side + `
+	AND EXISTS (SELECT 1 FROM k) GROUP BY day
+UNION ALL
+SELECT 2, substr(e.time, 1, 10), count(*), group_concat(` + value + `, ',')
+FROM event e NOT INDEXED WHERE e.id > (SELECT w FROM w) AND e.application = ?2 AND e.time >= ?6 AND e.time < ?7 AND e.event_type = ?3` + raw + `
+	AND EXISTS (SELECT 1 FROM k) GROUP BY 2
+UNION ALL
+SELECT 3, NULL, (SELECT count(*) FROM k), NULL`
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			// A database of a server without the registry.
+			return false, nil
+		}
+		return false, fmt.Errorf("query value: %w", err)
+	}
+	defer rows.Close()
+	var parts []valuePart
+	complete := false
+	for rows.Next() {
+		var kind, n int64
+		var day, packed *string
+		if err := rows.Scan(&kind, &day, &n, &packed); err != nil {
+			return false, fmt.Errorf("read value: %w", err)
+		}
+		if kind == 3 {
+			complete = n > 0
+		}
+		if day == nil || n == 0 {
+			continue
+		}
+		p := valuePart{day: *day}
+		if packed != nil {
+			p.nums = parseNumbers(*packed, nil)
+		}
+		p.skipped = n - int64(len(p.nums))
+		parts = append(parts, p)
+	}
+	if err := rows.Err(); err != nil {
+		return false, fmt.Errorf("read value: %w", err)
+	}
+	if !complete {
+		return false, nil
+	}
+	valueFromFields.Add(1)
+	for _, p := range parts {
+		add(p)
+	}
+	return true, nil
 }

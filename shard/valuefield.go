@@ -1,0 +1,409 @@
+package shard
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// The field registry (work in progress, DESIGN.md "The field registry"):
+// the value statistics of the (application, event type, field) triples a
+// value request has asked for, and of no others.
+//
+//   - stats_value_field: the registry, at most MaxValueFields rows; path is
+//     the field's JSON path as the raw path reads it (query.jsonPath),
+//     built_id the field's own watermark (its numbers cover the rows of its
+//     event type with ids up to it), asked_at the Unix second it was last
+//     asked for (the least recently asked goes when the registry is full).
+//   - stats_value_num: per application, day, event type, field, pass
+//     (pass -1 once the day is folded, as stats_activity), version and
+//     platform, events (how many events of the type the group holds) and
+//     numbers: the texts the raw path's own expression gives for them
+//     (valueNumText), joined by commas, NULL when none. One lookup per
+//     event of the type: no json_tree, so no event is irregular.
+//
+// A field is complete when its built_id equals the summaries' watermark:
+// every summary pass then adds its pass's rows and moves both together. A
+// new field starts at 0 and is filled in, up to the watermark, by backfill
+// chunks of ValueBackfillRows rows by id, which the writer runs between
+// group commits taking turns with the summary pass's chunks; readers read
+// the field raw until it is complete. Deletes take their rows' numbers out
+// (subtractNumbers), as far as each field's built_id.
+const (
+	SummaryValueFields = "stats_value_field"
+	SummaryValueNums   = "stats_value_num"
+)
+
+// MaxValueFields bounds the registry.
+const MaxValueFields = 16
+
+// ValueBackfillRows is the rows by id of one backfill chunk (a variable
+// so that a test can make chunks small).
+var ValueBackfillRows = 20000
+
+// valueAskEvery is how often an asked field's asked_at is written again.
+const valueAskEvery = time.Minute
+
+const createValueFields = `
+CREATE TABLE IF NOT EXISTS stats_value_field (
+	application TEXT NOT NULL,
+	event_type TEXT NOT NULL,
+	field TEXT NOT NULL,
+	path TEXT NOT NULL,
+	built_id INTEGER NOT NULL,
+	asked_at INTEGER NOT NULL,
+	PRIMARY KEY (application, event_type, field)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats_value_num (
+	application TEXT NOT NULL,
+	day TEXT NOT NULL,
+	event_type TEXT NOT NULL,
+	field TEXT NOT NULL,
+	pass INTEGER NOT NULL,
+	version TEXT NOT NULL,
+	platform TEXT NOT NULL,
+	events INTEGER NOT NULL,
+	numbers TEXT,
+	PRIMARY KEY (application, day, event_type, field, pass, version, platform)
+) WITHOUT ROWID;
+`
+
+// valueNumText is the raw path's expression (query.valueText) on the row
+// e with the path p: a number's JSON text, else NULL.
+func valueNumText(e, p string) string {
+	return `CASE WHEN json_valid(` + e + `.value) AND json_type(` + e + `.value, ` + p + `) IN ('integer', 'real') THEN ` + e + `.value -> ` + p + ` END`
+}
+
+// addNumbers is the upsert that adds a SELECT's groups to stats_value_num
+// or to a delete's temp.stats_value_gone.
+const addNumbers = ` ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`
+
+// valuePassSQL adds the rows of the pass ?1 (ids above ?1 up to ?2) to
+// every complete field; then the fields move with the watermark. Nothing
+// is read when the registry is empty (it drives the join).
+var valuePassSQL = []string{
+	`INSERT INTO stats_value_num (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT e.application, substr(e.time, 1, 10), e.event_type, f.field, ?1, e.version, e.platform, count(*), group_concat(` + valueNumText("e", "f.path") + `, ',')
+FROM stats_value_field f CROSS JOIN event e ON e.id > ?1 AND e.id <= ?2 AND +e.application = f.application AND +e.event_type = f.event_type
+WHERE f.built_id = ?1 GROUP BY 1, 2, 3, 4, 6, 7` + addNumbers,
+	`UPDATE stats_value_field SET built_id = ?2 WHERE built_id = ?1`,
+}
+
+// rowPass is the pass whose summary rows hold the summarised row e of the
+// day d (stats_day): -1 when its day was folded after it, else the last
+// pass that began below its id (goneRows reads it the same way).
+const rowPass = `CASE WHEN e.id <= d.folded_to THEN -1 ELSE (SELECT max(lo) FROM stats_pass WHERE lo < e.id) END`
+
+// valueBackfillSQL adds the field ?3 (application ?4, event type ?5, path
+// ?6) of the rows with ids above ?1 up to ?2, each to its own pass, and
+// moves the field's built_id to ?2.
+var valueBackfillSQL = []string{
+	`INSERT INTO stats_value_num (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT e.application, d.day, e.event_type, ?3, ` + rowPass + `, e.version, e.platform, count(*), group_concat(` + valueNumText("e", "?6") + `, ',')
+FROM event e JOIN stats_day d ON d.application = e.application AND d.day = substr(e.time, 1, 10)
+WHERE e.id > ?1 AND e.id <= ?2 AND +e.application = ?4 AND +e.event_type = ?5 GROUP BY 2, 5, 6, 7` + addNumbers,
+	`UPDATE stats_value_field SET built_id = ?2 WHERE application = ?4 AND event_type = ?5 AND field = ?3`,
+}
+
+// valueFoldSQL folds stats_value_num's rows of the day ?2 of the
+// application ?1 (foldSQL).
+var valueFoldSQL = []string{
+	`INSERT INTO stats_value_num (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT application, day, event_type, field, -1, version, platform, sum(events), group_concat(numbers, ',')
+FROM stats_value_num WHERE application = ?1 AND day = ?2 AND pass >= 0 GROUP BY event_type, field, version, platform` + addNumbers,
+	`DELETE FROM stats_value_num WHERE application = ?1 AND day = ?2 AND pass >= 0`,
+}
+
+// lowerValueFields follows the watermark down (deletes, or an open that
+// found the newest rows gone).
+const lowerValueFields = `UPDATE stats_value_field SET built_id = (SELECT built_id FROM stats_state WHERE id = 1)
+WHERE built_id > (SELECT built_id FROM stats_state WHERE id = 1)`
+
+// A valueAsk is a reader's word that a field was asked for; done, when
+// set, gets the outcome (RegisterValueField).
+type valueAsk struct {
+	application, eventType, field, path string
+	done                                chan error
+}
+
+// RegisterValueField is AskValueField that waits until the writer has
+// handled the ask (a test, a benchmark).
+func (db *DB) RegisterValueField(ctx context.Context, application, eventType, field, path string) error {
+	if db.conn == nil {
+		return ErrNotOpen
+	}
+	a := valueAsk{application, eventType, field, path, make(chan error, 1)}
+	select {
+	case db.valueAsks <- a:
+	case <-db.exited:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// valueAsk handles an ask in the writer.
+func (w *writer) valueAsk(a valueAsk) {
+	err := w.db.registerValueField(a)
+	if err != nil {
+		err = classify(err)
+		w.db.logger.Error("registering a value field failed", "err", err)
+	}
+	if a.done != nil {
+		a.done <- err
+	}
+}
+
+// AskValueField tells the writer that the value statistics of field (at
+// the JSON path path) of application's events of eventType were asked
+// for: it registers the field (or marks it asked again), without waiting.
+// Readers call it; it never blocks, and an ask that finds the queue full
+// is dropped (the next request asks again).
+func (db *DB) AskValueField(application, eventType, field, path string) {
+	if db == nil || db.valueAsks == nil {
+		return
+	}
+	select {
+	case db.valueAsks <- valueAsk{application, eventType, field, path, nil}:
+	default:
+	}
+}
+
+// registerValueField handles an ask in the writer: a registered field has
+// its asked_at written again (at most every valueAskEvery); a new one is
+// registered at built_id 0 (complete at once on an empty database), the
+// least recently asked going when MaxValueFields are registered.
+func (db *DB) registerValueField(a valueAsk) error {
+	s := db.sum
+	if s == nil || a.application == "" || a.eventType == "" || a.field == "" {
+		return nil
+	}
+	c := db.conn
+	now := time.Now().Unix()
+	// A path SQLite does not take would fail every pass.
+	if _, _, err := queryInt64(c, `SELECT json_type('{}', ?)`, a.path); err != nil {
+		return nil
+	}
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return err
+	}
+	err := func() error {
+		asked, ok, err := queryInt64(c, `SELECT asked_at FROM stats_value_field WHERE application = ? AND event_type = ? AND field = ?`, a.application, a.eventType, a.field)
+		if err != nil {
+			return err
+		}
+		key := []driver.NamedValue{{Ordinal: 1, Value: a.application}, {Ordinal: 2, Value: a.eventType}, {Ordinal: 3, Value: a.field},
+			{Ordinal: 4, Value: a.path}, {Ordinal: 5, Value: now}}
+		if ok {
+			if now-asked < int64(valueAskEvery/time.Second) {
+				return nil
+			}
+			_, err := c.ExecContext(bg, `UPDATE stats_value_field SET asked_at = ?5 WHERE application = ?1 AND event_type = ?2 AND field = ?3`, key)
+			return err
+		}
+		n, _, err := queryInt64(c, `SELECT count(*) FROM stats_value_field`)
+		if err != nil {
+			return err
+		}
+		for ; n >= MaxValueFields; n-- {
+			if err := dropLeastAsked(c); err != nil {
+				return err
+			}
+		}
+		if _, err := c.ExecContext(bg, `INSERT INTO stats_value_field (application, event_type, field, path, built_id, asked_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)`, key); err != nil {
+			return err
+		}
+		s.backfill = true
+		return nil
+	}()
+	if err != nil {
+		return rollback(c, fmt.Errorf("register a value field: %w", err))
+	}
+	if _, err := c.Exec("COMMIT", nil); err != nil {
+		return rollback(c, fmt.Errorf("register a value field: %w", err))
+	}
+	return nil
+}
+
+// dropLeastAsked removes the least recently asked field and its numbers.
+func dropLeastAsked(c *sqlite3.SQLiteConn) error {
+	for _, q := range []string{
+		`DELETE FROM stats_value_num WHERE (application, event_type, field) IN
+(SELECT application, event_type, field FROM stats_value_field ORDER BY asked_at, application, event_type, field LIMIT 1)`,
+		`DELETE FROM stats_value_field WHERE (application, event_type, field) IN
+(SELECT application, event_type, field FROM stats_value_field ORDER BY asked_at, application, event_type, field LIMIT 1)`,
+	} {
+		if _, err := c.Exec(q, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// valueBackfillChunk fills in the next chunk of the most recently asked
+// incomplete field, in its own transaction; s.backfill goes false when no
+// field is incomplete.
+func (db *DB) valueBackfillChunk(limit int) (int64, error) {
+	c, s := db.conn, db.sum
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return 0, err
+	}
+	n, err := func() (int64, error) {
+		rows, err := c.QueryContext(bg, `SELECT f.application, f.event_type, f.field, f.path, f.built_id, s.built_id
+FROM stats_value_field f JOIN stats_state s ON s.id = 1 WHERE f.built_id < s.built_id ORDER BY f.asked_at DESC LIMIT 1`, nil)
+		if err != nil {
+			return 0, err
+		}
+		v := make([]driver.Value, 6)
+		err = rows.Next(v)
+		rows.Close()
+		if errors.Is(err, io.EOF) {
+			s.backfill = false
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		lo, top := v[4].(int64), v[5].(int64)
+		hi, found, err := queryInt64(c, "SELECT max(id) FROM (SELECT id FROM event WHERE id > ? AND id <= ? ORDER BY id LIMIT ?)", lo, top, int64(limit))
+		if err != nil {
+			return 0, err
+		}
+		if !found || hi >= top || limit <= 0 {
+			hi = top
+		}
+		args := []driver.NamedValue{{Ordinal: 1, Value: lo}, {Ordinal: 2, Value: hi}, {Ordinal: 3, Value: v[2]},
+			{Ordinal: 4, Value: v[0]}, {Ordinal: 5, Value: v[1]}, {Ordinal: 6, Value: v[3]}}
+		for _, q := range valueBackfillSQL {
+			if _, err := c.ExecContext(bg, q, args); err != nil {
+				return 0, err
+			}
+		}
+		return hi - lo, nil
+	}()
+	if err != nil {
+		return 0, rollback(c, fmt.Errorf("fill in a value field: %w", err))
+	}
+	if _, err := c.Exec("COMMIT", nil); err != nil {
+		return 0, rollback(c, fmt.Errorf("fill in a value field: %w", err))
+	}
+	return n, nil
+}
+
+// hasValueFields says whether any field is registered.
+func hasValueFields(c *sqlite3.SQLiteConn) (bool, error) {
+	n, _, err := queryInt64(c, `SELECT EXISTS (SELECT 1 FROM stats_value_field)`)
+	return n > 0, err
+}
+
+// goneValueSQL is the numbers of the deleted rows (goneRows) of each
+// field, as far as its built_id, as a pass reads them, into
+// temp.stats_value_gone.
+var goneValueSQL = `INSERT INTO temp.stats_value_gone (application, day, event_type, field, pass, version, platform, events, numbers)
+SELECT g.application, g.day, g.event_type, f.field, g.pass, g.version, g.platform, count(*), group_concat(` + valueNumText("g", "f.path") + `, ',')
+FROM stats_value_field f JOIN (` + goneRows + `) g ON g.application = f.application AND g.event_type = f.event_type AND g.id <= f.built_id
+GROUP BY 1, 2, 3, 4, 5, 6, 7` + addNumbers
+
+// valueKey is the key of a row of stats_value_num, s, equal to
+// stats_value_gone's, g.
+const valueKey = `(s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform) =
+(g.application, g.day, g.event_type, g.field, g.pass, g.version, g.platform)`
+
+// goneValuesAfter takes stats_value_gone out of stats_value_num, after the
+// rows went: counts down, numbers out, rows left without events gone.
+func goneValuesAfter(c *sqlite3.SQLiteConn) error {
+	if err := subtractNumbers(c); err != nil {
+		return err
+	}
+	for _, q := range []string{
+		`UPDATE stats_value_num AS s SET events = s.events - g.events FROM temp.stats_value_gone g WHERE ` + valueKey,
+		`DELETE FROM stats_value_num WHERE events <= 0 AND (application, day, event_type, field, pass, version, platform) IN
+(SELECT application, day, event_type, field, pass, version, platform FROM temp.stats_value_gone)`,
+	} {
+		if _, err := c.Exec(q, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subtractNumbers takes the numbers of stats_value_gone's rows out of
+// stats_value_num's: each text once (the same texts, read from the same
+// values by the same expression as the pass that added them).
+func subtractNumbers(c *sqlite3.SQLiteConn) error {
+	rows, err := c.QueryContext(bg, `SELECT s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform, s.numbers, g.numbers
+FROM temp.stats_value_gone g JOIN stats_value_num s ON `+valueKey+` WHERE g.numbers IS NOT NULL`, nil)
+	if err != nil {
+		return err
+	}
+	type change struct {
+		key     []driver.NamedValue
+		numbers string
+	}
+	var changes []change
+	v := make([]driver.Value, 9)
+	for {
+		err := rows.Next(v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		left, ok := withoutTexts(asString(v[7]), asString(v[8]))
+		if !ok {
+			rows.Close()
+			return fmt.Errorf("stats_value_num %q of %q %q: the deleted rows' numbers %q are not all in %q", v[3], v[0], v[1], v[8], v[7])
+		}
+		ch := change{numbers: left}
+		for i := range 7 {
+			ch.key = append(ch.key, driver.NamedValue{Ordinal: i + 1, Value: v[i]})
+		}
+		changes = append(changes, ch)
+	}
+	rows.Close()
+	for _, ch := range changes {
+		args := append(ch.key, driver.NamedValue{Ordinal: 8, Value: ch.numbers})
+		if _, err := c.ExecContext(bg, `UPDATE stats_value_num SET numbers = nullif(?8, '')
+WHERE (application, day, event_type, field, pass, version, platform) = (?1, ?2, ?3, ?4, ?5, ?6, ?7)`, args); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// withoutTexts is the comma-joined list all without one occurrence of each
+// text of gone; ok is false if one is missing.
+func withoutTexts(all, gone string) (string, bool) {
+	drop := map[string]int{}
+	for t := range strings.SplitSeq(gone, ",") {
+		drop[t]++
+	}
+	kept := make([]string, 0, strings.Count(all, ",")+1)
+	for t := range strings.SplitSeq(all, ",") {
+		if drop[t] > 0 {
+			drop[t]--
+			continue
+		}
+		kept = append(kept, t)
+	}
+	for _, n := range drop {
+		if n > 0 {
+			return "", false
+		}
+	}
+	return strings.Join(kept, ","), true
+}
