@@ -3,6 +3,7 @@ package query_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"syscall"
 	"testing"
 	"time"
@@ -114,6 +115,39 @@ func BenchmarkComputeValue_30Days(b *testing.B) {
 			}
 		}
 	})
+	// The field registered and filled in (shard's field registry).
+	b.Run("registry", func(b *testing.B) {
+		path, err := query.JSONPath("stats.time")
+		if err != nil {
+			b.Fatal(err)
+		}
+		db := querytest.OpenReadOnly(b, querytest.CachedRegistered(b, benchGame, "Bench Game", "level_end", "stats.time", path))
+		f := last30()
+		f.EventType = "level_end"
+		disk, reads := querytest.ReadBytes(), query.ValueFromFields()
+		cpu := cpuTime()
+		for b.Loop() {
+			v, err := query.ComputeValue(context.Background(), db, f, "stats.time")
+			if err != nil || v[0].Count == 0 {
+				b.Fatal(err)
+			}
+		}
+		reportCPU(b, cpu)
+		reportDisk(b, disk)
+		if query.ValueFromFields() == reads {
+			b.Fatal("not read from the registry's summary")
+		}
+		// The same answer as the rows (the database without the field).
+		got, err := query.ComputeValue(context.Background(), db, f, "stats.time")
+		if err != nil {
+			b.Fatal(err)
+		}
+		want, err := query.ComputeValue(context.Background(), querytest.OpenReadOnly(b, querytest.CachedSummarised(b, benchGame)), f, "stats.time")
+		if err != nil {
+			b.Fatal(err)
+		}
+		querytest.EqualJSON(b, "registry", got, string(must(json.Marshal(want))))
+	})
 }
 
 func BenchmarkComputeSeries_30Days(b *testing.B) {
@@ -156,4 +190,11 @@ func BenchmarkComputeStats_30Days_Small(b *testing.B) {
 			b.Fatal(err, st.Summary)
 		}
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -1,6 +1,7 @@
 package querytest
 
 import (
+	"context"
 	"database/sql"
 	"io"
 	"os"
@@ -161,4 +162,42 @@ func CopyFile(tb testing.TB, from, to string) {
 	if err := dst.Close(); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// CachedRegistered returns the path of a copy of CachedSummarised(r)'s
+// database on which the writer has registered the value field field (JSON
+// path path) of application's events of eventType and filled it in
+// (shard's field registry), written once into the system's temporary
+// folder and reused. The backfill's duration is logged.
+func CachedRegistered(tb testing.TB, r Realistic, application, eventType, field, path string) string {
+	tb.Helper()
+	sum := CachedSummarised(tb, r)
+	out := sum[:len(sum)-len(".db")] + "-registry.db"
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	tmp := out + ".part"
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(tmp + suffix)
+	}
+	CopyFile(tb, sum, tmp)
+	start := time.Now()
+	db := shard.New(tmp, shard.Options{Synchronous: "NORMAL"}, nil)
+	if err := db.Open(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.RegisterValueField(context.Background(), application, eventType, field, path); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Summarize(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("value field %s of %s filled in on %s in %v", field, eventType, filepath.Base(out), time.Since(start))
+	if err := os.Rename(tmp, out); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
