@@ -343,3 +343,45 @@ func checkpoint(t *testing.T, path string) {
 		t.Fatalf("checkpoint: busy %d, log %d, checkpointed %d, %v", busy, log, done, err)
 	}
 }
+
+// TestReaderValue_Asks checks that a Reader tells Options.AskValue of each
+// value request, with the JSON path the registry's summary is keyed by,
+// and that a field registered that way is read from the summary once the
+// writer has filled it in.
+func TestReaderValue_Asks(t *testing.T) {
+	path := registryDataset(t, 7, 800)
+	db := shardtest.Open(t, path, shard.Options{})
+	var asks []string
+	r, err := query.Open(path, query.Options{AskValue: func(application, eventType, field, p string) {
+		asks = append(asks, application+"|"+eventType+"|"+field+"|"+p)
+		db.AskValueField(application, eventType, field, p)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	f := registryFilters[0]
+	want, err := r.Value(context.Background(), f, "stats.time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asks) != 1 || asks[0] != `A|level|stats.time|$."stats"."time"` {
+		t.Fatalf("asks %q", asks)
+	}
+	// The ask is queued: Summarize, after it in the writer's loop once
+	// the field is there, fills it in.
+	before := query.ValueFromFields()
+	for deadline := time.Now().Add(10 * time.Second); query.ValueFromFields() == before; {
+		if err := db.Summarize(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Value(context.Background(), f, "stats.time")
+		if err != nil {
+			t.Fatal(err)
+		}
+		querytest.EqualJSON(t, "stats.time", got, string(mustJSON(t, want)))
+		if time.Now().After(deadline) {
+			t.Fatal("the asked field is not read from the registry's summary after 10 s")
+		}
+	}
+}
