@@ -28,10 +28,22 @@ var ingestBenchEvents = 200_000
 //	flock /tmp/gocolytics-bench.lock go test -run '^$' -bench Summaries_Ingest -count 3 ./shard/
 func BenchmarkSummaries_Ingest(b *testing.B) {
 	events := realisticEvents(ingestBenchEvents)
+	// fields: value fields registered (valuefield.go): level_end's score
+	// (the commonest type, about 40 % of the events), then the score of
+	// every type and made-up fields of level_end, up to MaxValueFields.
+	var fields [][2]string
+	for _, t := range []string{"level_end", "level_start", "item_pickup", "enemy_killed", "start", "menu_open",
+		"tutorial_start", "tutorial_end", "purchase", "crash"} {
+		fields = append(fields, [2]string{t, "score"})
+	}
+	for i := len(fields); i < MaxValueFields; i++ {
+		fields = append(fields, [2]string{"level_end", fmt.Sprintf("f%d", i)})
+	}
 	for _, v := range []struct {
 		name     string
 		interval time.Duration
-	}{{"base", -1}, {"summaries", 0}} {
+		fields   int
+	}{{"base", -1, 0}, {"summaries", 0, 0}, {"summaries+1field", 0, 1}, {"summaries+16fields", 0, MaxValueFields}} {
 		b.Run(v.name, func(b *testing.B) {
 			var cpu, written, size float64
 			for b.Loop() {
@@ -39,6 +51,11 @@ func BenchmarkSummaries_Ingest(b *testing.B) {
 				db := New(path, Options{MergeInterval: time.Hour, SummaryInterval: v.interval}, nil)
 				if err := db.Open(); err != nil {
 					b.Fatal(err)
+				}
+				for _, f := range fields[:v.fields] {
+					if err := db.RegisterValueField(b.Context(), "Bench Game", f[0], f[1], `$."`+f[1]+`"`); err != nil {
+						b.Fatal(err)
+					}
 				}
 				cpu0, w0 := processCPU(), writeBytes(b)
 				for i := 0; i < len(events); i += 100 {

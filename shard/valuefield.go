@@ -85,13 +85,15 @@ func valueNumText(e, p string) string {
 const addNumbers = ` ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`
 
 // valuePassSQL adds the rows of the pass ?1 (ids above ?1 up to ?2) to
-// every complete field; then the fields move with the watermark. Nothing
-// is read when the registry is empty (it drives the join).
+// every complete field; then the fields move with the watermark. One walk
+// of the pass's rows, each looking its fields up in the registry's key
+// (not one walk per field); the caller skips it when the registry is
+// empty.
 var valuePassSQL = []string{
 	`INSERT INTO stats_value_num (application, day, event_type, field, pass, version, platform, events, numbers)
 SELECT e.application, substr(e.time, 1, 10), e.event_type, f.field, ?1, e.version, e.platform, count(*), group_concat(` + valueNumText("e", "f.path") + `, ',')
-FROM stats_value_field f CROSS JOIN event e ON e.id > ?1 AND e.id <= ?2 AND +e.application = f.application AND +e.event_type = f.event_type
-WHERE f.built_id = ?1 GROUP BY 1, 2, 3, 4, 6, 7` + addNumbers,
+FROM event e CROSS JOIN stats_value_field f ON f.application = e.application AND f.event_type = e.event_type AND f.built_id = ?1
+WHERE e.id > ?1 AND e.id <= ?2 GROUP BY 1, 2, 3, 4, 6, 7` + addNumbers,
 	`UPDATE stats_value_field SET built_id = ?2 WHERE built_id = ?1`,
 }
 
