@@ -141,7 +141,8 @@ func register(t *testing.T, db *shard.DB, k [3]string) {
 // registry's summary against the raw rows on random data: fields
 // registered after the rows were summarised (filled in by backfill
 // chunks), then a tail above the watermark (late rows on folded days), a
-// summary pass over it, erasures and a retention delete.
+// summary pass over it, an ERASE_EVENT_TYPE erasure, erasures and a
+// retention delete.
 func TestValueFields_Random(t *testing.T) {
 	defer func(n int) { shard.ValueBackfillRows = n }(shard.ValueBackfillRows)
 	shard.ValueBackfillRows = 97
@@ -184,7 +185,30 @@ func TestValueFields_Random(t *testing.T) {
 				t.Fatalf("with a tail: %d reads from the registry, want %d", n, wantReads())
 			}
 
-			db = shardtest.Open(t, path, shard.Options{SummaryRows: 100})
+			db = shardtest.Open(t, path, shard.Options{SummaryRows: 100, EraseEventType: "forget"})
+			if err := db.Summarize(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// ERASE_EVENT_TYPE: u5's earlier rows of B go.
+			if err := db.Write(0, []shard.Event{{Time: day("2026-10-10"), Application: "B", UserID: "u5", SessionID: "s1",
+				EventType: "forget", Version: "1", Platform: "Web", Value: "{}"}}); err != nil {
+				t.Fatal(err)
+			}
+			r := shardtest.SQL(t, path)
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				var n int
+				if err := r.QueryRow(`SELECT count(*) FROM event WHERE user_id = 'u5' AND application = 'B'`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("ERASE_EVENT_TYPE: %d rows of u5 in B left after 10 s", n)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			r.Close()
 			if err := db.Summarize(ctx); err != nil {
 				t.Fatal(err)
 			}
