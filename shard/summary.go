@@ -54,7 +54,7 @@ const (
 
 // summaryVersion is the layout of the tables; tables of another layout are
 // dropped and built again.
-const summaryVersion = 3
+const summaryVersion = 6
 
 // Defaults of the summary passes.
 const (
@@ -260,7 +260,12 @@ func (db *DB) openSummaries() error {
 		}
 		built = maxID
 	}
-	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now(), backfill: true}
+	// A field left incomplete by the previous run is filled in again.
+	incomplete, _, err := queryInt64(c, `SELECT EXISTS (SELECT 1 FROM stats_value_field WHERE built_id < (SELECT built_id FROM stats_state WHERE id = 1))`)
+	if err != nil {
+		return err
+	}
+	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now(), backfill: incomplete > 0}
 	return nil
 }
 

@@ -227,8 +227,10 @@ func (db *DB) registerValueField(a valueAsk) error {
 		if _, err := c.ExecContext(bg, `INSERT INTO stats_value_field (application, event_type, field, path, built_id, asked_at) VALUES (?1, ?2, ?3, ?4, 0, ?5)`, key); err != nil {
 			return err
 		}
-		s.backfill = true
-		return nil
+		// Complete at once when nothing is summarised yet.
+		built, _, err := queryInt64(c, `SELECT built_id FROM stats_state WHERE id = 1`)
+		s.backfill = s.backfill || built > 0
+		return err
 	}()
 	if err != nil {
 		return rollback(c, fmt.Errorf("register a value field: %w", err))

@@ -26,7 +26,7 @@ import (
 
 // summaryVersion is the layout of the summary tables these queries read
 // (shard's summaryVersion).
-const summaryVersion = 3
+const summaryVersion = 6
 
 // watermark is the highest id the summaries cover, as an SQL expression.
 const watermark = `(SELECT built_id FROM stats_state WHERE id = 1)`

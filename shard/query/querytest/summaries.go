@@ -92,7 +92,7 @@ func Events(tb testing.TB, db *sql.DB) []shard.Event {
 func CachedSummarised(tb testing.TB, r Realistic) string {
 	tb.Helper()
 	raw := CachedRealistic(tb, r)
-	path := raw[:len(raw)-len(".db")] + "-summaries3.db"
+	path := raw[:len(raw)-len(".db")] + "-summaries6.db"
 	if _, err := os.Stat(path); err == nil {
 		summarise(tb, path)
 		return path
