@@ -29,6 +29,12 @@ type Client struct {
 	nextID  uint64
 	pending map[uint64]*call
 	err     error
+
+	// asks is the queue of value asks sendAsks sends (valueask.go);
+	// asked, under askMu, when each triple was last queued.
+	asks  chan valueAsk
+	askMu sync.Mutex
+	asked map[valueAsk]time.Time
 }
 
 // call is one request waiting for its reply.
@@ -64,8 +70,10 @@ func Dial(conn net.Conn, worker int) (*Client, error) {
 		return nil, fmt.Errorf("%w: the writer speaks version %d, this worker %d", ErrBadVersion, f.Payload[0], Version)
 	}
 	conn.SetDeadline(time.Time{})
-	l := &Client{conn: conn, out: newSender(conn), done: make(chan struct{}), pending: make(map[uint64]*call)}
+	l := &Client{conn: conn, out: newSender(conn), done: make(chan struct{}), pending: make(map[uint64]*call),
+		asks: make(chan valueAsk, valueAskQueue), asked: make(map[valueAsk]time.Time)}
 	go l.read(r, buf)
+	go l.sendAsks()
 	return l, nil
 }
 
@@ -195,6 +203,8 @@ func (l *Client) read(r *bufio.Reader, buf []byte) {
 			c.state, c.err = decodeState(f.Payload)
 		case FrameErased:
 			c.erased, c.err = decodeErased(f.Payload)
+		case FrameValueAsked:
+			// Nothing to do: the ask was passed on or refused.
 		}
 		c.ch <- struct{}{}
 	}

@@ -114,6 +114,10 @@ func Serve(conn net.Conn, w Writer, h Handlers) error {
 				reply := serveErase(w, payload)
 				out.send(FrameErased, id, func(b []byte) []byte { return append(b, reply...) })
 			}(f.ID, bytes.Clone(f.Payload))
+		case FrameValueAsk:
+			// Checked, then a non-blocking send to the writer's queue.
+			reply := serveValueAsk(w, f.Payload)
+			out.send(FrameValueAsked, f.ID, func(b []byte) []byte { return append(b, reply...) })
 		case FrameStatus:
 			health, st := w.Health(), w.Stats()
 			out.send(FrameState, f.ID, func(b []byte) []byte { return appendState(b, health, st) })

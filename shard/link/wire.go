@@ -13,7 +13,7 @@ import (
 // Version is the version of the link protocol between worker processes
 // and the writer (PROTOCOL.md). Both ends send it first; a mismatch ends
 // the link before any event crosses it.
-const Version = 2
+const Version = 3
 
 // MaxFrameBytes caps one frame of the link, header included. A frame
 // carries at most one request body's events, which MAX_BODY_BYTES keeps far
@@ -33,6 +33,10 @@ const (
 	FrameState   byte = 's' // writer: health and counters
 	FrameErase   byte = 'E' // worker: erase a user's rows
 	FrameErased  byte = 'e' // writer: the outcome of a FrameErase and the rows deleted
+	// FrameValueAsk says a value statistics field was asked for (the
+	// writer's field registry); FrameValueAsked is its one-byte outcome.
+	FrameValueAsk   byte = 'V'
+	FrameValueAsked byte = 'v'
 )
 
 // linkMagic opens every hello, so that a stray peer is told apart from a
