@@ -53,7 +53,7 @@ func adminKeys(cfg *Config) (keys []string, generated string, err error) {
 }
 
 // valueAsker is the writer's side of the value field registry
-// (shard.DB.AskValueField).
+// (shard.DB.AskValueField, or link.Client.AskValueField in a worker).
 type valueAsker interface {
 	AskValueField(application, eventType, field, path string)
 }
@@ -68,8 +68,10 @@ func openAdmin(cfg *Config, srv *ingest.Server, eraser admin.Eraser, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	// The writer in this process registers the value fields asked for
-	// (shard's field registry); a worker's link does not carry asks yet.
+	// The writer registers the value fields asked for (shard's field
+	// registry): the one in this process (shard.DB), or, in a worker, the
+	// supervisor's, over the link (link.Client sends the asks without
+	// making the request wait).
 	var ask func(application, eventType, field, path string)
 	if a, ok := eraser.(valueAsker); ok {
 		ask = a.AskValueField
