@@ -58,7 +58,9 @@ func CheckSummaries(tb testing.TB, path string) {
 }
 
 // CheckSummariesPart fails tb unless the summary tables of the database at
-// path are equal to what event's rows up to their watermark give.
+// path are equal to what event's rows up to their watermark give, and the
+// field registry's numbers to what they give each field up to its own
+// (checkValueNums).
 func CheckSummariesPart(tb testing.TB, path string) {
 	tb.Helper()
 	db := SQL(tb, path)
@@ -77,6 +79,7 @@ func CheckSummariesPart(tb testing.TB, path string) {
 			}
 		}
 	}
+	checkValueNums(tb, db)
 }
 
 // WaitSummaries waits until the summary tables of the database at path
