@@ -44,9 +44,34 @@ func randomEvents(rng *rand.Rand, n int) []shard.Event {
 var randomValues = []string{`{}`, `{"score":1e2}`, `{"score":"7"}`, `not json`, `{"score":1,"score":2}`, `{"sc\u006fre":3}`,
 	`{"score":1e99999}`, `{"a.b":1,"a":{"b":2}}`, `{"arr":[1,{"score":4}]}`, `[{"score":5}]`}
 
+// registerField registers a value field and waits for the writer.
+func registerField(t *testing.T, db *shard.DB, application, eventType, field, path string) {
+	t.Helper()
+	if err := db.RegisterValueField(context.Background(), application, eventType, field, path); err != nil {
+		t.Fatalf("register %s %s %s: %v", application, eventType, field, err)
+	}
+}
+
+// checkFieldsBuilt fails t unless n value fields are registered, each
+// complete (at the watermark) and with numbers in stats_value_num, so that
+// CheckSummaries had them to check.
+func checkFieldsBuilt(t *testing.T, path string, n int) {
+	t.Helper()
+	var complete, withNumbers int
+	if err := sqlDB(t, path).QueryRow(`SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM stats_value_num v
+WHERE (v.application, v.event_type, v.field) = (f.application, f.event_type, f.field) AND v.numbers IS NOT NULL))
+FROM stats_value_field f JOIN stats_state s ON s.built_id = f.built_id`).Scan(&complete, &withNumbers); err != nil {
+		t.Fatal(err)
+	}
+	if complete != n || withNumbers != n {
+		t.Errorf("value fields complete %d, with numbers %d; want %d", complete, withNumbers, n)
+	}
+}
+
 // TestSummaries_EqualRaw writes random events through the writer (merged
 // in small chunks, summarised every 700 rows or so, so that the watermark
-// sits in the middle of the rows), then erases users (with and without an
+// sits in the middle of the rows), with a value field registered at the
+// start and one filled in later, then erases users (with and without an
 // application and through ERASE_EVENT_TYPE) and deletes old rows
 // (retention): after each step the summary tables must equal what the raw
 // rows up to their watermark give, and after a last pass, every row.
@@ -56,9 +81,13 @@ func TestSummaries_EqualRaw(t *testing.T) {
 	db := openDB(t, path, shard.Options{MergeInterval: time.Hour, MergeMaxRows: 300, EraseEventType: "forget", SummaryRows: 700})
 	events := randomEvents(rng, 3000)
 	ctx := context.Background()
+	registerField(t, db, "A", "level", "score", `$."score"`)
 	for i := 0; i < len(events); i += 100 {
 		if err := db.Write(i, events[i:i+100]); err != nil {
 			t.Fatal(err)
+		}
+		if i == 1500 {
+			registerField(t, db, "B", "end", "stats.time", `$."stats"."time"`)
 		}
 		if i%700 == 0 {
 			if err := db.Merge(ctx); err != nil {
@@ -101,6 +130,7 @@ func TestSummaries_EqualRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	shardtest.CheckSummaries(t, path)
+	checkFieldsBuilt(t, path, 2)
 }
 
 // TestSummaries_Backfill opens databases whose rows the summaries never
@@ -184,6 +214,7 @@ func TestSummaries_StateGone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := openDB(t, path, shard.Options{})
 	ctx := context.Background()
+	registerField(t, db, "B", "level", "score", `$."score"`)
 	if err := db.Write(0, randomEvents(rng, 2000)); err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +247,7 @@ func TestSummaries_StateGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	shardtest.CheckSummaries(t, path)
+	checkFieldsBuilt(t, path, 1)
 }
 
 // TestSummaries_EraseDuringBuild erases a player while the summaries of an
@@ -239,6 +271,7 @@ func TestSummaries_EraseDuringBuild(t *testing.T) {
 	}
 	db = openDB(t, path, shard.Options{SummaryRows: 300, Synchronous: "NORMAL"})
 	ctx := context.Background()
+	registerField(t, db, "A", "end", "score", `$."score"`)
 	if n, err := db.Erase(ctx, "u5", ""); err != nil || n == 0 {
 		t.Fatalf("erase u5: %d, %v", n, err)
 	}
@@ -258,6 +291,7 @@ func TestSummaries_EraseDuringBuild(t *testing.T) {
 	if err := sqlDB(t, path).QueryRow("SELECT count(*) FROM stats_activity WHERE user_id = 'u5'").Scan(&left); err != nil || left != 0 {
 		t.Errorf("summary rows of the erased player: %d, %v; want 0", left, err)
 	}
+	checkFieldsBuilt(t, path, 1)
 }
 
 // TestSummaries_Idle: once the writer has had no group commit for a while,
@@ -300,6 +334,7 @@ func TestSummaries_FoldBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	db := openDB(t, path, shard.Options{MergeInterval: -1, SummaryInterval: time.Hour, SummaryRows: 50, FoldRows: 100})
 	ctx := context.Background()
+	registerField(t, db, "My Game", "level_complete", "i", `$."i"`)
 	day := func(d, i int) time.Time {
 		return time.Date(2026, 11, d, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute)
 	}
@@ -385,4 +420,5 @@ FROM stats_day d WHERE day = ?`, d).Scan(&s.pending, &s.passRows); err != nil {
 		t.Errorf("day 10 after erasing u3: %+v; want pending 2, 172 pass rows", s)
 	}
 	shardtest.CheckSummaries(t, path)
+	checkFieldsBuilt(t, path, 1)
 }

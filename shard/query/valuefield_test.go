@@ -310,6 +310,10 @@ func TestValueFields_Bound(t *testing.T) {
 	for i := range shard.MaxValueFields {
 		register(t, db, [3]string{"A", "level", fmt.Sprintf("f%02d", i)})
 	}
+	// Filled in (Close does not wait for the backfill).
+	if err := db.Summarize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
