@@ -670,8 +670,15 @@ WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <
 		}
 	}
 	if fields {
-		if err := goneValuesAfter(c); err != nil {
+		broken, err := goneValuesAfter(c)
+		if err != nil {
 			return 0, fmt.Errorf("delete events: %w", err)
+		}
+		for _, f := range broken {
+			// The field's key only: never the user or the numbers.
+			db.logger.Warn("a value field's statistics did not hold the deleted rows; they are filled in again from the rows left",
+				"application", f.application, "event_type", f.eventType, "field", f.field)
+			db.sum.backfill = true
 		}
 	}
 	return n, nil

@@ -325,11 +325,32 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7` + addNumbers
 const valueKey = `(s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform) =
 (g.application, g.day, g.event_type, g.field, g.pass, g.version, g.platform)`
 
+// A valueField is a registered field's key.
+type valueField struct{ application, eventType, field string }
+
 // goneValuesAfter takes stats_value_gone out of stats_value_num, after the
-// rows went: counts down, numbers out, rows left without events gone.
-func goneValuesAfter(c *sqlite3.SQLiteConn) error {
-	if err := subtractNumbers(c); err != nil {
-		return err
+// rows went: counts down, numbers out, rows left without events gone. It
+// returns the fields whose rows did not hold the deleted rows (a damaged
+// or hand-edited file: a row missing, too few events, a number not
+// there): rather than fail this delete and every later one (an erasure
+// must succeed), their numbers are dropped and their built_id set back
+// to 0, so that the backfill fills them in again from the rows left.
+func goneValuesAfter(c *sqlite3.SQLiteConn) ([]valueField, error) {
+	broken, err := subtractNumbers(c)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range broken {
+		args := []driver.NamedValue{{Ordinal: 1, Value: f.application}, {Ordinal: 2, Value: f.eventType}, {Ordinal: 3, Value: f.field}}
+		for _, q := range []string{
+			`DELETE FROM stats_value_num WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
+			`DELETE FROM temp.stats_value_gone WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
+			`UPDATE stats_value_field SET built_id = 0 WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
+		} {
+			if _, err := c.ExecContext(bg, q, args); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, q := range []string{
 		`UPDATE stats_value_num AS s SET events = s.events - g.events FROM temp.stats_value_gone g WHERE ` + valueKey,
@@ -337,27 +358,32 @@ func goneValuesAfter(c *sqlite3.SQLiteConn) error {
 (SELECT application, day, event_type, field, pass, version, platform FROM temp.stats_value_gone)`,
 	} {
 		if _, err := c.Exec(q, nil); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return broken, nil
 }
 
 // subtractNumbers takes the numbers of stats_value_gone's rows out of
 // stats_value_num's: each text once (the same texts, read from the same
-// values by the same expression as the pass that added them).
-func subtractNumbers(c *sqlite3.SQLiteConn) error {
-	rows, err := c.QueryContext(bg, `SELECT s.application, s.day, s.event_type, s.field, s.pass, s.version, s.platform, s.numbers, g.numbers
-FROM temp.stats_value_gone g JOIN stats_value_num s ON `+valueKey+` WHERE g.numbers IS NOT NULL`, nil)
+// values by the same expression as the pass that added them). It leaves
+// alone, and returns, the fields with a row that does not hold its
+// deleted rows: missing, with fewer events, or without one of their
+// numbers.
+func subtractNumbers(c *sqlite3.SQLiteConn) ([]valueField, error) {
+	rows, err := c.QueryContext(bg, `SELECT g.application, g.day, g.event_type, g.field, g.pass, g.version, g.platform, s.numbers, g.numbers, s.events, g.events
+FROM temp.stats_value_gone g LEFT JOIN stats_value_num s ON `+valueKey, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	type change struct {
+		field   valueField
 		key     []driver.NamedValue
 		numbers string
 	}
 	var changes []change
-	v := make([]driver.Value, 9)
+	broken := map[valueField]bool{}
+	v := make([]driver.Value, 11)
 	for {
 		err := rows.Next(v)
 		if errors.Is(err, io.EOF) {
@@ -365,14 +391,23 @@ FROM temp.stats_value_gone g JOIN stats_value_num s ON `+valueKey+` WHERE g.numb
 		}
 		if err != nil {
 			rows.Close()
-			return err
+			return nil, err
+		}
+		f := valueField{asString(v[0]), asString(v[2]), asString(v[3])}
+		had, ok := v[9].(int64)
+		if gone, _ := v[10].(int64); !ok || had < gone {
+			broken[f] = true
+			continue
+		}
+		if v[8] == nil {
+			continue
 		}
 		left, ok := withoutTexts(asString(v[7]), asString(v[8]))
 		if !ok {
-			rows.Close()
-			return fmt.Errorf("stats_value_num %q of %q %q: the deleted rows' numbers %q are not all in %q", v[3], v[0], v[1], v[8], v[7])
+			broken[f] = true
+			continue
 		}
-		ch := change{numbers: left}
+		ch := change{field: f, numbers: left}
 		for i := range 7 {
 			ch.key = append(ch.key, driver.NamedValue{Ordinal: i + 1, Value: v[i]})
 		}
@@ -380,13 +415,20 @@ FROM temp.stats_value_gone g JOIN stats_value_num s ON `+valueKey+` WHERE g.numb
 	}
 	rows.Close()
 	for _, ch := range changes {
+		if broken[ch.field] {
+			continue
+		}
 		args := append(ch.key, driver.NamedValue{Ordinal: 8, Value: ch.numbers})
 		if _, err := c.ExecContext(bg, `UPDATE stats_value_num SET numbers = nullif(?8, '')
 WHERE (application, day, event_type, field, pass, version, platform) = (?1, ?2, ?3, ?4, ?5, ?6, ?7)`, args); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	out := make([]valueField, 0, len(broken))
+	for f := range broken {
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // withoutTexts is the comma-joined list all without one occurrence of each
