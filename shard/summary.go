@@ -260,6 +260,18 @@ func (db *DB) openSummaries() error {
 		}
 		built = maxID
 	}
+	// A hand-edited path would fail every pass and delete.
+	if _, err := c.Exec("BEGIN IMMEDIATE", nil); err != nil {
+		return err
+	}
+	dropped, err := dropBadPaths(c)
+	if err != nil {
+		return rollback(c, fmt.Errorf("check the value fields' paths: %w", err))
+	}
+	if _, err := c.Exec("COMMIT", nil); err != nil {
+		return rollback(c, fmt.Errorf("check the value fields' paths: %w", err))
+	}
+	db.warnBadPaths(dropped)
 	// A field left incomplete by the previous run is filled in again.
 	incomplete, _, err := queryInt64(c, `SELECT EXISTS (SELECT 1 FROM stats_value_field WHERE built_id < (SELECT built_id FROM stats_state WHERE id = 1))`)
 	if err != nil {
@@ -267,6 +279,14 @@ func (db *DB) openSummaries() error {
 	}
 	db.sum = &summaries{counted: db.inEvent(), tail: maxID - built, since: time.Now(), backfill: incomplete > 0}
 	return nil
+}
+
+// warnBadPaths logs the fields dropBadPaths dropped.
+func (db *DB) warnBadPaths(dropped []valueField) {
+	for _, f := range dropped {
+		db.logger.Warn("a value field's JSON path is not one SQLite takes; the field is dropped (the next request for it registers it again)",
+			"application", f.application, "event_type", f.eventType, "field", f.field)
+	}
 }
 
 // resetSummaries empties the summary tables and sets the watermark to 0.
@@ -665,7 +685,16 @@ WHERE s.application = g.application AND s.user_id = g.user_id AND g.first_time <
 		if i == 0 && fields {
 			// The deleted rows' numbers, read before they go.
 			if _, err := c.Exec(goneValueSQL, nil); err != nil {
-				return 0, fmt.Errorf("delete events: %w", err)
+				// A path SQLite does not take (a hand-edited registry)
+				// must not fail every delete: its field goes.
+				dropped, derr := dropBadPaths(c)
+				if derr != nil || len(dropped) == 0 {
+					return 0, fmt.Errorf("delete events: %w", err)
+				}
+				db.warnBadPaths(dropped)
+				if _, err := c.Exec(goneValueSQL, nil); err != nil {
+					return 0, fmt.Errorf("delete events: %w", err)
+				}
 			}
 		}
 	}

@@ -431,6 +431,55 @@ WHERE (application, day, event_type, field, pass, version, platform) = (?1, ?2, 
 	return out, nil
 }
 
+// dropBadPaths removes, with their numbers, the fields whose path SQLite
+// does not take, and returns them. registerValueField checks every path,
+// so only a hand-edited registry has one; it would fail every delete
+// (goneValueSQL) and every pass. The caller runs it in a transaction.
+func dropBadPaths(c *sqlite3.SQLiteConn) ([]valueField, error) {
+	rows, err := c.QueryContext(bg, `SELECT application, event_type, field, path FROM stats_value_field`, nil)
+	if err != nil {
+		return nil, err
+	}
+	type registered struct {
+		valueField
+		path driver.Value
+	}
+	var all []registered
+	v := make([]driver.Value, 4)
+	for {
+		err := rows.Next(v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		all = append(all, registered{valueField{asString(v[0]), asString(v[1]), asString(v[2])}, v[3]})
+	}
+	rows.Close()
+	var bad []valueField
+	for _, f := range all {
+		_, _, err := queryInt64(c, `SELECT json_type('{}', ?)`, f.path)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrError {
+			// Taken, or an error of another kind (the caller's to see).
+			continue
+		}
+		args := []driver.NamedValue{{Ordinal: 1, Value: f.application}, {Ordinal: 2, Value: f.eventType}, {Ordinal: 3, Value: f.field}}
+		for _, q := range []string{
+			`DELETE FROM stats_value_num WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
+			`DELETE FROM stats_value_field WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
+		} {
+			if _, err := c.ExecContext(bg, q, args); err != nil {
+				return nil, err
+			}
+		}
+		bad = append(bad, f.valueField)
+	}
+	return bad, nil
+}
+
 // withoutTexts is the comma-joined list all without one occurrence of each
 // text of gone; ok is false if one is missing.
 func withoutTexts(all, gone string) (string, bool) {

@@ -123,3 +123,71 @@ func TestValueFields_DamagedErase(t *testing.T) {
 		t.Errorf("%d of %d reads from the registry", n, len(fields))
 	}
 }
+
+// TestValueFields_BadPath hand-edits a registered field's JSON path into
+// one SQLite refuses: an erasure must still succeed (the field is dropped
+// with its numbers, a warning names it) and so must the next start with
+// another such path; the other fields are kept and the summaries stay
+// equal to the raw rows.
+func TestValueFields_BadPath(t *testing.T) {
+	path := registryDataset(t, 13, 500)
+	var logs logBuffer
+	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := context.Background()
+	fields := [][3]string{{"A", "level", "score"}, {"B", "end", "score"}, {"B", "level", "score"}}
+	for _, k := range fields {
+		register(t, db, k)
+	}
+	if err := db.Summarize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := shardtest.SQL(t, path)
+	registry := func() string {
+		t.Helper()
+		var s string
+		if err := w.QueryRow(`SELECT group_concat(application || ' ' || event_type || ' ' || field, ', ')
+FROM (SELECT * FROM stats_value_field ORDER BY 1, 2, 3)`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	badPath := func(application, eventType string) {
+		t.Helper()
+		if _, err := w.Exec(`UPDATE stats_value_field SET path = 'score' WHERE application = ? AND event_type = ?`, application, eventType); err != nil {
+			t.Fatal(err)
+		}
+	}
+	badPath("A", "level")
+	if n, err := db.Erase(ctx, "u1", ""); err != nil || n == 0 {
+		t.Fatalf("erase u1: %d rows, %v; want its rows erased", n, err)
+	}
+	if got, want := registry(), "B end score, B level score"; got != want {
+		t.Errorf("registry after the erasure %q, want %q", got, want)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	badPath("B", "end")
+	db = shardtest.Open(t, path, shard.Options{})
+	if got, want := registry(), "B level score"; got != want {
+		t.Errorf("registry after a start %q, want %q", got, want)
+	}
+	if err := db.Summarize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	shardtest.CheckSummaries(t, path)
+	if log := logs.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "application=A event_type=level field=score") {
+		t.Errorf("log %q: want a warning naming the dropped field", log)
+	}
+	var left int
+	if err := w.QueryRow(`SELECT count(*) FROM event WHERE user_id = 'u1'`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("rows of the erased player left: %d, %v", left, err)
+	}
+}
