@@ -18,32 +18,31 @@ var ingestBenchEvents = 200_000
 
 // BenchmarkSummaries_Ingest measures what keeping the summary tables costs
 // the writer: the same realistic events (2,000 players, 10 event types, 4
-// versions, 5 platforms, 60-120 byte values) written in batches of 100 and
-// merged every 10,000 events (a merge a second at 10,000 events/s), into a
-// new database, without and with the summaries. It reports the process's
+// versions, 5 platforms, 60-120 byte values with four numbers) written in
+// batches of 100 and merged every 10,000 events (a merge a second at
+// 10,000 events/s), into a new database, without and with the summaries,
+// and with 1, 4, 8 and 16 value fields registered (valuefield.go; never
+// more than MaxValueFields: "-full" is that many). It reports the process's
 // CPU time per event, the bytes it wrote per event (/proc/self/io
 // write_bytes: WAL, checkpoints and the file, after closing) and the file's
-// size per event. Run the two alternately, for medians:
+// size per event. -count runs the variants in turn, for medians:
 //
 //	flock /tmp/gocolytics-bench.lock go test -run '^$' -bench Summaries_Ingest -count 3 ./shard/
 func BenchmarkSummaries_Ingest(b *testing.B) {
 	events := realisticEvents(ingestBenchEvents)
-	// fields: value fields registered (valuefield.go): level_end's score
-	// (the commonest type, about 40 % of the events), then the score of
-	// every type and made-up fields of level_end, up to MaxValueFields.
-	var fields [][2]string
-	for _, t := range []string{"level_end", "level_start", "item_pickup", "enemy_killed", "start", "menu_open",
-		"tutorial_start", "tutorial_end", "purchase", "crash"} {
-		fields = append(fields, [2]string{t, "score"})
-	}
-	for i := len(fields); i < MaxValueFields; i++ {
-		fields = append(fields, [2]string{"level_end", fmt.Sprintf("f%d", i)})
-	}
-	for _, v := range []struct {
+	type variant struct {
 		name     string
 		interval time.Duration
 		fields   int
-	}{{"base", -1, 0}, {"summaries", 0, 0}, {"summaries+1field", 0, 1}, {"summaries+16fields", 0, MaxValueFields}} {
+	}
+	variants := []variant{{"base", -1, 0}, {"summaries", 0, 0}}
+	for _, n := range []int{1, 4, 8, 16} {
+		if n < MaxValueFields {
+			variants = append(variants, variant{fmt.Sprintf("summaries+%dfields", n), 0, n})
+		}
+	}
+	variants = append(variants, variant{fmt.Sprintf("summaries+%dfields-full", MaxValueFields), 0, MaxValueFields})
+	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
 			var cpu, written, size float64
 			for b.Loop() {
@@ -52,11 +51,7 @@ func BenchmarkSummaries_Ingest(b *testing.B) {
 				if err := db.Open(); err != nil {
 					b.Fatal(err)
 				}
-				for _, f := range fields[:v.fields] {
-					if err := db.RegisterValueField(b.Context(), "Bench Game", f[0], f[1], `$."`+f[1]+`"`); err != nil {
-						b.Fatal(err)
-					}
-				}
+				registerBenchFields(b, db, v.fields)
 				cpu0, w0 := processCPU(), writeBytes(b)
 				for i := 0; i < len(events); i += 100 {
 					if err := db.Write(i, events[i:i+100]); err != nil {
@@ -87,6 +82,99 @@ func BenchmarkSummaries_Ingest(b *testing.B) {
 	}
 }
 
+// benchFields are the value fields the benchmarks register, the four
+// numbers of the four commonest types of realisticEvents in turn
+// (level_end is about 39 % of the events, level_start 24 %, item_pickup
+// 15 %, enemy_killed 9 %): 4 fields are level_end's, 16 are on 86 % of the
+// events.
+var benchFields = func() (out [][2]string) {
+	for _, t := range []string{"level_end", "level_start", "item_pickup", "enemy_killed"} {
+		for _, f := range []string{"score", "time", "coins", "level"} {
+			out = append(out, [2]string{t, f})
+		}
+	}
+	return out
+}()
+
+// registerBenchFields registers the first n of benchFields in db.
+func registerBenchFields(b *testing.B, db *DB, n int) {
+	for _, f := range benchFields[:min(n, len(benchFields))] {
+		if err := db.RegisterValueField(b.Context(), "Bench Game", f[0], f[1], `$."`+f[1]+`"`); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSummaries_ValuePass measures one summary pass alone, run by
+// the benchmark on the writer's connection with no writer running (no
+// group commits, checkpoints or other work in the process meanwhile):
+// 100,000 realistic events (realisticEvents) written unsummarised, then 0,
+// 1, 4, 8 or 16 value fields (benchFields, never more than MaxValueFields)
+// registered and one pass over all of them, timed (pass-ms: wall;
+// pass-cpu-ms: the process's CPU time). What the fields add to a pass is
+// the difference to fields=0.
+//
+//	flock /tmp/gocolytics-bench.lock go test -run '^$' -bench Summaries_ValuePass -benchtime 3x ./shard/
+func BenchmarkSummaries_ValuePass(b *testing.B) {
+	built := filepath.Join(b.TempDir(), "events.db")
+	db := New(built, Options{MergeInterval: -1, SummaryInterval: -1, Synchronous: "NORMAL"}, nil)
+	if err := db.Open(); err != nil {
+		b.Fatal(err)
+	}
+	events := realisticEvents(DefaultSummaryRows)
+	for i := 0; i < len(events); i += 1000 {
+		if err := db.Write(i, events[i:i+1000]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{0, 1, 4, 8, 16} {
+		if n > MaxValueFields {
+			continue
+		}
+		b.Run(fmt.Sprintf("fields=%d", n), func(b *testing.B) {
+			var ms, cpu float64
+			for range b.N {
+				path := filepath.Join(b.TempDir(), "pass.db")
+				copyFile(b, built, path)
+				db := New(path, Options{MergeInterval: -1, SummaryInterval: time.Hour}, nil)
+				c, _, err := openConn(path, db.opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				db.conn = c
+				if err := db.openSummaries(); err != nil {
+					b.Fatal(err)
+				}
+				for _, f := range benchFields[:n] {
+					if err := db.registerValueField(valueAsk{"Bench Game", f[0], f[1], `$."` + f[1] + `"`, nil}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cpu0, start := processCPU(), time.Now()
+				if _, more, err := db.summaryChunk(1 << 30); err != nil || more {
+					b.Fatal(err, more)
+				}
+				ms += float64(time.Since(start).Microseconds()) / 1000
+				cpu += float64(processCPU()-cpu0) / 1e6
+				var built int64
+				if n > 0 {
+					if built, _, err = queryInt64(c, `SELECT min(built_id) FROM stats_value_field`); err != nil || built != int64(len(events)) {
+						b.Fatalf("fields built to %d, %v; want %d", built, err, len(events))
+					}
+				}
+				if err := c.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(ms/float64(b.N), "pass-ms")
+			b.ReportMetric(cpu/float64(b.N), "pass-cpu-ms")
+		})
+	}
+}
+
 // realisticEvents are n events of a game played now: players in sessions
 // of tens of events a few seconds apart, in time order.
 func realisticEvents(n int) []Event {
@@ -113,7 +201,8 @@ func realisticEvents(n int) []Event {
 		out = append(out, Event{EventType: et, Application: "Bench Game", Version: fmt.Sprintf("1.%d.0", s.player%4),
 			Platform: platforms[s.player%len(platforms)], UserID: fmt.Sprintf("player-%06d", s.player),
 			SessionID: fmt.Sprintf("session-%08d", s.id),
-			Value:     fmt.Sprintf(`{"score":%d,"pad":"%s"}`, rng.IntN(10000), strings.Repeat("x", 40+rng.IntN(60))), Time: t})
+			Value: fmt.Sprintf(`{"score":%d,"time":%.3f,"coins":%d,"level":%d,"pad":"%s"}`, rng.IntN(10000), rng.Float64()*300,
+				rng.IntN(500), 1+rng.IntN(40), strings.Repeat("x", 10+rng.IntN(50))), Time: t})
 		t = t.Add(time.Duration(rng.IntN(200)) * time.Millisecond)
 	}
 	return out
