@@ -425,10 +425,8 @@ func (db *DB) summarizeStep(c *sqlite3.SQLiteConn, limit int) (int64, bool, erro
 			return 0, false, err
 		}
 		if fields {
-			for _, q := range valuePassSQL {
-				if _, err := c.ExecContext(bg, q, args); err != nil {
-					return 0, false, fmt.Errorf("summarise value fields: %w", err)
-				}
+			if err := valuePass(c, built, hi); err != nil {
+				return 0, false, fmt.Errorf("summarise value fields: %w", err)
 			}
 		}
 		for _, q := range summarizeSQL {

@@ -1,11 +1,14 @@
 package shard
 
 import (
+	"cmp"
 	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,17 +87,186 @@ func valueNumText(e, p string) string {
 // or to a delete's temp.stats_value_gone.
 const addNumbers = ` ON CONFLICT DO UPDATE SET events = events + excluded.events, numbers = nullif(concat_ws(',', numbers, excluded.numbers), '')`
 
-// valuePassSQL adds the rows of the pass ?1 (ids above ?1 up to ?2) to
-// every complete field; then the fields move with the watermark. One walk
-// of the pass's rows, each looking its fields up in the registry's key
-// (not one walk per field); the caller skips it when the registry is
-// empty.
-var valuePassSQL = []string{
-	`INSERT INTO stats_value_num (application, day, event_type, field, pass, version, platform, events, numbers)
-SELECT e.application, substr(e.time, 1, 10), e.event_type, f.field, ?1, e.version, e.platform, count(*), group_concat(` + valueNumText("e", "f.path") + `, ',')
-FROM event e CROSS JOIN stats_value_field f ON f.application = e.application AND f.event_type = e.event_type AND f.built_id = ?1
-WHERE e.id > ?1 AND e.id <= ?2 GROUP BY 1, 2, 3, 4, 6, 7` + addNumbers,
-	`UPDATE stats_value_field SET built_id = ?2 WHERE built_id = ?1`,
+// valueAddGroup adds a group of the pass ?5 to stats_value_num.
+const valueAddGroup = `INSERT INTO stats_value_num (application, day, event_type, field, pass, version, platform, events, numbers)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)` + addNumbers
+
+// moveValueFields moves the complete fields (built_id ?1) with the
+// watermark to ?2.
+const moveValueFields = `UPDATE stats_value_field SET built_id = ?2 WHERE built_id = ?1`
+
+// A valueType is the complete fields of a pass of one application's
+// event type, with their paths.
+type valueType struct {
+	application, eventType string
+	fields, paths          []string
+}
+
+// valueTypes are the event types valuePass reads.
+type valueTypes []valueType
+
+// completeFields reads the fields whose built_id is lo, by application and
+// event type.
+func completeFields(c *sqlite3.SQLiteConn, lo int64) (valueTypes, error) {
+	rows, err := c.QueryContext(bg, `SELECT application, event_type, field, path FROM stats_value_field WHERE built_id = ?
+ORDER BY application, event_type, field`, []driver.NamedValue{{Ordinal: 1, Value: lo}})
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var types valueTypes
+	v := make([]driver.Value, 4)
+	for {
+		err := rows.Next(v)
+		if errors.Is(err, io.EOF) {
+			return types, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		a, t := asString(v[0]), asString(v[1])
+		if n := len(types); n == 0 || types[n-1].application != a || types[n-1].eventType != t {
+			types = append(types, valueType{application: a, eventType: t})
+		}
+		last := &types[len(types)-1]
+		last.fields = append(last.fields, asString(v[2]))
+		last.paths = append(last.paths, asString(v[3]))
+	}
+}
+
+// rowsSQL is the statement that reads the pass's rows of these types
+// (ids above ?1 up to ?2), one row per event: its type's number (n), day,
+// version, platform and the texts of its fields' numbers by the raw
+// path's expression, one column per field; the types and paths are the
+// statement's arguments after ?1 and ?2.
+func (types valueTypes) rowsSQL() (string, []driver.NamedValue) {
+	k := 0
+	for _, t := range types {
+		k = max(k, len(t.paths))
+	}
+	args := []driver.NamedValue{{Ordinal: 1}, {Ordinal: 2}}
+	arg := func(v any) string {
+		args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: v})
+		return fmt.Sprintf("?%d", len(args))
+	}
+	var q strings.Builder
+	q.WriteString("WITH r(n, application, event_type")
+	for j := range k {
+		fmt.Fprintf(&q, ", p%d", j)
+	}
+	q.WriteString(") AS (VALUES ")
+	for i, t := range types {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "(%d, %s, %s", i, arg(t.application), arg(t.eventType))
+		for j := range k {
+			// A type with fewer fields than k: '$' is an object, no number.
+			p := "$"
+			if j < len(t.paths) {
+				p = t.paths[j]
+			}
+			q.WriteString(", " + arg(p))
+		}
+		q.WriteString(")")
+	}
+	q.WriteString(")\nSELECT r.n, substr(e.time, 1, 10), e.version, e.platform")
+	for j := range k {
+		q.WriteString(", " + valueNumText("e", fmt.Sprintf("r.p%d", j)))
+	}
+	q.WriteString("\nFROM event e CROSS JOIN r ON r.application = e.application AND r.event_type = e.event_type WHERE e.id > ?1 AND e.id <= ?2")
+	return q.String(), args
+}
+
+// A valueGroup is the key of a pass's group of one event type's events:
+// the type's number in valueTypes, day, version and platform.
+type valueGroup struct {
+	n                      int64
+	day, version, platform string
+}
+
+// A valueSum is a group's events and the texts of its numbers, a list
+// per field of its type.
+type valueSum struct {
+	events  int64
+	numbers [][]byte
+}
+
+// valuePass adds the rows of the pass lo (ids above lo up to hi) to every
+// complete field, then moves the fields with the watermark; the caller
+// skips it when the registry is empty. One walk of the pass's rows, one
+// row per event of a registered type with a column per field of its type
+// (not a row per event and field), added up here, in a map, not by
+// SQLite's GROUP BY, whose sorter held every row with its texts and spilled
+// to a temporary file (DESIGN.md "The field registry": the cost,
+// measured). The texts are SQLite's, by the raw path's expression, in id
+// order.
+func valuePass(c *sqlite3.SQLiteConn, lo, hi int64) error {
+	types, err := completeFields(c, lo)
+	if err != nil || len(types) == 0 {
+		return err
+	}
+	q, args := types.rowsSQL()
+	args[0].Value, args[1].Value = lo, hi
+	rows, err := c.QueryContext(bg, q, args)
+	if err != nil {
+		return err
+	}
+	groups := map[valueGroup]*valueSum{}
+	v := make([]driver.Value, len(rows.Columns()))
+	for {
+		err := rows.Next(v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		k := valueGroup{v[0].(int64), asString(v[1]), asString(v[2]), asString(v[3])}
+		g := groups[k]
+		if g == nil {
+			g = &valueSum{numbers: make([][]byte, len(types[k.n].fields))}
+			groups[k] = g
+		}
+		g.events++
+		for j, t := range v[4 : 4+len(g.numbers)] {
+			if t == nil {
+				continue
+			}
+			if len(g.numbers[j]) > 0 {
+				g.numbers[j] = append(g.numbers[j], ',')
+			}
+			g.numbers[j] = append(g.numbers[j], asString(t)...)
+		}
+	}
+	rows.Close()
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b valueGroup) int {
+		return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.day, b.day), cmp.Compare(a.version, b.version), cmp.Compare(a.platform, b.platform))
+	})
+	if len(keys) > 0 {
+		st, err := c.Prepare(valueAddGroup)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, k := range keys {
+			g, t := groups[k], types[k.n]
+			for j, numbers := range g.numbers {
+				var text driver.Value
+				if len(numbers) > 0 {
+					text = string(numbers)
+				}
+				if _, err := st.(driver.StmtExecContext).ExecContext(bg, []driver.NamedValue{{Ordinal: 1, Value: t.application}, {Ordinal: 2, Value: k.day},
+					{Ordinal: 3, Value: t.eventType}, {Ordinal: 4, Value: t.fields[j]}, {Ordinal: 5, Value: lo}, {Ordinal: 6, Value: k.version},
+					{Ordinal: 7, Value: k.platform}, {Ordinal: 8, Value: g.events}, {Ordinal: 9, Value: text}}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	_, err = c.ExecContext(bg, moveValueFields, args[:2])
+	return err
 }
 
 // rowPass is the pass whose summary rows hold the summarised row e of the

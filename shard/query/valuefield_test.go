@@ -61,6 +61,13 @@ func randomValue(rng *rand.Rand) string {
 
 // registryDataset writes n random events over 20 days.
 func registryDataset(t *testing.T, seed uint64, n int) string {
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("registry-%d.db", seed))
+	querytest.Write(t, path, registryEvents(seed, n))
+	return path
+}
+
+// registryEvents are n random events over 20 days, in time order.
+func registryEvents(seed uint64, n int) []shard.Event {
 	rng := rand.New(rand.NewPCG(seed, 3))
 	start := day("2026-10-01")
 	var events []shard.Event
@@ -72,9 +79,7 @@ func registryDataset(t *testing.T, seed uint64, n int) string {
 		})
 	}
 	sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
-	path := filepath.Join(t.TempDir(), fmt.Sprintf("registry-%d.db", seed))
-	querytest.Write(t, path, events)
-	return path
+	return events
 }
 
 // sameAsRaw compares every registered field under every filter read from
