@@ -23,7 +23,8 @@ import (
 //     the field's JSON path as the raw path reads it (query.jsonPath),
 //     built_id the field's own watermark (its numbers cover the rows of its
 //     event type with ids up to it), asked_at the Unix second it was last
-//     asked for (the least recently asked goes when the registry is full).
+//     asked for (the least recently asked goes when the registry is full;
+//     one not asked for in ValueFieldIdle goes at the next pass).
 //   - stats_value_num: per application, day, event type, field, pass
 //     (pass -1 once the day is folded, as stats_activity), version and
 //     platform, events (how many events of the type the group holds) and
@@ -49,6 +50,12 @@ const MaxValueFields = 16
 // ValueBackfillRows is the rows by id of one backfill chunk (a variable
 // so that a test can make chunks small).
 var ValueBackfillRows = 20000
+
+// ValueFieldIdle is how long a field stays registered without being
+// asked for: the next summary pass drops it with its numbers, so what the
+// registry costs the passes follows what the dashboard is used for (a
+// field asked for again is filled in again, by backfill).
+const ValueFieldIdle = 7 * 24 * time.Hour
 
 // valueAskEvery is how often an asked field's asked_at is written again.
 const valueAskEvery = time.Minute
@@ -202,6 +209,9 @@ type valueSum struct {
 // measured). The texts are SQLite's, by the raw path's expression, in id
 // order.
 func valuePass(c *sqlite3.SQLiteConn, lo, hi int64) error {
+	if err := expireValueFields(c, time.Now().Add(-ValueFieldIdle).Unix()); err != nil {
+		return err
+	}
 	types, err := completeFields(c, lo)
 	if err != nil || len(types) == 0 {
 		return err
@@ -267,6 +277,27 @@ func valuePass(c *sqlite3.SQLiteConn, lo, hi int64) error {
 	}
 	_, err = c.ExecContext(bg, moveValueFields, args[:2])
 	return err
+}
+
+// expireValueFields drops the fields last asked for before the Unix second
+// cutoff, and their numbers: a look at the registry's few rows, and a
+// delete only when one is due.
+func expireValueFields(c *sqlite3.SQLiteConn, cutoff int64) error {
+	due, _, err := queryInt64(c, `SELECT EXISTS (SELECT 1 FROM stats_value_field WHERE asked_at < ?)`, cutoff)
+	if err != nil || due == 0 {
+		return err
+	}
+	args := []driver.NamedValue{{Ordinal: 1, Value: cutoff}}
+	for _, q := range []string{
+		`DELETE FROM stats_value_num WHERE (application, event_type, field) IN
+(SELECT application, event_type, field FROM stats_value_field WHERE asked_at < ?1)`,
+		`DELETE FROM stats_value_field WHERE asked_at < ?1`,
+	} {
+		if _, err := c.ExecContext(bg, q, args); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rowPass is the pass whose summary rows hold the summarised row e of the

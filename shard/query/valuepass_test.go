@@ -1,11 +1,14 @@
 package query_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gocolytics/gocolytics/shard"
+	"github.com/gocolytics/gocolytics/shard/query"
 	"github.com/gocolytics/gocolytics/shard/query/querytest"
 	"github.com/gocolytics/gocolytics/shard/shardtest"
 )
@@ -43,5 +46,77 @@ func TestValueFields_Pass(t *testing.T) {
 				t.Fatalf("passes: %d reads from the registry, want %d", n, wantReads())
 			}
 		})
+	}
+}
+
+// TestValueFields_Expire checks that a field nobody asked for in
+// shard.ValueFieldIdle is dropped with its numbers by the next summary
+// pass, and a field asked for since stays, read from the registry.
+func TestValueFields_Expire(t *testing.T) {
+	path := registryDataset(t, 8, 600)
+	db := shardtest.Open(t, path, shard.Options{})
+	old, fresh := [3]string{"A", "level", "score"}, [3]string{"A", "level", "stats.time"}
+	register(t, db, old)
+	register(t, db, fresh)
+	if err := db.Summarize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w := shardtest.SQL(t, path)
+	defer w.Close()
+	count := func(field string) (fields, nums int) {
+		t.Helper()
+		if err := w.QueryRow(`SELECT (SELECT count(*) FROM stats_value_field WHERE field = ?1), (SELECT count(*) FROM stats_value_num WHERE field = ?1)`,
+			field).Scan(&fields, &nums); err != nil {
+			t.Fatal(err)
+		}
+		return fields, nums
+	}
+	idle := int64(shard.ValueFieldIdle / time.Second)
+	// score last asked just over the limit ago, stats.time just under.
+	if _, err := w.Exec(`UPDATE stats_value_field SET asked_at = unixepoch() - CASE field WHEN 'score' THEN ?1 + 60 ELSE ?1 - 60 END`, idle); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"score", "stats.time"} {
+		if fields, nums := count(f); fields != 1 || nums == 0 {
+			t.Fatalf("%s before the pass: %d registry rows, %d summary rows", f, fields, nums)
+		}
+	}
+	db = shardtest.Open(t, path, shard.Options{})
+	if err := db.Write(0, []shard.Event{{Time: day("2026-10-20"), Application: "A", UserID: "u1", SessionID: "s1",
+		EventType: "level", Version: "1", Platform: "Web", Value: `{"score":1,"stats":{"time":2}}`}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Summarize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fields, nums := count("score"); fields != 0 || nums != 0 {
+		t.Errorf("score after the pass: %d registry rows, %d summary rows; want it dropped", fields, nums)
+	}
+	if fields, nums := count("stats.time"); fields != 1 || nums == 0 {
+		t.Errorf("stats.time after the pass: %d registry rows, %d summary rows; want it kept", fields, nums)
+	}
+	checkpoint(t, path)
+	sum, raw := querytest.OpenReadOnly(t, path), querytest.OpenReadOnly(t, querytest.WithoutSummaries(t, path))
+	f := registryFilters[0]
+	before := query.ValueFromFields()
+	for _, k := range []string{"score", "stats.time"} {
+		got, err := query.ComputeValue(context.Background(), sum, f, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := query.ComputeValue(context.Background(), raw, f, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		querytest.EqualJSON(t, k, got, string(mustJSON(t, want)))
+	}
+	if n := query.ValueFromFields() - before; n != 1 {
+		t.Errorf("%d reads from the registry, want 1 (stats.time)", n)
 	}
 }
