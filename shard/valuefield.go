@@ -44,8 +44,18 @@ const (
 	SummaryValueNums   = "stats_value_num"
 )
 
-// MaxValueFields bounds the registry.
-const MaxValueFields = 16
+// MaxValueFields bounds the registry, chosen by what a full registry costs
+// the writer (DESIGN.md "The field registry", the cost, measured): 8
+// fields on the four commonest types of BenchmarkSummaries_Ingest add
+// about 13 % to its CPU per event, 16 about 20 %. MaxTypeFields bounds the
+// fields of one application's event type: a pass looks up at most that
+// many fields per event, whatever the types' shares of the events. A new
+// field beyond either drops the least recently asked (of its type, then
+// of all). Variables so that a test can register more.
+var (
+	MaxValueFields = 8
+	MaxTypeFields  = 4
+)
 
 // ValueBackfillRows is the rows by id of one backfill chunk (a variable
 // so that a test can make chunks small).
@@ -389,7 +399,8 @@ func (db *DB) AskValueField(application, eventType, field, path string) {
 // registerValueField handles an ask in the writer: a registered field has
 // its asked_at written again (at most every valueAskEvery); a new one is
 // registered at built_id 0 (complete at once on an empty database), the
-// least recently asked going when MaxValueFields are registered.
+// least recently asked going when MaxTypeFields of its type or
+// MaxValueFields in all are registered.
 func (db *DB) registerValueField(a valueAsk) error {
 	s := db.sum
 	if s == nil || a.application == "" || a.eventType == "" || a.field == "" {
@@ -418,12 +429,23 @@ func (db *DB) registerValueField(a valueAsk) error {
 			_, err := c.ExecContext(bg, `UPDATE stats_value_field SET asked_at = ?5 WHERE application = ?1 AND event_type = ?2 AND field = ?3`, key)
 			return err
 		}
+		// At most MaxTypeFields of its event type, then at most
+		// MaxValueFields in all.
+		m, _, err := queryInt64(c, `SELECT count(*) FROM stats_value_field WHERE application = ? AND event_type = ?`, a.application, a.eventType)
+		if err != nil {
+			return err
+		}
+		for ; m >= int64(MaxTypeFields); m-- {
+			if err := dropLeastAsked(c, a.application, a.eventType); err != nil {
+				return err
+			}
+		}
 		n, _, err := queryInt64(c, `SELECT count(*) FROM stats_value_field`)
 		if err != nil {
 			return err
 		}
-		for ; n >= MaxValueFields; n-- {
-			if err := dropLeastAsked(c); err != nil {
+		for ; n >= int64(MaxValueFields); n-- {
+			if err := dropLeastAsked(c, nil, nil); err != nil {
 				return err
 			}
 		}
@@ -444,15 +466,17 @@ func (db *DB) registerValueField(a valueAsk) error {
 	return nil
 }
 
-// dropLeastAsked removes the least recently asked field and its numbers.
-func dropLeastAsked(c *sqlite3.SQLiteConn) error {
+// dropLeastAsked removes the least recently asked field, of application's
+// eventType unless they are nil, and its numbers.
+func dropLeastAsked(c *sqlite3.SQLiteConn, application, eventType any) error {
+	const least = `(SELECT application, event_type, field FROM stats_value_field WHERE ?1 IS NULL OR application = ?1 AND event_type = ?2
+ORDER BY asked_at, application, event_type, field LIMIT 1)`
+	args := []driver.NamedValue{{Ordinal: 1, Value: application}, {Ordinal: 2, Value: eventType}}
 	for _, q := range []string{
-		`DELETE FROM stats_value_num WHERE (application, event_type, field) IN
-(SELECT application, event_type, field FROM stats_value_field ORDER BY asked_at, application, event_type, field LIMIT 1)`,
-		`DELETE FROM stats_value_field WHERE (application, event_type, field) IN
-(SELECT application, event_type, field FROM stats_value_field ORDER BY asked_at, application, event_type, field LIMIT 1)`,
+		`DELETE FROM stats_value_num WHERE (application, event_type, field) IN ` + least,
+		`DELETE FROM stats_value_field WHERE (application, event_type, field) IN ` + least,
 	} {
-		if _, err := c.Exec(q, nil); err != nil {
+		if _, err := c.ExecContext(bg, q, args); err != nil {
 			return err
 		}
 	}

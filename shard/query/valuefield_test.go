@@ -33,7 +33,7 @@ var valueTexts = []string{
 }
 
 // registryFields are the (application, event type, field) triples the
-// tests register: 15, under the bound.
+// tests register: 15, more than shard.MaxValueFields (allFields).
 var registryFields = func() (out [][3]string) {
 	for _, at := range [][2]string{{"A", "level"}, {"B", "end"}, {"B", "level"}} {
 		for _, f := range []string{"score", "stats.time", "a.b", "d.d.d.d.x", "missing"} {
@@ -48,6 +48,13 @@ var registryFilters = []query.Filter{
 	{Application: "B", Since: day("2026-10-03"), Until: day("2026-10-17"), EventType: "end", Version: "2"},
 	{Application: "A", Since: day("2026-10-04"), Until: day("2026-10-04"), EventType: "level", Platform: "Web"},
 	{Application: "B", Since: day("2026-09-25"), Until: day("2026-10-25"), EventType: "level", Version: "1", Platform: "iOS"},
+}
+
+// allFields lets the registry hold all of registryFields during the test.
+func allFields(t *testing.T) {
+	n, m := shard.MaxValueFields, shard.MaxTypeFields
+	shard.MaxValueFields, shard.MaxTypeFields = max(n, len(registryFields)), max(m, len(registryFields))
+	t.Cleanup(func() { shard.MaxValueFields, shard.MaxTypeFields = n, m })
 }
 
 func randomValue(rng *rand.Rand) string {
@@ -151,6 +158,7 @@ func register(t *testing.T, db *shard.DB, k [3]string) {
 func TestValueFields_Random(t *testing.T) {
 	defer func(n int) { shard.ValueBackfillRows = n }(shard.ValueBackfillRows)
 	shard.ValueBackfillRows = 97
+	allFields(t)
 	for _, seed := range []uint64{1, 2} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			path := registryDataset(t, seed, 2500)
@@ -310,6 +318,11 @@ func TestValueFields_Backfill(t *testing.T) {
 // shard.MaxValueFields fields: a new one replaces the least recently
 // asked, whose numbers go with it.
 func TestValueFields_Bound(t *testing.T) {
+	// All on one type: the bound of a type out of the way
+	// (TestValueFields_TypeBound).
+	m := shard.MaxTypeFields
+	shard.MaxTypeFields = shard.MaxValueFields
+	t.Cleanup(func() { shard.MaxTypeFields = m })
 	path := registryDataset(t, 6, 500)
 	db := shardtest.Open(t, path, shard.Options{})
 	for i := range shard.MaxValueFields {
@@ -323,8 +336,9 @@ func TestValueFields_Bound(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := shardtest.SQL(t, path)
-	// f05 the least recently asked, the others later, by field.
-	if _, err := w.Exec(`UPDATE stats_value_field SET asked_at = CASE field WHEN 'f05' THEN 1 ELSE 1000 + CAST(substr(field, 2) AS INTEGER) END`); err != nil {
+	// f05 the least recently asked, the others later, by field (all
+	// within shard.ValueFieldIdle).
+	if _, err := w.Exec(`UPDATE stats_value_field SET asked_at = unixepoch() - CASE field WHEN 'f05' THEN 3600 ELSE 1000 - CAST(substr(field, 2) AS INTEGER) END`); err != nil {
 		t.Fatal(err)
 	}
 	count := func(q string) (n int) {
@@ -339,7 +353,8 @@ func TestValueFields_Bound(t *testing.T) {
 	}
 	db = shardtest.Open(t, path, shard.Options{})
 	register(t, db, [3]string{"A", "level", "new"})
-	register(t, db, [3]string{"A", "level", "f07"}) // registered: no change
+	last := fmt.Sprintf("f%02d", shard.MaxValueFields-1)
+	register(t, db, [3]string{"A", "level", last}) // registered: no change
 	if err := db.Summarize(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -350,8 +365,14 @@ func TestValueFields_Bound(t *testing.T) {
 	if err := w.QueryRow(`SELECT group_concat(field, ' ') FROM (SELECT field FROM stats_value_field ORDER BY field)`).Scan(&fields); err != nil {
 		t.Fatal(err)
 	}
-	want := "f00 f01 f02 f03 f04 f06 f07 f08 f09 f10 f11 f12 f13 f14 f15 new"
-	if fields != want {
+	var want []string
+	for i := range shard.MaxValueFields {
+		if i != 5 {
+			want = append(want, fmt.Sprintf("f%02d", i))
+		}
+	}
+	want = append(want, "new")
+	if fields != strings.Join(want, " ") {
 		t.Errorf("registry %q, want %q", fields, want)
 	}
 	if n := count(`SELECT count(*) FROM stats_value_num WHERE field = 'f05'`); n != 0 {

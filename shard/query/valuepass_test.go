@@ -20,6 +20,7 @@ import (
 // several rows per group. Equal to the raw rows, every read from the
 // registry.
 func TestValueFields_Pass(t *testing.T) {
+	allFields(t)
 	for _, seed := range []uint64{3, 4} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "pass.db")
@@ -118,5 +119,50 @@ func TestValueFields_Expire(t *testing.T) {
 	}
 	if n := query.ValueFromFields() - before; n != 1 {
 		t.Errorf("%d reads from the registry, want 1 (stats.time)", n)
+	}
+}
+
+// TestValueFields_TypeBound checks that an event type holds at most
+// shard.MaxTypeFields fields: a new one of a full type replaces the least
+// recently asked of that type, not an older field of another type.
+func TestValueFields_TypeBound(t *testing.T) {
+	m := shard.MaxTypeFields
+	shard.MaxTypeFields = 4 // the want below
+	t.Cleanup(func() { shard.MaxTypeFields = m })
+	path := registryDataset(t, 9, 500)
+	db := shardtest.Open(t, path, shard.Options{})
+	register(t, db, [3]string{"B", "end", "score"})
+	for i := range shard.MaxTypeFields {
+		register(t, db, [3]string{"A", "level", fmt.Sprintf("f%d", i)})
+	}
+	if err := db.Summarize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w := shardtest.SQL(t, path)
+	defer w.Close()
+	// B's score the least recently asked of all, f1 of A's level.
+	if _, err := w.Exec(`UPDATE stats_value_field SET asked_at = unixepoch() - CASE field WHEN 'score' THEN 7200 WHEN 'f1' THEN 3600 ELSE 60 END`); err != nil {
+		t.Fatal(err)
+	}
+	db = shardtest.Open(t, path, shard.Options{})
+	register(t, db, [3]string{"A", "level", "new"})
+	if err := db.Summarize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var fields string
+	var f1 int
+	if err := w.QueryRow(`SELECT (SELECT group_concat(k, ' ') FROM (SELECT application || '/' || event_type || '/' || field AS k FROM stats_value_field ORDER BY k)),
+	(SELECT count(*) FROM stats_value_num WHERE field = 'f1')`).Scan(&fields, &f1); err != nil {
+		t.Fatal(err)
+	}
+	want := "A/level/f0 A/level/f2 A/level/f3 A/level/new B/end/score"
+	if fields != want || f1 != 0 {
+		t.Errorf("registry %q with %d rows of f1, want %q and none", fields, f1, want)
 	}
 }
