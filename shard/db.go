@@ -345,18 +345,33 @@ func queryStrings(c *sqlite3.SQLiteConn, q string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var out []string
-	dest := make([]driver.Value, len(rows.Columns()))
+	if err := eachRow(rows, func(v []driver.Value) error {
+		out = append(out, asString(v[0]))
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachRow calls fn with every row of rows, in one slice reused from row
+// to row, until the rows end or rows or fn fails, and closes rows; it
+// returns that first error.
+func eachRow(rows driver.Rows, fn func(v []driver.Value) error) error {
+	defer rows.Close()
+	v := make([]driver.Value, len(rows.Columns()))
 	for {
-		err := rows.Next(dest)
+		err := rows.Next(v)
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, asString(dest[0]))
+		if err := fn(v); err != nil {
+			return err
+		}
 	}
 }
 

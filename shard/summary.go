@@ -3,9 +3,7 @@ package shard
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"time"
 
@@ -460,19 +458,12 @@ func foldDone(c *sqlite3.SQLiteConn, hi int64, foldRows int) error {
 		return fmt.Errorf("fold summarised days: %w", err)
 	}
 	var days [][2]string
-	v := make([]driver.Value, 2)
-	for {
-		err := rows.Next(v)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("fold summarised days: %w", err)
-		}
+	if err := eachRow(rows, func(v []driver.Value) error {
 		days = append(days, [2]string{asString(v[0]), asString(v[1])})
+		return nil
+	}); err != nil {
+		return fmt.Errorf("fold summarised days: %w", err)
 	}
-	rows.Close()
 	folded, budget := false, int64(foldRows)
 	for i, d := range days {
 		args := []driver.NamedValue{{Ordinal: 1, Value: d[0]}, {Ordinal: 2, Value: d[1]}, {Ordinal: 3, Value: hi}}

@@ -130,17 +130,8 @@ ORDER BY application, event_type, field`, []driver.NamedValue{{Ordinal: 1, Value
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	var types valueTypes
-	v := make([]driver.Value, 4)
-	for {
-		err := rows.Next(v)
-		if errors.Is(err, io.EOF) {
-			return types, nil
-		}
-		if err != nil {
-			return nil, err
-		}
+	if err := eachRow(rows, func(v []driver.Value) error {
 		a, t := asString(v[0]), asString(v[1])
 		if n := len(types); n == 0 || types[n-1].application != a || types[n-1].eventType != t {
 			types = append(types, valueType{application: a, eventType: t})
@@ -148,7 +139,11 @@ ORDER BY application, event_type, field`, []driver.NamedValue{{Ordinal: 1, Value
 		last := &types[len(types)-1]
 		last.fields = append(last.fields, asString(v[2]))
 		last.paths = append(last.paths, asString(v[3]))
+		return nil
+	}); err != nil {
+		return nil, err
 	}
+	return types, nil
 }
 
 // rowsSQL is the statement that reads the pass's rows of these types
@@ -233,16 +228,7 @@ func valuePass(c *sqlite3.SQLiteConn, lo, hi int64) error {
 		return err
 	}
 	groups := map[valueGroup]*valueSum{}
-	v := make([]driver.Value, len(rows.Columns()))
-	for {
-		err := rows.Next(v)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			rows.Close()
-			return err
-		}
+	if err := eachRow(rows, func(v []driver.Value) error {
 		k := valueGroup{v[0].(int64), asString(v[1]), asString(v[2]), asString(v[3])}
 		g := groups[k]
 		if g == nil {
@@ -259,8 +245,10 @@ func valuePass(c *sqlite3.SQLiteConn, lo, hi int64) error {
 			}
 			g.numbers[j] = append(g.numbers[j], asString(t)...)
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
-	rows.Close()
 	keys := slices.SortedFunc(maps.Keys(groups), func(a, b valueGroup) int {
 		return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.day, b.day), cmp.Compare(a.version, b.version), cmp.Compare(a.platform, b.platform))
 	})
@@ -610,37 +598,30 @@ FROM temp.stats_value_gone g LEFT JOIN stats_value_num s ON `+valueKey, nil)
 	}
 	var changes []change
 	broken := map[valueField]bool{}
-	v := make([]driver.Value, 11)
-	for {
-		err := rows.Next(v)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
+	if err := eachRow(rows, func(v []driver.Value) error {
 		f := valueField{asString(v[0]), asString(v[2]), asString(v[3])}
 		had, ok := v[9].(int64)
 		if gone, _ := v[10].(int64); !ok || had < gone {
 			broken[f] = true
-			continue
+			return nil
 		}
 		if v[8] == nil {
-			continue
+			return nil
 		}
 		left, ok := withoutTexts(asString(v[7]), asString(v[8]))
 		if !ok {
 			broken[f] = true
-			continue
+			return nil
 		}
 		ch := change{field: f, numbers: left}
 		for i := range 7 {
 			ch.key = append(ch.key, driver.NamedValue{Ordinal: i + 1, Value: v[i]})
 		}
 		changes = append(changes, ch)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	rows.Close()
 	for _, ch := range changes {
 		if broken[ch.field] {
 			continue
@@ -672,19 +653,12 @@ func dropBadPaths(c *sqlite3.SQLiteConn) ([]valueField, error) {
 		path driver.Value
 	}
 	var all []registered
-	v := make([]driver.Value, 4)
-	for {
-		err := rows.Next(v)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
+	if err := eachRow(rows, func(v []driver.Value) error {
 		all = append(all, registered{valueField{asString(v[0]), asString(v[1]), asString(v[2])}, v[3]})
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	rows.Close()
 	var bad []valueField
 	for _, f := range all {
 		_, _, err := queryInt64(c, `SELECT json_type('{}', ?)`, f.path)
