@@ -71,7 +71,7 @@ func TestComputeFunnelValue_Chunks(t *testing.T) {
 			}
 			for _, et := range types {
 				f.EventType = et
-				sameValue(t, fmt.Sprintf("%s: value %+v", name, f), sum, raw, f)
+				sameValue(t, fmt.Sprintf("%s: value %+v", name, f), sum, raw, f, "score")
 			}
 		}
 	}

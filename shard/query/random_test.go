@@ -53,6 +53,24 @@ func randomDataset(t *testing.T, inOrder bool) ([]shard.Event, string) {
 	return events, path
 }
 
+// eraseAndPrune erases u1, u2 and u3, u4's rows of application A, and
+// the rows before prune; each must delete rows.
+func eraseAndPrune(t *testing.T, db *shard.DB, prune time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	for _, u := range []string{"u1", "u2", "u3"} {
+		if n, err := db.Erase(ctx, u, ""); err != nil || n == 0 {
+			t.Fatalf("erase %s: %d, %v", u, n, err)
+		}
+	}
+	if n, err := db.Erase(ctx, "u4", "A"); err != nil || n == 0 {
+		t.Fatalf("erase u4 of A: %d, %v", n, err)
+	}
+	if n, err := db.Prune(ctx, prune); err != nil || n == 0 {
+		t.Fatalf("prune: %d, %v", n, err)
+	}
+}
+
 // TestComputeStats_Random compares the answers with the definitions worked
 // out naively in Go, for several ranges and filters: read from the summary
 // tables, from the raw rows (the same database without them), and from the
@@ -79,18 +97,7 @@ func TestComputeStats_Random(t *testing.T) {
 	check("raw", querytest.OpenReadOnly(t, raw), events, false)
 
 	w := shardtest.Open(t, path, shard.Options{})
-	ctx := context.Background()
-	for _, u := range []string{"u1", "u2", "u3"} {
-		if n, err := w.Erase(ctx, u, ""); err != nil || n == 0 {
-			t.Fatalf("erase %s: %d, %v", u, n, err)
-		}
-	}
-	if n, err := w.Erase(ctx, "u4", "A"); err != nil || n == 0 {
-		t.Fatalf("erase u4 of A: %d, %v", n, err)
-	}
-	if n, err := w.Prune(ctx, day("2026-10-12").Add(13*time.Hour)); err != nil || n == 0 {
-		t.Fatalf("prune: %d, %v", n, err)
-	}
+	eraseAndPrune(t, w, day("2026-10-12").Add(13*time.Hour))
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +124,7 @@ func funnelValueRandom(t *testing.T, inOrder bool) {
 			sameFunnel(t, fmt.Sprintf("funnel %v %+v", steps, f), sum, raw, f, steps)
 		}
 		f.EventType = "level"
-		got := sameValue(t, fmt.Sprintf("value %+v", f), sum, raw, f)
+		got := sameValue(t, fmt.Sprintf("value %+v", f), sum, raw, f, "score")
 		total := int64(0)
 		for _, d := range got {
 			total += d.Count
@@ -145,16 +152,16 @@ func sameFunnel(t *testing.T, what string, sum, raw *sql.DB, f query.Filter, ste
 	return got
 }
 
-// sameValue checks that the value statistics of the field score read from
-// sum equal those read from raw, and returns them.
-func sameValue(t *testing.T, what string, sum, raw *sql.DB, f query.Filter) []query.ValueDay {
+// sameValue checks that the value statistics of field read from sum (the
+// summaries) equal those read from raw (the raw rows), and returns them.
+func sameValue(t *testing.T, what string, sum, raw query.Querier, f query.Filter, field string) []query.ValueDay {
 	t.Helper()
 	ctx := context.Background()
-	got, err := query.ComputeValue(ctx, sum, f, "score")
+	got, err := query.ComputeValue(ctx, sum, f, field)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := query.ComputeValue(ctx, raw, f, "score")
+	want, err := query.ComputeValue(ctx, raw, f, field)
 	if err != nil {
 		t.Fatal(err)
 	}

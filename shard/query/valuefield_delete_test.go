@@ -109,15 +109,7 @@ func TestValueFields_DamagedErase(t *testing.T) {
 	before := query.ValueFromFields()
 	for _, k := range fields {
 		f := query.Filter{Application: k[0], EventType: k[1], Since: day("2026-10-01"), Until: day("2026-10-20")}
-		got, err := query.ComputeValue(ctx, sum, f, k[2])
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := query.ComputeValue(ctx, raw, f, k[2])
-		if err != nil {
-			t.Fatal(err)
-		}
-		querytest.EqualJSON(t, fmt.Sprint(k), got, string(mustJSON(t, want)))
+		sameValue(t, fmt.Sprint(k), sum, raw, f, k[2])
 	}
 	if n := query.ValueFromFields() - before; n != int64(len(fields)) {
 		t.Errorf("%d of %d reads from the registry", n, len(fields))

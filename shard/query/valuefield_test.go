@@ -94,7 +94,6 @@ func registryEvents(seed uint64, n int) []shard.Event {
 // returns how many reads came from the registry's summary.
 func sameAsRaw(t *testing.T, what, path string) int64 {
 	t.Helper()
-	ctx := context.Background()
 	checkpoint(t, path)
 	sum, raw := query.OpenDB(path, query.Options{}), query.OpenDB(querytest.WithoutSummaries(t, path), query.Options{})
 	defer sum.Close()
@@ -106,15 +105,7 @@ func sameAsRaw(t *testing.T, what, path string) int64 {
 			if k[0] != f.Application || k[1] != f.EventType {
 				continue
 			}
-			got, err := query.ComputeValue(ctx, sum, f, k[2])
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := query.ComputeValue(ctx, raw, f, k[2])
-			if err != nil {
-				t.Fatal(err)
-			}
-			querytest.EqualJSON(t, fmt.Sprintf("%s: %s %+v", what, k[2], f), got, string(mustJSON(t, want)))
+			got := sameValue(t, fmt.Sprintf("%s: %s %+v", what, k[2], f), sum, raw, f, k[2])
 			for _, d := range got {
 				numbers += d.Count
 			}
@@ -225,17 +216,7 @@ func TestValueFields_Random(t *testing.T) {
 			if err := db.Summarize(ctx); err != nil {
 				t.Fatal(err)
 			}
-			for _, u := range []string{"u1", "u2", "u3"} {
-				if n, err := db.Erase(ctx, u, ""); err != nil || n == 0 {
-					t.Fatalf("erase %s: %d, %v", u, n, err)
-				}
-			}
-			if n, err := db.Erase(ctx, "u4", "A"); err != nil || n == 0 {
-				t.Fatalf("erase u4 of A: %d, %v", n, err)
-			}
-			if n, err := db.Prune(ctx, day("2026-10-03").Add(13*time.Hour)); err != nil || n == 0 {
-				t.Fatalf("prune: %d, %v", n, err)
-			}
+			eraseAndPrune(t, db, day("2026-10-03").Add(13*time.Hour))
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
