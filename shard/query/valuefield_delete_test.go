@@ -33,6 +33,26 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
+// openLogged opens the writer on path with its log written to the
+// returned buffer (the test's cleanup closes it), registers fields and
+// summarises them.
+func openLogged(t *testing.T, path string, fields [][3]string) (*shard.DB, *logBuffer) {
+	t.Helper()
+	logs := new(logBuffer)
+	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(logs, nil)))
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	for _, k := range fields {
+		register(t, db, k)
+	}
+	if err := db.Summarize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return db, logs
+}
+
 // TestValueFields_DamagedErase erases a player from a database whose
 // field registry does not hold that player's numbers (a damaged or
 // hand-edited file: numbers missing from one field's rows, another
@@ -42,20 +62,9 @@ func (b *logBuffer) String() string {
 // registry as the raw rows do.
 func TestValueFields_DamagedErase(t *testing.T) {
 	path := registryDataset(t, 11, 800)
-	var logs logBuffer
-	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx := context.Background()
 	fields := [][3]string{{"A", "level", "score"}, {"B", "end", "score"}, {"B", "level", "score"}}
-	for _, k := range fields {
-		register(t, db, k)
-	}
-	if err := db.Summarize(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, logs := openLogged(t, path, fields)
+	ctx := context.Background()
 	w := shardtest.SQL(t, path)
 	// The player with the most numbers of the first two fields.
 	var user string
@@ -123,20 +132,9 @@ func TestValueFields_DamagedErase(t *testing.T) {
 // equal to the raw rows.
 func TestValueFields_BadPath(t *testing.T) {
 	path := registryDataset(t, 13, 500)
-	var logs logBuffer
-	db := shard.New(path, shard.Options{}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err := db.Open(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx := context.Background()
 	fields := [][3]string{{"A", "level", "score"}, {"B", "end", "score"}, {"B", "level", "score"}}
-	for _, k := range fields {
-		register(t, db, k)
-	}
-	if err := db.Summarize(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db, logs := openLogged(t, path, fields)
+	ctx := context.Background()
 	w := shardtest.SQL(t, path)
 	registry := func() string {
 		t.Helper()
