@@ -15,7 +15,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 )
 
-// The field registry (work in progress, DESIGN.md "The field registry"):
+// The field registry (DESIGN.md "The field registry"):
 // the value statistics of the (application, event type, field) triples a
 // value request has asked for, and of no others.
 //
@@ -46,8 +46,8 @@ const (
 
 // MaxValueFields bounds the registry, chosen by what a full registry costs
 // the writer (DESIGN.md "The field registry", the cost, measured): 8
-// fields on the four commonest types of BenchmarkSummaries_Ingest add
-// about 13 % to its CPU per event, 16 about 20 %. MaxTypeFields bounds the
+// fields on the two commonest types of BenchmarkSummaries_Ingest add
+// 11-17 % to its CPU per event, 16 fields 16-24 %. MaxTypeFields bounds the
 // fields of one application's event type: a pass looks up at most that
 // many fields per event, whatever the types' shares of the events. A new
 // field beyond either drops the least recently asked (of its type, then
@@ -285,13 +285,22 @@ func expireValueFields(c *sqlite3.SQLiteConn, cutoff int64) error {
 	if err != nil || due == 0 {
 		return err
 	}
-	args := []driver.NamedValue{{Ordinal: 1, Value: cutoff}}
+	return dropValueFields(c, `asked_at < ?1`, cutoff)
+}
+
+// dropValueFields removes the registered fields that where (on
+// stats_value_field, with args as ?1, ?2, ...) selects, and their numbers.
+func dropValueFields(c *sqlite3.SQLiteConn, where string, args ...any) error {
+	named := make([]driver.NamedValue, len(args))
+	for i, a := range args {
+		named[i] = driver.NamedValue{Ordinal: i + 1, Value: a}
+	}
 	for _, q := range []string{
 		`DELETE FROM stats_value_num WHERE (application, event_type, field) IN
-(SELECT application, event_type, field FROM stats_value_field WHERE asked_at < ?1)`,
-		`DELETE FROM stats_value_field WHERE asked_at < ?1`,
+(SELECT application, event_type, field FROM stats_value_field WHERE ` + where + `)`,
+		`DELETE FROM stats_value_field WHERE ` + where,
 	} {
-		if _, err := c.ExecContext(bg, q, args); err != nil {
+		if _, err := c.ExecContext(bg, q, named); err != nil {
 			return err
 		}
 	}
@@ -457,18 +466,8 @@ func (db *DB) registerValueField(a valueAsk) error {
 // dropLeastAsked removes the least recently asked field, of application's
 // eventType unless they are nil, and its numbers.
 func dropLeastAsked(c *sqlite3.SQLiteConn, application, eventType any) error {
-	const least = `(SELECT application, event_type, field FROM stats_value_field WHERE ?1 IS NULL OR application = ?1 AND event_type = ?2
-ORDER BY asked_at, application, event_type, field LIMIT 1)`
-	args := []driver.NamedValue{{Ordinal: 1, Value: application}, {Ordinal: 2, Value: eventType}}
-	for _, q := range []string{
-		`DELETE FROM stats_value_num WHERE (application, event_type, field) IN ` + least,
-		`DELETE FROM stats_value_field WHERE (application, event_type, field) IN ` + least,
-	} {
-		if _, err := c.ExecContext(bg, q, args); err != nil {
-			return err
-		}
-	}
-	return nil
+	return dropValueFields(c, `(application, event_type, field) IN (SELECT application, event_type, field FROM stats_value_field
+WHERE ?1 IS NULL OR application = ?1 AND event_type = ?2 ORDER BY asked_at, application, event_type, field LIMIT 1)`, application, eventType)
 }
 
 // valueBackfillChunk fills in the next chunk of the most recently asked
@@ -667,14 +666,8 @@ func dropBadPaths(c *sqlite3.SQLiteConn) ([]valueField, error) {
 			// Taken, or an error of another kind (the caller's to see).
 			continue
 		}
-		args := []driver.NamedValue{{Ordinal: 1, Value: f.application}, {Ordinal: 2, Value: f.eventType}, {Ordinal: 3, Value: f.field}}
-		for _, q := range []string{
-			`DELETE FROM stats_value_num WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
-			`DELETE FROM stats_value_field WHERE application = ?1 AND event_type = ?2 AND field = ?3`,
-		} {
-			if _, err := c.ExecContext(bg, q, args); err != nil {
-				return nil, err
-			}
+		if err := dropValueFields(c, `application = ?1 AND event_type = ?2 AND field = ?3`, f.application, f.eventType, f.field); err != nil {
+			return nil, err
 		}
 		bad = append(bad, f.valueField)
 	}
